@@ -1,0 +1,111 @@
+/**
+ * Every failure imageswarm reports is an `ImageSwarmError`: a stable `code`, the
+ * `operation` that failed, the `path` (file, URL or parameter) it concerns, and a `hint`
+ * telling the administrator what to do. The CLI maps codes to exit codes.
+ *
+ * @example
+ *   throw new ImageSwarmError('E_IMAGE_NOT_FOUND', `image root ${root} does not exist`, {
+ *     operation: 'publish', path: root, hint: 'check --images-dir and the image name',
+ *   })
+ */
+export const ERROR_CODES = {
+  E_USAGE: 'bad parameters',
+  E_CONFIG_INVALID: 'bad parameters',
+  E_IMAGE_NAME_INVALID: 'bad parameters',
+  E_IMAGE_NOT_FOUND: 'image missing',
+  E_UNKNOWN_IMAGE: 'image missing',
+  E_SERVER_UNREACHABLE: 'server unreachable',
+  E_SERVER_RESPONSE: 'server unreachable',
+  E_SERVER_RUNNING: 'server state',
+  E_SERVER_NOT_RUNNING: 'server state',
+  E_MANIFEST_INVALID: 'verification failed',
+  E_TORRENT_MISMATCH: 'verification failed',
+  E_ARCHIVE_DIGEST_MISMATCH: 'verification failed',
+  E_ARCHIVE_UNSAFE: 'verification failed',
+  E_STAGING_NOT_WRITABLE: 'staging',
+  E_NO_SPACE: 'no space',
+  E_TARGET_NOT_EMPTY: 'target',
+  E_TARGET_NOT_WRITABLE: 'target',
+  E_TOOL_MISSING: 'tool missing',
+  E_PACK_FAILED: 'archive',
+  E_EXTRACT_FAILED: 'extraction failed',
+  E_DOWNLOAD_FAILED: 'download failed',
+  E_DOWNLOAD_STALLED: 'download failed',
+  E_INTERRUPTED: 'interrupted',
+} as const
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+/** Exit codes, one per kind of failure, so installer scripts can branch on them. */
+export const EXIT_CODES: Record<(typeof ERROR_CODES)[ErrorCode] | 'internal', number> = {
+  'bad parameters': 2,
+  'image missing': 3,
+  'server unreachable': 4,
+  'verification failed': 5,
+  'no space': 6,
+  'extraction failed': 7,
+  'download failed': 8,
+  staging: 9,
+  target: 10,
+  'tool missing': 11,
+  archive: 12,
+  'server state': 13,
+  interrupted: 130,
+  internal: 70,
+}
+
+export interface ErrorDetails {
+  operation?: string
+  path?: string
+  hint?: string
+  cause?: unknown
+}
+
+export class ImageSwarmError extends Error {
+  readonly code: ErrorCode
+  readonly operation: string | undefined
+  readonly path: string | undefined
+  readonly hint: string | undefined
+
+  constructor(code: ErrorCode, message: string, details: ErrorDetails = {}) {
+    super(message, details.cause === undefined ? undefined : { cause: details.cause })
+    this.name = 'ImageSwarmError'
+    this.code = code
+    this.operation = details.operation
+    this.path = details.path
+    this.hint = details.hint
+  }
+
+  get exitCode(): number {
+    return EXIT_CODES[ERROR_CODES[this.code]]
+  }
+
+  /** A plain object for JSON logs and status reports. */
+  toJSON(): Record<string, unknown> {
+    return {
+      code: this.code,
+      message: this.message,
+      operation: this.operation,
+      path: this.path,
+      hint: this.hint,
+    }
+  }
+}
+
+export function isImageSwarmError(err: unknown): err is ImageSwarmError {
+  return err instanceof ImageSwarmError
+}
+
+/** The exit code for any thrown value: a known error's own, or "internal". */
+export function exitCodeFor(err: unknown): number {
+  return isImageSwarmError(err) ? err.exitCode : EXIT_CODES.internal
+}
+
+/** The errno code of a Node system error (`ENOENT`, `EACCES`, ...), if there is one. */
+export function errnoOf(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err) {
+    const code = (err as { code: unknown }).code
+    return typeof code === 'string' ? code : undefined
+  }
+  return undefined
+}

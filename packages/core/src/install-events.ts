@@ -1,0 +1,81 @@
+import type { ImageSwarmError } from './errors.js'
+import type { InfoHash } from './infohash.js'
+import type { Compression, ImageManifest } from './manifest.js'
+
+/**
+ * Where a node's install is. One transition table (`NODE_TRANSITIONS`) says which
+ * moves are legal, so a node can never be reported `done` without having extracted.
+ */
+export const NODE_STATES = [
+  'waiting',
+  'downloading',
+  'verifying',
+  'extracting',
+  'seeding',
+  'done',
+  'failed',
+] as const
+export type NodeState = (typeof NODE_STATES)[number]
+
+export const NODE_TRANSITIONS: Readonly<Record<NodeState, readonly NodeState[]>> = {
+  waiting: ['downloading', 'verifying', 'failed'],
+  downloading: ['verifying', 'failed'],
+  verifying: ['extracting', 'downloading', 'failed'],
+  extracting: ['seeding', 'done', 'failed'],
+  seeding: ['done', 'failed'],
+  done: [],
+  failed: [],
+}
+
+export function canTransition(from: NodeState, to: NodeState): boolean {
+  return NODE_TRANSITIONS[from].includes(to)
+}
+
+/** Byte counters of one node's swarm activity. */
+export interface TransferTotals {
+  /** Bytes of the archive received, from all sources. */
+  downloaded: number
+  /** Bytes of those that came from the image server (its seeder or web seed). */
+  downloadedFromServer: number
+  /** Bytes this node sent to other nodes. */
+  uploaded: number
+}
+
+/**
+ * The typed progress stream of one install. Library code emits these; the CLI renders
+ * them as a bar, plain lines or JSON, and the client reports them to the server.
+ */
+export type InstallEvent =
+  | { type: 'state'; state: NodeState; previous: NodeState }
+  | { type: 'manifest'; manifest: ImageManifest }
+  | { type: 'staging'; dir: string; archivePath: string }
+  | {
+      type: 'download-progress'
+      size: number
+      totals: TransferTotals
+      downloadRate: number
+      uploadRate: number
+      peers: number
+    }
+  | { type: 'webseed-fallback'; reason: string }
+  | { type: 'download-complete'; seconds: number; totals: TransferTotals }
+  | { type: 'verified'; sha256: string; seconds: number }
+  | { type: 'extract-progress'; bytes: number; size: number }
+  | { type: 'extracted'; target: string; seconds: number }
+  | { type: 'seeding'; totals: TransferTotals; leechers: number }
+  | { type: 'installed'; target: string; totals: TransferTotals; seconds: number }
+  | { type: 'failed'; error: ReturnType<ImageSwarmError['toJSON']> }
+
+export type InstallEventType = InstallEvent['type']
+
+/** What a node tells the server about itself (status posts, the dashboard). */
+export interface NodeStatusReport {
+  image: string
+  infoHash: InfoHash
+  peerId?: string
+  state: NodeState
+  totals: TransferTotals
+  size: number
+  compression?: Compression
+  error?: { code: string; message: string }
+}

@@ -1,0 +1,29 @@
+/** SystemImager's directory layout, the server's defaults. */
+export const SYSTEMIMAGER_DIRS = {
+  images: '/var/lib/systemimager/images',
+  tarballs: '/var/lib/systemimager/tarballs',
+  torrents: '/var/lib/systemimager/torrents',
+} as const
+
+/** File extension of an archive for each compression. */
+export const ARCHIVE_EXTENSIONS = {
+  zstd: '.tar.zst',
+  gzip: '.tar.gz',
+  none: '.tar',
+} as const
+
+/** SystemImager names tarballs `image-NAME.tar.gz`; imageswarm keeps the pattern. */
+export function archiveFileName(
+  image: string,
+  compression: keyof typeof ARCHIVE_EXTENSIONS,
+): string {
+  return `image-${image}${ARCHIVE_EXTENSIONS[compression]}`
+}
+
+export function torrentFileName(archiveFile: string): string {
+  return `${archiveFile}.torrent`
+}
+
+export function manifestFileName(image: string): string {
+  return `image-${image}.manifest.json`
+}

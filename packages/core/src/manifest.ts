@@ -1,0 +1,73 @@
+import { z } from 'zod'
+import { ImageSwarmError } from './errors.js'
+import { parseImageName } from './image-ref.js'
+import { type InfoHash, parseInfoHash } from './infohash.js'
+
+export const COMPRESSIONS = ['zstd', 'gzip', 'none'] as const
+export type Compression = (typeof COMPRESSIONS)[number]
+
+const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits')
+
+/**
+ * What the server says about one published image: enough for a client to check the
+ * `.torrent` it is handed and, after the download, every byte of the archive.
+ */
+export const ImageManifestSchema = z.object({
+  schemaVersion: z.literal(1),
+  name: z.string().transform((name) => parseImageName(name)),
+  archiveFile: z
+    .string()
+    .min(1)
+    .regex(/^[^/\\]+$/, 'a file name, not a path')
+    .refine((name) => name !== '.' && name !== '..', 'a file name, not a path'),
+  size: z.number().int().nonnegative(),
+  sha256: Sha256,
+  infoHash: z.string().transform((hash) => parseInfoHash(hash)),
+  pieceLength: z.number().int().positive(),
+  compression: z.enum(COMPRESSIONS),
+  created: z.iso.datetime(),
+  /** A digest of the image root's tree when the archive was packed (server-side use). */
+  sourceFingerprint: z.string().optional(),
+})
+
+export type ImageManifest = Omit<z.output<typeof ImageManifestSchema>, 'infoHash'> & {
+  infoHash: InfoHash
+}
+
+/**
+ * @example parseManifest(JSON.parse(text), 'http://server/images/demo/manifest.json')
+ */
+export function parseManifest(value: unknown, source: string): ImageManifest {
+  const result = ImageManifestSchema.safeParse(value)
+  if (result.success) return result.data as ImageManifest
+  const issue = result.error.issues[0]
+  const key = issue?.path.join('.') || '(root)'
+  throw new ImageSwarmError(
+    'E_MANIFEST_INVALID',
+    `manifest from ${source} is invalid at ${key}: ${issue?.message ?? 'invalid'}`,
+    {
+      operation: 'read manifest',
+      path: source,
+      hint: 'republish the image on the server (imageswarm serve --update-image)',
+    },
+  )
+}
+
+/** One line of the server's image list (`GET /images`). */
+export interface ImageSummary {
+  name: string
+  infoHash: InfoHash
+  size: number
+  compression: Compression
+  created: string
+}
+
+export function summarizeManifest(manifest: ImageManifest): ImageSummary {
+  return {
+    name: manifest.name,
+    infoHash: manifest.infoHash,
+    size: manifest.size,
+    compression: manifest.compression,
+    created: manifest.created,
+  }
+}
