@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { ImageSwarmError } from './errors.js'
-import { parseImageName } from './image-ref.js'
+import { IMAGE_NAME_PATTERN } from './image-ref.js'
 import { type InfoHash, parseInfoHash } from './infohash.js'
 
 export const COMPRESSIONS = ['zstd', 'gzip', 'none'] as const
@@ -14,7 +14,7 @@ const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex dig
  */
 export const ImageManifestSchema = z.object({
   schemaVersion: z.literal(1),
-  name: z.string().transform((name) => parseImageName(name)),
+  name: z.string().regex(IMAGE_NAME_PATTERN, 'an image name (letters, digits, . _ + -)'),
   archiveFile: z
     .string()
     .min(1)
@@ -22,7 +22,10 @@ export const ImageManifestSchema = z.object({
     .refine((name) => name !== '.' && name !== '..', 'a file name, not a path'),
   size: z.number().int().nonnegative(),
   sha256: Sha256,
-  infoHash: z.string().transform((hash) => parseInfoHash(hash)),
+  infoHash: z
+    .string()
+    .regex(/^[0-9a-fA-F]{40}$/, 'an infohash (40 hex digits)')
+    .transform((hash) => parseInfoHash(hash)),
   pieceLength: z.number().int().positive(),
   compression: z.enum(COMPRESSIONS),
   created: z.iso.datetime(),

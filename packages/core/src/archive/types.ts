@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import type { Compression } from '../manifest.js'
 
-export interface PackOptions {
+export interface PackOptions extends ToolOptions {
   /** The image root: a chroot-able tree. */
   root: string
   /** The archive file to write; written to a temporary name beside it, then renamed. */
@@ -13,6 +13,11 @@ export interface PackOptions {
   excludes?: readonly string[]
   /** A SystemImager-style exclude file (one pattern a line, `#` comments). */
   excludeFile?: string
+  /**
+   * Default true: leave out the contents of ./proc, ./sys, ./dev/pts and ./run (see
+   * DEFAULT_EXCLUDES); the directories themselves are kept.
+   */
+  defaultExcludes?: boolean
   logger?: Logger
   signal?: AbortSignal
 }
@@ -23,9 +28,14 @@ export interface PackResult {
   size: number
   /** SHA-256 of the compressed archive, hex. */
   sha256: string
+  /**
+   * False when tar could not run in its own PID namespace: sparse members then carry
+   * tar's PID in their names, and packing the same tree twice may give different bytes.
+   */
+  deterministic: boolean
 }
 
-export interface ExtractOptions {
+export interface ExtractOptions extends ToolOptions {
   archive: string
   /** The target root; must exist. */
   target: string
@@ -38,5 +48,61 @@ export interface ExtractOptions {
 }
 
 export interface ExtractResult {
+  /** Members in the archive, counted by the validation pass. */
+  entries: number
+}
+
+/** The external programs the archive format runs. */
+export interface ArchiveTools {
+  tar: string
+  zstd: string
+  gzip: string
+  unshare: string
+}
+
+export type ArchiveToolName = keyof ArchiveTools
+
+/**
+ * Where to find the external tools. Each tool is `tools[name]`, else the environment
+ * variable `IMAGESWARM_TAR` / `IMAGESWARM_ZSTD` / `IMAGESWARM_GZIP` / `IMAGESWARM_UNSHARE`,
+ * else its name looked up in PATH; a value containing `/` is a path.
+ */
+export interface ToolOptions {
+  tools?: Partial<ArchiveTools>
+  /** Default: `process.env`. Only read for the tool variables and PATH. */
+  env?: NodeJS.ProcessEnv
+}
+
+/** One member of an archive, as `listArchive` yields it. */
+export interface ArchiveEntry {
+  /** The member's name as stored (`./etc/passwd`); sparse members under their real name. */
+  path: string
+  type: ArchiveEntryType
+  size: number
+  mode: number
+  uid: number
+  gid: number
+  mtime: Date
+  /** Symlink target or hardlink target; undefined for other types. */
+  linkname: string | undefined
+}
+
+export type ArchiveEntryType =
+  | 'file'
+  | 'link'
+  | 'symlink'
+  | 'character-device'
+  | 'block-device'
+  | 'directory'
+  | 'fifo'
+  | 'contiguous-file'
+
+export interface ValidateOptions extends ToolOptions {
+  logger?: Logger
+  signal?: AbortSignal
+}
+
+export interface ValidateResult {
+  /** Members in the archive (pax and GNU long-name headers not counted). */
   entries: number
 }

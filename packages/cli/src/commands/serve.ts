@@ -1,0 +1,85 @@
+import { type Compression, type Logger } from '@imageswarm/core'
+import { resolveSeederConfig, type SeederConfig } from '@imageswarm/seeder'
+import { claimPidFile, releasePidFile } from '../pid-file.js'
+import { ImageServer } from '../server.js'
+
+export interface PublishingFlags {
+  image: string[]
+  imagesDir: string
+  tarballsDir: string
+  torrentsDir: string
+  updateImage: boolean
+  compression: Compression
+  compressionLevel?: number
+  excludeFile?: string
+  pieceLength?: number
+}
+
+export interface ServeFlags extends PublishingFlags {
+  address: string
+  advertiseAddress?: string
+  port: number
+  torrentPort: number
+  announceInterval?: number
+  maxPeersPerSwarm?: number
+  maxConnections?: number
+  uploadLimit?: number
+  pidFile: string
+}
+
+/** The seeder's config from the flags: each flag and its config key share one name. */
+export function seederConfigFrom(flags: PublishingFlags & Partial<ServeFlags>): SeederConfig {
+  return resolveSeederConfig({
+    imagesDir: flags.imagesDir,
+    tarballsDir: flags.tarballsDir,
+    torrentsDir: flags.torrentsDir,
+    compression: flags.compression,
+    ...(flags.compressionLevel === undefined ? {} : { compressionLevel: flags.compressionLevel }),
+    ...(flags.excludeFile === undefined ? {} : { excludeFile: flags.excludeFile }),
+    ...(flags.pieceLength === undefined ? {} : { pieceLength: flags.pieceLength }),
+    ...(flags.torrentPort === undefined ? {} : { torrentPort: flags.torrentPort }),
+    swarm: {
+      ...(flags.maxConnections === undefined ? {} : { maxConnections: flags.maxConnections }),
+      ...(flags.uploadLimit === undefined ? {} : { uploadLimit: flags.uploadLimit }),
+    },
+  })
+}
+
+/**
+ * `imageswarm serve`: publishes the images, then runs tracker, seeder and HTTP in the
+ * foreground until SIGINT or SIGTERM (`imageswarm stop`), and shuts down cleanly.
+ */
+export async function runServe(flags: ServeFlags, logger: Logger): Promise<void> {
+  const server = new ImageServer({
+    images: flags.image,
+    seeder: seederConfigFrom(flags),
+    tracker: {
+      ...(flags.announceInterval === undefined ? {} : { announceIntervalSeconds: flags.announceInterval }),
+      ...(flags.maxPeersPerSwarm === undefined ? {} : { maxPeersPerSwarm: flags.maxPeersPerSwarm }),
+    },
+    address: flags.address,
+    port: flags.port,
+    ...(flags.advertiseAddress ? { advertiseAddress: flags.advertiseAddress } : {}),
+    update: flags.updateImage,
+    logger,
+  })
+  await claimPidFile(flags.pidFile)
+  const stopping = new AbortController()
+  const stopped = new Promise<NodeJS.Signals>((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => {
+        stopping.abort()
+        resolve(signal)
+      })
+    }
+  })
+  try {
+    await Promise.race([server.listen(stopping.signal), stopped])
+    const signal = await stopped
+    logger.info({ signal }, 'shutting down')
+  } finally {
+    await server.close()
+    await releasePidFile(flags.pidFile)
+    logger.info('image server stopped')
+  }
+}

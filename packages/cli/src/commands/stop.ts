@@ -1,0 +1,8 @@
+import type { Logger } from '@imageswarm/core'
+import { stopServer } from '../pid-file.js'
+
+/** `imageswarm stop` (si_stopbttrack): stops the server recorded in the PID file. */
+export async function runStop(flags: { pidFile: string }, logger: Logger): Promise<void> {
+  const pid = await stopServer(flags.pidFile)
+  logger.info({ pid }, 'image server stopped')
+}

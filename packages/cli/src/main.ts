@@ -1,0 +1,158 @@
+import { Command, CommanderError, Option } from 'commander'
+import {
+  createLogger,
+  EXIT_CODES,
+  exitCodeFor,
+  isImageSwarmError,
+  type Logger,
+  SYSTEMIMAGER_DIRS,
+} from '@imageswarm/core'
+import { runInstall } from './commands/install.js'
+import { runPublish } from './commands/publish.js'
+import { runServe } from './commands/serve.js'
+import { runStop } from './commands/stop.js'
+import { collectList, compressionFlag, integerFlag, numberFlag, rateFlag } from './options.js'
+import { DEFAULT_PID_FILE } from './pid-file.js'
+
+/** Options shared by `serve` and `publish`: where images live and how they are packed. */
+function addPublishingOptions(command: Command): Command {
+  return command
+    .requiredOption('--image <name...>', 'image to publish (repeat, or a,b,c)', collectList)
+    .addOption(
+      new Option('--images-dir <dir>', 'directory of image roots')
+        .default(SYSTEMIMAGER_DIRS.images)
+        .env('IMAGESWARM_IMAGES_DIR'),
+    )
+    .addOption(
+      new Option('--tarballs-dir <dir>', 'where archives are written')
+        .default(SYSTEMIMAGER_DIRS.tarballs)
+        .env('IMAGESWARM_TARBALLS_DIR'),
+    )
+    .addOption(
+      new Option('--torrents-dir <dir>', 'where .torrent files and manifests are written')
+        .default(SYSTEMIMAGER_DIRS.torrents)
+        .env('IMAGESWARM_TORRENTS_DIR'),
+    )
+    .option('--update-image', 'pack the archive again even if the image root has not changed', false)
+    .option('--compression <kind>', 'zstd, gzip or none', compressionFlag, 'zstd')
+    .option('--compression-level <n>', 'zstd 1-19 or gzip 1-9', integerFlag('--compression-level', 1, 19))
+    .option('--exclude-file <file>', 'SystemImager-style exclude file for packing')
+    .option('--piece-length <bytes>', 'torrent piece length (power of two)', integerFlag('--piece-length', 16384, 67108864))
+}
+
+export function buildProgram(): Command {
+  const program = new Command('imageswarm')
+    .description('Deploy operating-system images to many machines at once over BitTorrent.')
+    .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
+    .showHelpAfterError()
+    .exitOverride()
+
+  addPublishingOptions(
+    program
+      .command('serve')
+      .description('publish images and run the tracker and the first seeder (si_startbttrack)'),
+  )
+    .option('--address <ip>', 'address to listen on', '0.0.0.0')
+    .option('--advertise-address <ip>', 'address clients reach this server at (default: --address, or the first LAN address)')
+    .addOption(
+      new Option('--port <n>', 'HTTP port: tracker, manifests, torrents, web seed')
+        .argParser(integerFlag('--port', 0, 65535))
+        .default(6969)
+        .env('IMAGESWARM_PORT'),
+    )
+    .addOption(
+      new Option('--torrent-port <n>', 'BitTorrent port of the seeder')
+        .argParser(integerFlag('--torrent-port', 0, 65535))
+        .default(6881)
+        .env('IMAGESWARM_TORRENT_PORT'),
+    )
+    .option('--announce-interval <seconds>', 'how often clients announce', integerFlag('--announce-interval', 1, 3600))
+    .option('--max-peers-per-swarm <n>', 'peers the tracker keeps per image', integerFlag('--max-peers-per-swarm', 1, 1_000_000))
+    .option('--max-connections <n>', 'peer connections of the seeder', integerFlag('--max-connections', 1, 10000))
+    .option('--upload-limit <rate>', 'seeder upload limit, e.g. 100M (bytes/s)', rateFlag('--upload-limit'))
+    .addOption(
+      new Option('--pid-file <file>', 'where the server records its PID')
+        .default(DEFAULT_PID_FILE)
+        .env('IMAGESWARM_PID_FILE'),
+    )
+    .action(async (options, command: Command) => runServe(options, loggerFor(command, 'server')))
+
+  addPublishingOptions(
+    program
+      .command('publish')
+      .description('pack images and write their .torrent and manifest without serving (si_installbtimage)'),
+  )
+    .option('--advertise-address <ip>', 'address the .torrent announces (default: first LAN address)')
+    .option('--port <n>', 'HTTP port the server will use', integerFlag('--port', 1, 65535), 6969)
+    .action(async (options, command: Command) => runPublish(options, loggerFor(command, 'publish')))
+
+  program
+    .command('stop')
+    .description('stop a running image server (si_stopbttrack)')
+    .addOption(
+      new Option('--pid-file <file>', 'the server’s PID file')
+        .default(DEFAULT_PID_FILE)
+        .env('IMAGESWARM_PID_FILE'),
+    )
+    .action(async (options, command: Command) => runStop(options, loggerFor(command, 'stop')))
+
+  program
+    .command('install')
+    .description('download an image from the swarm and install it into the target root')
+    .option('--server <url>', 'image server (IMAGESERVER=, imageswarm.server=)')
+    .option('--image <name>', 'image name (IMAGENAME=, imageswarm.image=)')
+    .option('--staging <dir>', 'download directory, or auto (BITTORRENT_STAGING=)')
+    .option('--target <dir>', 'root of the system being installed (imageswarm.target=)')
+    .option('--seed-time <seconds>', 'keep seeding at most this long after installing', numberFlag('--seed-time', 0))
+    .option('--connect-timeout <seconds>', 'keep trying to reach the server this long', numberFlag('--connect-timeout', 1))
+    .option('--webseed-fallback <seconds>', 'use the server’s web seed after this long without progress', numberFlag('--webseed-fallback', 0))
+    .option('--stall-timeout <seconds>', 'fail after this long without any data', numberFlag('--stall-timeout', 5))
+    .option('--max-connections <n>', 'peer connections', integerFlag('--max-connections', 1, 10000))
+    .option('--upload-limit <rate>', 'upload limit, e.g. 50M (bytes/s)', rateFlag('--upload-limit'))
+    .option('--download-limit <rate>', 'download limit, e.g. 50M (bytes/s)', rateFlag('--download-limit'))
+    .option('--force', 'install into a target root that is not empty', false)
+    .option('--cmdline <file>', 'kernel command line to read parameters from', '/proc/cmdline')
+    .option('--json', 'write progress events as JSON lines on stdout', false)
+    .option('--print-config', 'print the resolved settings and where each came from, then exit', false)
+    .action(async (options, command: Command) => runInstall(options, loggerFor(command, 'install')))
+
+  return program
+}
+
+function loggerFor(command: Command, name: string): Logger {
+  const level = (command.optsWithGlobals() as { logLevel: string }).logLevel
+  return createLogger({ name, level })
+}
+
+/**
+ * Runs the CLI and returns the exit code: 0, the code of a known error, 2 for usage
+ * errors, 70 ("internal error, please report") for anything unexpected.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+    return 0
+  } catch (err) {
+    return reportError(err)
+  }
+}
+
+export function reportError(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // Commander has printed its message; --help and --version are not errors.
+    return err.exitCode === 0 ? 0 : EXIT_CODES['bad parameters']
+  }
+  if (isImageSwarmError(err)) {
+    const lines = [`imageswarm: error ${err.code}: ${err.message}`]
+    if (err.hint) lines.push(`  hint: ${err.hint}`)
+    process.stderr.write(`${lines.join('\n')}\n`)
+    return err.exitCode
+  }
+  const detail = err instanceof Error ? (err.stack ?? err.message) : String(err)
+  process.stderr.write(
+    `imageswarm: internal error, please report it with this output:\n${detail}\n`,
+  )
+  return exitCodeFor(err)
+}
+

@@ -1,0 +1,17 @@
+export {
+  type ClientConfig,
+  type ClientConfigInput,
+  ClientConfigSchema,
+  DEFAULT_SERVER_PORT,
+  normalizeServerUrl,
+} from './config.js'
+export { type InstallOptions, type InstallResult, installImage } from './install.js'
+export {
+  INSTALL_PARAMETERS,
+  type ParameterInputs,
+  type ParameterSource,
+  type ResolvedParameters,
+  resolveInstallParameters,
+} from './parameters.js'
+export { fetchManifest, fetchTorrent } from './server-api.js'
+export { INCOMPLETE_MARKER } from './target-root.js'

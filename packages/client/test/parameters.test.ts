@@ -1,0 +1,80 @@
+import { describe, expect, it } from 'vitest'
+import { normalizeServerUrl } from '../src/config.js'
+import { resolveInstallParameters } from '../src/parameters.js'
+
+const kernel = new Map([
+  ['IMAGESERVER', '10.0.0.1'],
+  ['IMAGENAME', 'compute'],
+  ['BITTORRENT_STAGING', '/tmp/bt'],
+  ['imageswarm.target', '/mnt/root'],
+])
+
+describe('resolveInstallParameters', () => {
+  it('takes SystemImager’s kernel parameters when nothing else is given', () => {
+    const { config, sources } = resolveInstallParameters({ flags: {}, env: {}, kernel })
+    expect(config.server).toBe('http://10.0.0.1:6969')
+    expect(config.image).toBe('compute')
+    expect(config.staging).toBe('/tmp/bt')
+    expect(config.target).toBe('/mnt/root')
+    expect(sources.server).toEqual({ source: 'kernel', name: 'IMAGESERVER' })
+    expect(sources.seedTimeSeconds).toEqual({ source: 'default' })
+  })
+
+  it('prefers the namespaced kernel parameter over SystemImager’s name', () => {
+    const both = new Map([...kernel, ['imageswarm.server', 'http://10.0.0.2:7000']])
+    const { config } = resolveInstallParameters({ flags: {}, env: {}, kernel: both })
+    expect(config.server).toBe('http://10.0.0.2:7000')
+  })
+
+  it('lets the environment win over the kernel and flags win over both', () => {
+    const env = { IMAGENAME: 'login', IMAGESWARM_STAGING: '/var/tmp/s' }
+    const fromEnv = resolveInstallParameters({ flags: {}, env, kernel })
+    expect(fromEnv.config.image).toBe('login')
+    expect(fromEnv.config.staging).toBe('/var/tmp/s')
+    expect(fromEnv.sources.image).toEqual({ source: 'environment', name: 'IMAGENAME' })
+
+    const fromFlags = resolveInstallParameters({
+      flags: { image: 'storage', seedTimeSeconds: 5 },
+      env,
+      kernel,
+    })
+    expect(fromFlags.config.image).toBe('storage')
+    expect(fromFlags.config.seedTimeSeconds).toBe(5)
+    expect(fromFlags.sources.image).toEqual({ source: 'flag', name: '--image' })
+  })
+
+  it('names the parameter and its source when a value is malformed', () => {
+    const bad = new Map([...kernel, ['imageswarm.seed-time', 'forever']])
+    expect(() => resolveInstallParameters({ flags: {}, env: {}, kernel: bad })).toThrow(
+      /invalid imageswarm.seed-time \(kernel\): "forever"/,
+    )
+    const badName = new Map([...kernel, ['IMAGENAME', '../etc']])
+    expect(() => resolveInstallParameters({ flags: {}, env: {}, kernel: badName })).toThrow(
+      /invalid image name/,
+    )
+  })
+
+  it('says which parameter is missing and how to give it', () => {
+    expect(() =>
+      resolveInstallParameters({ flags: {}, env: {}, kernel: new Map([['IMAGENAME', 'x']]) }),
+    ).toThrow(/no image server given/)
+  })
+})
+
+describe('normalizeServerUrl', () => {
+  it.each([
+    ['10.0.0.1', 'http://10.0.0.1:6969'],
+    ['10.0.0.1:8080', 'http://10.0.0.1:8080'],
+    ['imageserver', 'http://imageserver:6969'],
+    ['http://10.0.0.1:6969/', 'http://10.0.0.1:6969'],
+    ['https://images.example', 'https://images.example'],
+    ['[fd00::1]', 'http://[fd00::1]:6969'],
+  ])('%s → %s', (input, expected) => {
+    expect(normalizeServerUrl(input)).toBe(expected)
+  })
+
+  it('refuses what is not an HTTP server', () => {
+    expect(() => normalizeServerUrl('ftp://x')).toThrow(/invalid server/)
+    expect(() => normalizeServerUrl('')).toThrow(/invalid server/)
+  })
+})

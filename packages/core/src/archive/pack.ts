@@ -1,0 +1,317 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { close, createWriteStream, fsync, open as openCallback } from 'node:fs'
+import { open, rename, stat, unlink } from 'node:fs/promises'
+import { basename, dirname, resolve } from 'node:path'
+import { Transform } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { promisify } from 'node:util'
+import type { Logger } from 'pino'
+import { errnoOf, ImageSwarmError } from '../errors.js'
+import { silentLogger } from '../logging.js'
+import { compressArgs, compressionLevel } from './compression.js'
+import { collectExcludes, excludeArgs } from './excludes.js'
+import {
+  describeExit,
+  type RunningTool,
+  runTool,
+  startTool,
+  stderrLines,
+  type ToolExit,
+} from './spawn-tool.js'
+import { resolveArchiveTools, resolveTool } from './tools.js'
+import type { PackOptions, PackResult, ToolOptions } from './types.js'
+
+const openFd = promisify(openCallback)
+const fsyncFd = promisify(fsync)
+const closeFd = promisify(close)
+
+/**
+ * tar's options for a deterministic, full-metadata archive:
+ * - `--format=posix`: pax headers carry what ustar cannot (uids > 2097151, nanosecond and
+ *   pre-1970 / post-2038 mtimes, long names, xattrs, ACLs, sparse maps).
+ * - `--numeric-owner`: uids and gids as numbers; the image's /etc/passwd, not the server's,
+ *   gives them names.
+ * - `--xattrs --xattrs-include=*`: every namespace, including security.capability and
+ *   trusted.*; by default GNU tar would store only user.*.
+ * - `--sort=name`: the order of directory entries on disk does not leak into the archive.
+ * - `--pax-option`: pax header names without tar's PID (`%d/PaxHeaders/%f` instead of
+ *   `%d/PaxHeaders.%p/%f`), and no atime/ctime records, which change on every read.
+ */
+export const TAR_CREATE_ARGS: readonly string[] = [
+  '--create',
+  '--file=-',
+  '--format=posix',
+  '--numeric-owner',
+  '--xattrs',
+  '--xattrs-include=*',
+  '--acls',
+  '--sparse',
+  '--sort=name',
+  '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime',
+]
+
+/**
+ * Packs an image root into one compressed archive, deterministically: the same tree gives
+ * the same bytes, so an unchanged image keeps its infohash. The archive is written to
+ * `output.partial-<random>` beside `output`, synced, then renamed into place; the sha256 is
+ * computed from the bytes as they are written.
+ *
+ * @example
+ *   const { sha256, size } = await packArchive({
+ *     root: '/var/lib/systemimager/images/demo',
+ *     output: '/var/lib/systemimager/tarballs/image-demo.tar.zst',
+ *     compression: 'zstd',
+ *   })
+ */
+export async function packArchive(options: PackOptions): Promise<PackResult> {
+  const logger = options.logger ?? silentLogger()
+  const root = resolve(options.root)
+  const output = resolve(options.output)
+  const compression = options.compression
+  const level = compression === 'none' ? undefined : compressionLevel(compression, options.level)
+  options.signal?.throwIfAborted()
+
+  await assertImageRoot(root)
+  const tools = await resolveArchiveTools(compression, options)
+  const excludes = await collectExcludes(options)
+  logger.info(
+    { root, anchored: excludes.anchored, floating: excludes.floating },
+    'packing with these excludes (anchored patterns match from the image root)',
+  )
+  const namespace = await pidNamespaceWrapper(options, logger)
+
+  const tarArgs = [...TAR_CREATE_ARGS, ...excludeArgs(excludes), '--directory', root, '.']
+  const temp = `${output}.partial-${randomBytes(6).toString('hex')}`
+  // A numeric fd, not a FileHandle: a FileHandle's sync() never settles after a write
+  // stream with autoClose: false has used it (Node 20).
+  let fd: number
+  try {
+    fd = await openFd(temp, 'wx', 0o644)
+  } catch (err) {
+    throw packFailed(`cannot create ${temp}: ${errnoOf(err) ?? String(err)}`, output, err, {
+      hint: `check that ${dirname(output)} exists and is writable`,
+      code: errnoOf(err) === 'ENOSPC' ? 'E_NO_SPACE' : 'E_PACK_FAILED',
+    })
+  }
+
+  const started = Date.now()
+  let tar: RunningTool | undefined
+  let compressor: RunningTool | undefined
+  let completed = false
+  try {
+    // The compressor starts first so that tar can write straight into its stdin: the
+    // uncompressed stream never passes through Node. Node reads only the compressed
+    // bytes, hashing them on their way to the file.
+    if (tools.compressor !== undefined && level !== undefined && compression !== 'none') {
+      compressor = startTool(tools.compressor, compressArgs(compression, level), [
+        'pipe',
+        'pipe',
+        'pipe',
+      ])
+    }
+    const tarStdout = compressor?.child.stdin ?? 'pipe'
+    tar =
+      namespace === undefined
+        ? startTool(tools.tar, tarArgs, ['ignore', tarStdout, 'pipe'])
+        : startTool(
+            namespace.command,
+            [...namespace.args, tools.tar, ...tarArgs],
+            ['ignore', tarStdout, 'pipe'],
+          )
+    // Our copy of the pipe's write end must go, or the compressor never sees end-of-file.
+    compressor?.child.stdin?.destroy()
+
+    const source = (compressor ?? tar).child.stdout
+    if (source === null) throw new Error('archive tool has no stdout')
+    const running = [tar, compressor].filter((tool) => tool !== undefined)
+    const onAbort = () => {
+      // SIGKILL: `unshare --fork` does not pass SIGTERM on, and --kill-child then kills tar.
+      for (const tool of running) tool.child.kill('SIGKILL')
+    }
+    options.signal?.addEventListener('abort', onAbort, { once: true })
+
+    const hash = createHash('sha256')
+    let size = 0
+    const tee = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        hash.update(chunk)
+        size += chunk.length
+        callback(null, chunk)
+      },
+    })
+    const writing = pipeline(
+      source,
+      tee,
+      createWriteStream('', { fd, autoClose: false, highWaterMark: 1 << 20 }),
+    ).then(
+      () => undefined,
+      (err: unknown) => {
+        onAbort()
+        return err
+      },
+    )
+    const [writeError, tarExit, compressorExit] = await Promise.all([
+      writing,
+      tar.exited,
+      compressor?.exited,
+    ])
+    options.signal?.removeEventListener('abort', onAbort)
+    if (options.signal?.aborted) {
+      throw new ImageSwarmError('E_INTERRUPTED', `packing ${root} was interrupted`, {
+        operation: 'pack',
+        path: root,
+        cause: options.signal.reason,
+      })
+    }
+    checkTarExit(tarExit, tar.stderr(), root, output)
+    if (compressorExit !== undefined && compressor !== undefined) {
+      checkCompressorExit(compression, compressorExit, compressor.stderr(), output)
+    }
+    if (writeError !== undefined) {
+      const errno = errnoOf(writeError)
+      throw packFailed(`cannot write ${temp}: ${errno ?? String(writeError)}`, output, writeError, {
+        code: errno === 'ENOSPC' ? 'E_NO_SPACE' : 'E_PACK_FAILED',
+        hint: `free space in ${dirname(output)} or choose another output directory`,
+      })
+    }
+    for (const line of stderrLines(tar.stderr())) logger.warn({ root, tar: line }, 'tar warning')
+
+    await fsyncFd(fd)
+    await closeFd(fd)
+    await rename(temp, output)
+    await syncDirectory(dirname(output))
+    completed = true
+    const seconds = (Date.now() - started) / 1000
+    const sha256 = hash.digest('hex')
+    logger.info({ output, size, sha256, seconds, compression }, 'packed image')
+    return { output, size, sha256, deterministic: namespace !== undefined }
+  } finally {
+    if (!completed) {
+      tar?.child.kill('SIGKILL')
+      compressor?.child.kill('SIGKILL')
+      await closeFd(fd).catch(() => undefined)
+      await unlink(temp).catch(() => undefined)
+    }
+  }
+}
+
+async function assertImageRoot(root: string): Promise<void> {
+  let isDirectory = false
+  try {
+    isDirectory = (await stat(root)).isDirectory()
+  } catch (err) {
+    throw new ImageSwarmError('E_IMAGE_NOT_FOUND', `image root ${root} does not exist`, {
+      operation: 'pack',
+      path: root,
+      hint: 'check the images directory and the image name',
+      cause: err,
+    })
+  }
+  if (!isDirectory) {
+    throw new ImageSwarmError('E_IMAGE_NOT_FOUND', `image root ${root} is not a directory`, {
+      operation: 'pack',
+      path: root,
+      hint: 'an image root is a directory holding a whole system (a chroot-able tree)',
+    })
+  }
+}
+
+/**
+ * The command prefix that runs tar as PID 1 of a fresh PID namespace, or undefined.
+ * GNU tar names the members of sparse files `./GNUSparseFile.%p/NAME` with its own PID
+ * and has no option to change that; as PID 1, `%p` is always 1. Needs root (CAP_SYS_ADMIN);
+ * without it we pack anyway and say that sparse files make the bytes vary.
+ */
+async function pidNamespaceWrapper(
+  options: ToolOptions,
+  logger: Logger,
+): Promise<{ command: string; args: string[] } | undefined> {
+  const nonDeterministic =
+    'sparse files will carry tar PID in their member names: packing the same tree twice may ' +
+    'give different bytes (and a new infohash)'
+  if (process.getuid?.() !== 0) {
+    logger.warn(`not running as root; ${nonDeterministic}`)
+    return undefined
+  }
+  let unshare: string
+  try {
+    unshare = await resolveTool('unshare', options)
+  } catch {
+    logger.warn(`unshare (Debian package util-linux) not found; ${nonDeterministic}`)
+    return undefined
+  }
+  const args = ['--pid', '--fork', '--kill-child', '--']
+  const probe = await runTool(unshare, [...args, 'true']).catch((err: unknown) => err)
+  if (probe instanceof Error || (probe as { code: unknown }).code !== 0) {
+    const reason =
+      probe instanceof Error ? probe.message : (probe as { stderr: string }).stderr.trim()
+    logger.warn({ reason }, `cannot create a PID namespace; ${nonDeterministic}`)
+    return undefined
+  }
+  return { command: unshare, args }
+}
+
+/**
+ * tar exits 1 when a file changed, grew or vanished while it was read, 2 on fatal errors.
+ * Both fail the pack: an archive of a tree that changed underneath is inconsistent.
+ */
+function checkTarExit(exit: ToolExit, stderr: string, root: string, output: string): void {
+  if (exit.error === undefined && exit.code === 0) return
+  const detail = stderr.trim() || '(no message)'
+  if (exit.code === 1) {
+    throw packFailed(
+      `files in ${root} changed while they were packed; the archive would be inconsistent: ` +
+        detail,
+      output,
+      undefined,
+      { hint: 'stop whatever writes to the image root (or pack a snapshot of it) and retry' },
+    )
+  }
+  throw packFailed(`tar failed (${describeExit(exit)}): ${detail}`, output, exit.error, {
+    hint: 'see the tar message; check that the image root is readable',
+  })
+}
+
+function checkCompressorExit(
+  compression: string,
+  exit: ToolExit,
+  stderr: string,
+  output: string,
+): void {
+  if (exit.error === undefined && exit.code === 0) return
+  throw packFailed(
+    `${compression} failed (${describeExit(exit)}): ${stderr.trim() || '(no message)'}`,
+    output,
+    exit.error,
+    { hint: `check the ${compression} installation and the compression level` },
+  )
+}
+
+function packFailed(
+  message: string,
+  output: string,
+  cause: unknown,
+  extra: { hint: string; code?: 'E_PACK_FAILED' | 'E_NO_SPACE' },
+): ImageSwarmError {
+  return new ImageSwarmError(extra.code ?? 'E_PACK_FAILED', message, {
+    operation: 'pack',
+    path: output,
+    hint: extra.hint,
+    cause,
+  })
+}
+
+/** After a rename, the directory entry itself must reach the disk for the file to survive. */
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+/** The temporary name `packArchive` writes to; exported for cleanup of crashed runs. */
+export function isPartialArchive(name: string, output: string): boolean {
+  return name.startsWith(`${basename(output)}.partial-`)
+}

@@ -1,0 +1,71 @@
+import { createReadStream } from 'node:fs'
+import type { Readable } from 'node:stream'
+import type { Header } from 'tar-stream'
+import type { Compression } from '../manifest.js'
+import { decompressArgs } from './compression.js'
+import { describeExit, type RunningTool, startTool, type ToolExit } from './spawn-tool.js'
+import { resolveTool } from './tools.js'
+import type { ToolOptions } from './types.js'
+
+/** The uncompressed tar stream of an archive, for reading its headers in-process. */
+export interface TarSource {
+  stream: Readable
+  /** Resolves when the decompressor has exited; `undefined` for uncompressed archives. */
+  finished(): Promise<string | undefined>
+  /** Stops reading early (a refused entry): kills the decompressor. */
+  stop(): void
+}
+
+/**
+ * Opens the tar stream of `archive`: the file itself for `none`, else the stdout of a
+ * spawned `zstd -dc` / `gzip -dc`, which decompresses on another core while Node parses.
+ * `finished()` resolves with a description of the decompressor's failure, if it failed.
+ */
+export async function openTarSource(
+  archive: string,
+  compression: Compression,
+  options: ToolOptions,
+): Promise<TarSource> {
+  if (compression === 'none') {
+    const stream = createReadStream(archive, { highWaterMark: 1 << 20 })
+    return { stream, finished: async () => undefined, stop: () => stream.destroy() }
+  }
+  const path = await resolveTool(compression, options)
+  const tool: RunningTool = startTool(path, decompressArgs(compression, archive), [
+    'ignore',
+    'pipe',
+    'pipe',
+  ])
+  const stdout = tool.child.stdout
+  if (stdout === null) throw new Error(`${compression} has no stdout`)
+  let stopped = false
+  return {
+    stream: stdout,
+    finished: async () => describeFailure(compression, await tool.exited, tool.stderr(), stopped),
+    stop: () => {
+      stopped = true
+      tool.child.kill('SIGKILL')
+      stdout.destroy()
+    },
+  }
+}
+
+function describeFailure(
+  compression: string,
+  exit: ToolExit,
+  stderr: string,
+  stopped: boolean,
+): string | undefined {
+  if (stopped || (exit.error === undefined && exit.code === 0)) return undefined
+  return `${compression} -d failed (${describeExit(exit)}): ${stderr.trim() || '(no message)'}`
+}
+
+/** A header's pax records (`{}` when it has none); tar-stream types them as `unknown`. */
+export function paxRecords(header: Header): Readonly<Record<string, string>> {
+  return (header.pax ?? {}) as Record<string, string>
+}
+
+/** The member type, or `null` for typeflags tar-stream does not know ('S', 'D', 'V', ...). */
+export function memberType(header: Header): string | null {
+  return (header.type as string | null | undefined) ?? null
+}

@@ -1,0 +1,68 @@
+import { randomBytes } from 'node:crypto'
+import { z } from 'zod'
+
+/**
+ * Peer ids say who a peer is: the image server's seeder or an install client. Clients
+ * use this to count how many bytes came from the server and how many from other nodes
+ * (the server's offload is the whole point of a swarm). Azureus-style: `-` + 6 + `-`.
+ */
+export const PEER_ID_PREFIX = {
+  server: '-IS01S0-',
+  client: '-IS01C0-',
+} as const
+
+export type PeerRole = keyof typeof PEER_ID_PREFIX
+
+/** A fresh 20-byte peer id for a role, as 40 hex digits (what webtorrent takes). */
+export function makePeerId(role: PeerRole): string {
+  const prefix = Buffer.from(PEER_ID_PREFIX[role], 'latin1')
+  return Buffer.concat([prefix, randomBytes(20 - prefix.length)]).toString('hex')
+}
+
+/** The role a peer id announces, from its hex form; `undefined` for foreign clients. */
+export function peerRoleOf(peerIdHex: string | undefined): PeerRole | undefined {
+  if (!peerIdHex) return undefined
+  const prefix = Buffer.from(peerIdHex.slice(0, 16), 'hex').toString('latin1')
+  if (prefix === PEER_ID_PREFIX.server) return 'server'
+  if (prefix === PEER_ID_PREFIX.client) return 'client'
+  return undefined
+}
+
+/**
+ * Swarm settings for an install network. The libraries' defaults are made for the
+ * public internet; see the README ("Swarm settings") for why each value differs.
+ */
+export const SwarmSettingsSchema = z.object({
+  /** Open peer connections per process. webtorrent's 55 suits the internet; a LAN node
+   * can serve more, and more connections spread rare pieces faster. */
+  maxConnections: z.number().int().min(1).max(10_000).default(80),
+  /** Upload limit in bytes per second; -1 is unlimited. */
+  uploadLimit: z.number().int().min(-1).default(-1),
+  /** Download limit in bytes per second; -1 is unlimited. */
+  downloadLimit: z.number().int().min(-1).default(-1),
+  /** Piece selection. Sequential (webtorrent's default) makes clients that start
+   * together hold the same pieces and never trade; rarest-first spreads them. */
+  strategy: z.enum(['rarest', 'sequential']).default('rarest'),
+})
+
+export type SwarmSettings = z.output<typeof SwarmSettingsSchema>
+
+/**
+ * The webtorrent client options for a LAN install swarm: no DHT, LSD, UPnP or NAT-PMP
+ * (private torrents, one tracker, no NAT on an install network), no uTP (TCP only;
+ * its native addon is not built), and the settings above.
+ */
+export function lanClientOptions(settings: SwarmSettings, role: PeerRole, torrentPort = 0) {
+  return {
+    peerId: makePeerId(role),
+    torrentPort,
+    maxConns: settings.maxConnections,
+    dht: false,
+    lsd: false,
+    utp: false,
+    natUpnp: false,
+    natPmp: false,
+    downloadLimit: settings.downloadLimit,
+    uploadLimit: settings.uploadLimit,
+  } as const
+}

@@ -1,0 +1,231 @@
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { type BigIntStats, closeSync, openSync } from 'node:fs'
+import { lstat, readFile, readdir, readlink } from 'node:fs/promises'
+import { hasCommand } from './system-tools.js'
+
+/** What the comparison looks at for one file, directory or special file. */
+export interface TreeNode {
+  /** Relative path; latin1, so that every byte of a non-UTF-8 name is kept. */
+  path: string
+  type: NodeType
+  /** Full st_mode, type bits included. */
+  mode: number
+  uid: number
+  gid: number
+  size: bigint
+  blocks: bigint
+  mtimeNs: bigint
+  rdev: bigint
+  ino: bigint
+  nlink: bigint
+  symlinkTarget?: string
+  sha256?: string
+  /** `getfattr -d -m - -e hex` output without the file line: every namespace, hex values. */
+  xattrs?: string
+  /** `getfacl -n -c` output. */
+  acl?: string
+}
+
+export type NodeType = 'file' | 'dir' | 'symlink' | 'fifo' | 'char' | 'block' | 'socket'
+
+export interface SnapshotOptions {
+  /** Default true when getfattr / getfacl are installed. */
+  xattrs?: boolean
+  acls?: boolean
+}
+
+/** Every node under `root` (root itself as `.`), with metadata, content hashes and xattrs. */
+export async function snapshotTree(
+  root: string,
+  options: SnapshotOptions = {},
+): Promise<Map<string, TreeNode>> {
+  const withXattrs = options.xattrs ?? hasCommand('getfattr')
+  const withAcls = options.acls ?? hasCommand('getfacl')
+  const nodes = new Map<string, TreeNode>()
+  const rootBuf = Buffer.from(root)
+  const walk = async (rel: Buffer): Promise<void> => {
+    const full = rel.length === 0 ? rootBuf : Buffer.concat([rootBuf, Buffer.from('/'), rel])
+    const st = await lstat(full, { bigint: true })
+    const node = describeNode(rel.length === 0 ? '.' : rel.toString('latin1'), st)
+    if (node.type === 'symlink') node.symlinkTarget = (await readlink(full, 'buffer')).toString('latin1')
+    if (node.type === 'file') node.sha256 = createHash('sha256').update(await readFile(full)).digest('hex')
+    if (withXattrs && node.type !== 'socket') node.xattrs = await readXattrs(full, node.type)
+    if (withAcls && node.type !== 'symlink' && node.type !== 'socket') {
+      node.acl = await readAcl(full, node.type)
+    }
+    nodes.set(node.path, node)
+    if (node.type === 'dir') {
+      const names = await readdir(full, { encoding: 'buffer' })
+      for (const name of names) {
+        await walk(rel.length === 0 ? name : Buffer.concat([rel, Buffer.from('/'), name]))
+      }
+    }
+  }
+  await walk(Buffer.alloc(0))
+  return nodes
+}
+
+function describeNode(path: string, st: BigIntStats): TreeNode {
+  return {
+    path,
+    type: nodeType(st),
+    mode: Number(st.mode),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: st.size,
+    blocks: st.blocks,
+    mtimeNs: st.mtimeNs,
+    rdev: st.rdev,
+    ino: st.ino,
+    nlink: st.nlink,
+  }
+}
+
+function nodeType(st: BigIntStats): NodeType {
+  if (st.isFile()) return 'file'
+  if (st.isDirectory()) return 'dir'
+  if (st.isSymbolicLink()) return 'symlink'
+  if (st.isFIFO()) return 'fifo'
+  if (st.isCharacterDevice()) return 'char'
+  if (st.isBlockDevice()) return 'block'
+  return 'socket'
+}
+
+/**
+ * Runs a tool on one path. Node passes arguments as UTF-8, so a non-UTF-8 name is handed
+ * over as an open file descriptor (/dev/fd/3) instead; that works for files and
+ * directories, which is all the fixtures give such names.
+ */
+async function runOnPath(command: string, args: string[], path: Buffer, type: NodeType): Promise<string> {
+  const asText = path.toString('utf8')
+  let fd: number | undefined
+  let operand = asText
+  if (!Buffer.from(asText, 'utf8').equals(path)) {
+    if (type !== 'file' && type !== 'dir') return '(non-UTF-8 name: not read)'
+    fd = openSync(path, 'r')
+    operand = '/dev/fd/3'
+    args = args.filter((arg) => arg !== '-h' && arg !== '-P')
+  }
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      const child = spawn(command, [...args, '--', operand], {
+        stdio: ['ignore', 'pipe', 'pipe', fd ?? 'ignore'],
+      })
+      const out: Buffer[] = []
+      const err: Buffer[] = []
+      child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
+      child.stderr.on('data', (chunk: Buffer) => err.push(chunk))
+      child.on('error', reject)
+      child.on('close', (code) => {
+        if (code === 0) resolve(Buffer.concat(out).toString('latin1'))
+        else reject(new Error(`${command} ${operand}: ${Buffer.concat(err).toString()}`))
+      })
+    })
+  } finally {
+    if (fd !== undefined) closeSync(fd)
+  }
+}
+
+async function readXattrs(path: Buffer, type: NodeType): Promise<string> {
+  const out = await runOnPath('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex'], path, type)
+  return out
+    .split('\n')
+    .filter((line) => line !== '' && !line.startsWith('# file:'))
+    .sort()
+    .join('\n')
+}
+
+async function readAcl(path: Buffer, type: NodeType): Promise<string> {
+  return runOnPath('getfacl', ['-P', '-n', '-c'], path, type)
+}
+
+export interface CompareOptions {
+  /** Node types present in the source that the archive leaves out (sockets). */
+  skipTypes?: readonly NodeType[]
+  /** Paths (as in TreeNode.path) left out of the comparison, with everything below them. */
+  skipPaths?: readonly string[]
+}
+
+/**
+ * Every difference between two trees, as readable lines (`etc/shadow: mode 100640 !=
+ * 100600`); an empty list means the trees match in type, mode, owner, size, allocated blocks,
+ * content, symlink target, hardlink groups, device numbers, xattrs, ACLs and mtime to the
+ * nanosecond. Directory sizes and blocks are not compared: they depend on the file system's
+ * history of the directory, not on its contents.
+ */
+export async function compareTrees(
+  source: string,
+  target: string,
+  options: CompareOptions = {},
+): Promise<string[]> {
+  const skipTypes = new Set(options.skipTypes ?? ['socket'])
+  const skipped = (node: TreeNode) =>
+    skipTypes.has(node.type) ||
+    (options.skipPaths ?? []).some((p) => node.path === p || node.path.startsWith(`${p}/`))
+  const a = await snapshotTree(source)
+  const b = await snapshotTree(target)
+  const diffs: string[] = []
+  for (const [path, left] of a) {
+    if (skipped(left)) continue
+    const right = b.get(path)
+    if (right === undefined) {
+      diffs.push(`${show(path)}: missing in target`)
+      continue
+    }
+    diffs.push(...compareNodes(left, right))
+  }
+  for (const [path, right] of b) {
+    if (!a.has(path) && !skipped(right)) diffs.push(`${show(path)}: only in target`)
+  }
+  const groupsA = hardlinkGroups(a, skipped)
+  const groupsB = hardlinkGroups(b, skipped)
+  for (const group of groupsA) if (!groupsB.has(group)) diffs.push(`hardlink group lost: ${group}`)
+  for (const group of groupsB) if (!groupsA.has(group)) diffs.push(`hardlink group new: ${group}`)
+  return diffs
+}
+
+const FIELDS = [
+  'type',
+  'mode',
+  'uid',
+  'gid',
+  'mtimeNs',
+  'symlinkTarget',
+  'sha256',
+  'xattrs',
+  'acl',
+] as const
+
+function compareNodes(left: TreeNode, right: TreeNode): string[] {
+  const diffs: string[] = []
+  const fields: (keyof TreeNode)[] = [...FIELDS]
+  if (left.type !== 'dir') fields.push('size', 'blocks')
+  if (left.type === 'char' || left.type === 'block') fields.push('rdev')
+  for (const field of fields) {
+    const l = left[field]
+    const r = right[field]
+    if (l !== r) diffs.push(`${show(left.path)}: ${field} ${format(field, l)} != ${format(field, r)}`)
+  }
+  return diffs
+}
+
+function hardlinkGroups(nodes: Map<string, TreeNode>, skipped: (n: TreeNode) => boolean): Set<string> {
+  const byInode = new Map<bigint, string[]>()
+  for (const node of nodes.values()) {
+    if (node.type === 'dir' || node.nlink < 2n || skipped(node)) continue
+    const group = byInode.get(node.ino) ?? []
+    group.push(show(node.path))
+    byInode.set(node.ino, group)
+  }
+  return new Set([...byInode.values()].map((group) => group.sort().join(' = ')))
+}
+
+function show(path: string): string {
+  return JSON.stringify(Buffer.from(path, 'latin1').toString('utf8'))
+}
+
+function format(field: keyof TreeNode, value: unknown): string {
+  if (field === 'mode' && typeof value === 'number') return value.toString(8)
+  return typeof value === 'string' ? JSON.stringify(value) : String(value)
+}

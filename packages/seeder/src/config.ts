@@ -1,0 +1,39 @@
+import {
+  COMPRESSIONS,
+  resolveConfig,
+  SwarmSettingsSchema,
+  SYSTEMIMAGER_DIRS,
+} from '@imageswarm/core'
+import { z } from 'zod'
+
+export const SeederConfigSchema = z.object({
+  imagesDir: z.string().min(1).default(SYSTEMIMAGER_DIRS.images),
+  tarballsDir: z.string().min(1).default(SYSTEMIMAGER_DIRS.tarballs),
+  torrentsDir: z.string().min(1).default(SYSTEMIMAGER_DIRS.torrents),
+  compression: z.enum(COMPRESSIONS).default('zstd'),
+  /** zstd 1–19 (default 3: 0.7 s for a Debian root, ratio 2.5) or gzip 1–9. */
+  compressionLevel: z.number().int().min(1).max(19).optional(),
+  /** 1 MiB pieces: large enough to keep per-piece overhead (hashing, HAVE messages,
+   * bitfields) small for multi-GB images, small enough that a new client has a piece to
+   * share within a fraction of a second on a gigabit LAN. */
+  pieceLength: z
+    .number()
+    .int()
+    .min(16 * 1024)
+    .max(64 * 1024 * 1024)
+    .refine((n) => (n & (n - 1)) === 0, 'a power of two')
+    .default(1024 * 1024),
+  /** SystemImager-style exclude file applied when packing every image. */
+  excludeFile: z.string().optional(),
+  /** TCP port of the server's BitTorrent seeder (BitTorrent's customary 6881). */
+  torrentPort: z.number().int().min(0).max(65535).default(6881),
+  swarm: SwarmSettingsSchema.default(SwarmSettingsSchema.parse({})),
+})
+
+export type SeederConfig = z.output<typeof SeederConfigSchema>
+export type SeederConfigInput = z.input<typeof SeederConfigSchema>
+
+/** Fills defaults and names the bad key. */
+export function resolveSeederConfig(partial: SeederConfigInput = {}): SeederConfig {
+  return resolveConfig(SeederConfigSchema, partial, 'seeder')
+}

@@ -1,0 +1,196 @@
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import {
+  archiveFileName,
+  archivePath as archiveUrlPath,
+  errnoOf,
+  type ImageManifest,
+  ImageSwarmError,
+  type Logger,
+  manifestFileName,
+  packArchive,
+  parseImageName,
+  parseInfoHash,
+  parseManifest,
+  serverUrl,
+  sha256File,
+  silentLogger,
+  torrentFileName,
+  WIRE,
+} from '@imageswarm/core'
+import parseTorrent from 'parse-torrent'
+import type { SeederConfig } from './config.js'
+import { fingerprintTree } from './fingerprint.js'
+import { createImageTorrent, retargetTorrent } from './torrent-file.js'
+
+/** An image ready to serve: its manifest, archive and `.torrent`, all on disk. */
+export interface PublishedImage {
+  manifest: ImageManifest
+  root: string
+  archivePath: string
+  torrentPath: string
+  manifestPath: string
+  torrent: Uint8Array
+  /** True when this call packed the archive (false: an existing one was reused). */
+  packed: boolean
+}
+
+export interface PublishOptions {
+  image: string
+  config: SeederConfig
+  /** The base URL clients reach this server at, e.g. `http://10.0.0.1:6969`. */
+  serverUrl: string
+  /** Pack again even if the existing archive is up to date (`--update-image`). */
+  update?: boolean
+  logger?: Logger
+  signal?: AbortSignal
+}
+
+/**
+ * Publishes an image: packs its root into one deterministic archive, writes the
+ * `.torrent` and the manifest. An existing archive is reused when the root has not
+ * changed since it was packed (same fingerprint) and `update` is not set.
+ */
+export async function publishImage(options: PublishOptions): Promise<PublishedImage> {
+  const { config } = options
+  const logger = options.logger ?? silentLogger()
+  const name = parseImageName(options.image)
+  const root = join(config.imagesDir, name)
+  await requireImageRoot(root, name)
+
+  const archiveFile = archiveFileName(name, config.compression)
+  const archivePath = join(config.tarballsDir, archiveFile)
+  const torrentPath = join(config.torrentsDir, torrentFileName(archiveFile))
+  const manifestPath = join(config.torrentsDir, manifestFileName(name))
+  const announce = serverUrl(options.serverUrl, WIRE.announce)
+  const webSeed = serverUrl(options.serverUrl, archiveUrlPath(name, archiveFile))
+  await ensureDir(config.tarballsDir, 'archives (--tarballs-dir)')
+  await ensureDir(config.torrentsDir, 'torrents (--torrents-dir)')
+
+  const packing = [
+    config.compression,
+    config.compressionLevel ?? 'default',
+    config.pieceLength,
+    config.excludeFile ?? '',
+  ].join(':')
+  const fingerprint = await fingerprintTree(root, packing)
+  const existing = options.update ? undefined : await readExisting(manifestPath, archivePath)
+  if (existing && existing.manifest.sourceFingerprint === fingerprint) {
+    const current = await retargetTorrent(await readFile(torrentPath), announce, webSeed).catch(
+      () => undefined,
+    )
+    if (current && current.parsed.infoHash === existing.manifest.infoHash) {
+      if (current.changed) await writeAtomically(torrentPath, current.torrent)
+      logger.info(
+        { image: name, archive: archivePath, infoHash: existing.manifest.infoHash },
+        'image unchanged since it was packed: reusing its archive',
+      )
+      return { ...existing, root, torrentPath, torrent: current.torrent, packed: false }
+    }
+  }
+
+  logger.info(
+    { image: name, root, archive: archivePath, compression: config.compression },
+    options.update ? 'packing image (update requested)' : 'packing image',
+  )
+  const started = performance.now()
+  const packed = await packArchive({
+    root,
+    output: archivePath,
+    compression: config.compression,
+    ...(config.compressionLevel === undefined ? {} : { level: config.compressionLevel }),
+    ...(config.excludeFile === undefined ? {} : { excludeFile: config.excludeFile }),
+    logger,
+    ...(options.signal ? { signal: options.signal } : {}),
+  })
+  const packSeconds = (performance.now() - started) / 1000
+  const created = new Date()
+  const torrent = await createImageTorrent({
+    archivePath,
+    name: archiveFile,
+    pieceLength: config.pieceLength,
+    announce,
+    webSeed,
+    created,
+  })
+  const parsed = await parseTorrent(torrent)
+  const manifest = parseManifest(
+    {
+      schemaVersion: 1,
+      name,
+      archiveFile,
+      size: packed.size,
+      sha256: packed.sha256,
+      infoHash: parseInfoHash(parsed.infoHash),
+      pieceLength: config.pieceLength,
+      compression: config.compression,
+      created: created.toISOString(),
+      sourceFingerprint: fingerprint,
+    },
+    manifestPath,
+  )
+  await writeAtomically(torrentPath, torrent)
+  // The manifest is written last: it is what marks the archive and torrent as complete.
+  await writeAtomically(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`)
+  logger.info(
+    {
+      image: name,
+      size: manifest.size,
+      sha256: manifest.sha256,
+      infoHash: manifest.infoHash,
+      seconds: Number(packSeconds.toFixed(2)),
+    },
+    'image packed and published',
+  )
+  return { manifest, root, archivePath, torrentPath, manifestPath, torrent, packed: true }
+}
+
+async function requireImageRoot(root: string, name: string): Promise<void> {
+  try {
+    const st = await stat(root)
+    if (st.isDirectory()) return
+  } catch (err) {
+    if (errnoOf(err) !== 'ENOENT' && errnoOf(err) !== 'ENOTDIR') throw err
+  }
+  throw new ImageSwarmError('E_IMAGE_NOT_FOUND', `image ${name}: no image root at ${root}`, {
+    operation: 'publish image',
+    path: root,
+    hint: 'check the image name and --images-dir (SystemImager keeps images in /var/lib/systemimager/images)',
+  })
+}
+
+async function ensureDir(dir: string, what: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true })
+  } catch (err) {
+    throw new ImageSwarmError('E_PACK_FAILED', `cannot create the directory for ${what}: ${dir}`, {
+      operation: 'publish image',
+      path: dir,
+      hint: 'choose a writable directory',
+      cause: err,
+    })
+  }
+}
+
+async function readExisting(
+  manifestPath: string,
+  archivePath: string,
+): Promise<Pick<PublishedImage, 'manifest' | 'archivePath' | 'manifestPath'> | undefined> {
+  try {
+    const manifest = parseManifest(JSON.parse(await readFile(manifestPath, 'utf8')), manifestPath)
+    const st = await stat(archivePath)
+    if (st.size !== manifest.size) return undefined
+    // One sequential read (GB/s) proves the archive is the one the manifest describes,
+    // so the seeder can start without webtorrent hashing every piece again.
+    if ((await sha256File(archivePath)) !== manifest.sha256) return undefined
+    return { manifest, archivePath, manifestPath }
+  } catch {
+    return undefined
+  }
+}
+
+async function writeAtomically(path: string, data: string | Uint8Array): Promise<void> {
+  const temporary = `${path}.partial-${process.pid}`
+  await writeFile(temporary, data)
+  await rename(temporary, path)
+}

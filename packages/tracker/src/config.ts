@@ -1,0 +1,72 @@
+import { resolveConfig } from '@imageswarm/core'
+import { z } from 'zod'
+
+/**
+ * The tracker's settings, with defaults for a LAN of tens to thousands of install
+ * clients rather than for the public internet that bittorrent-tracker's defaults assume.
+ * README.md explains each default at more length.
+ */
+export const TrackerConfigSchema = z
+  .strictObject({
+    // bittorrent-tracker tells clients to come back every 10 minutes, which would leave
+    // swarm stats (and so install progress) minutes out of date. Every 20 s keeps them
+    // live, and even 5,000 nodes make only 250 announces a second, each answered from
+    // memory with about a kilobyte: a small load for one Node process on a LAN.
+    announceIntervalSeconds: z.number().int().min(5).max(3600).default(20),
+    // bittorrent-tracker forgets the least recently seen peer once a swarm holds 1,000
+    // (its peersCacheLength). A cluster install can be bigger; 20,000 entries of about
+    // 200 bytes each cost a few megabytes per image.
+    maxPeersPerSwarm: z.number().int().min(1).max(1_000_000).default(20_000),
+    // How long a peer that stops announcing stays in the swarm (peersCacheTtl). Unset,
+    // it is three announce intervals, so a node that misses one or two announces while
+    // busy extracting is not dropped; a crashed node is gone within a minute.
+    peerTtlSeconds: z.number().int().positive().optional(),
+    // Peers handed out when an announce does not say how many it wants. An install
+    // client keeps up to 80 connections (core's SwarmSettings.maxConnections); 100
+    // candidates leave room for peers that are busy or gone, where the public-internet
+    // 50 would not even fill its connection slots.
+    defaultNumwant: z.number().int().min(0).max(10_000).default(100),
+    // The most peers one announce can get (bittorrent-tracker caps it at 82). Past a few
+    // hundred a client cannot use them, while the reply and the tracker's work grow with
+    // every peer: 200 compact peers are 1.2 KB.
+    maxNumwant: z.number().int().min(1).max(10_000).default(200),
+    // Read the client's address from X-Forwarded-For. Only behind a reverse proxy: with
+    // no proxy any client could claim any address and poison the swarm.
+    trustProxy: z.boolean().default(false),
+  })
+  .superRefine((config, ctx) => {
+    if (config.defaultNumwant > config.maxNumwant) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['defaultNumwant'],
+        message: `must not exceed maxNumwant (${config.maxNumwant})`,
+      })
+    }
+    if (
+      config.peerTtlSeconds !== undefined &&
+      config.peerTtlSeconds <= config.announceIntervalSeconds
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['peerTtlSeconds'],
+        message: `must be longer than announceIntervalSeconds (${config.announceIntervalSeconds}), or every peer would expire between two of its announces`,
+      })
+    }
+  })
+  .transform((config) => ({
+    ...config,
+    peerTtlSeconds: config.peerTtlSeconds ?? 3 * config.announceIntervalSeconds,
+  }))
+
+export type TrackerConfig = z.output<typeof TrackerConfigSchema>
+
+/**
+ * Fills the tracker's defaults and throws `E_CONFIG_INVALID`, naming the key, when a
+ * value is wrong.
+ *
+ * @example
+ *   resolveTrackerConfig({ announceIntervalSeconds: 15 }).peerTtlSeconds // 45
+ */
+export function resolveTrackerConfig(partial: Partial<TrackerConfig> = {}): TrackerConfig {
+  return resolveConfig(TrackerConfigSchema, partial, 'tracker')
+}

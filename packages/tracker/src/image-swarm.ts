@@ -1,0 +1,125 @@
+import type { AnnounceCallback, AnnounceParams, SwarmPeer } from 'bittorrent-tracker/server'
+import Server from 'bittorrent-tracker/server'
+import type { PeerStats } from './swarm-stats.js'
+
+export interface NumwantLimits {
+  defaultNumwant: number
+  maxNumwant: number
+}
+
+/** What bittorrent-tracker keeps per peer, plus the counters of its last announce. */
+type TrackedPeer = SwarmPeer &
+  Partial<Pick<PeerStats, 'left' | 'uploaded' | 'downloaded' | 'lastAnnounce'>>
+
+/**
+ * One image's swarm: bittorrent-tracker's Swarm (peer cache, seeder and leecher counts)
+ * plus what imageswarm needs on top. Swarm is the documented extension point of
+ * bittorrent-tracker's server (it is made by `createSwarm`), so this stays within it:
+ *
+ * - numwant: bittorrent-tracker parses it against module constants (default 50, at most
+ *   82) that no option changes; the raw value is still in the request, so it is read
+ *   again here against the tracker's own limits.
+ * - a client is not handed its own address back (bittorrent-tracker only skips it for
+ *   WebRTC peers).
+ * - each peer keeps the uploaded/downloaded/left of its last announce, on the cache
+ *   entry itself, so it leaves with the peer when the peer stops or expires.
+ * - finished downloads are counted; bittorrent-tracker only reports the seeder count.
+ */
+export class ImageSwarm extends Server.Swarm {
+  /** Peers that went from leecher to seeder in this swarm. */
+  completed = 0
+  readonly #limits: NumwantLimits
+  readonly #server: Server
+
+  constructor(infoHash: string, server: Server, limits: NumwantLimits) {
+    super(infoHash, server)
+    this.#server = server
+    this.#limits = limits
+  }
+
+  override announce(params: AnnounceParams, cb?: AnnounceCallback): void {
+    if (cb === undefined) {
+      super.announce(params)
+      return
+    }
+    let answered = false
+    try {
+      // HTTP peers are keyed by address; WebSocket ones (not served here) by peer id.
+      const id = params.type === 'ws' ? params.peer_id : params.addr
+      const before = this.peers.peek(id) as TrackedPeer | undefined
+      const wasKnown = before !== undefined
+      const wasComplete = before?.complete === true
+      const wanted = wantedPeers(params, this.#limits)
+      // One more than wanted, because the client's own entry is removed below.
+      params.numwant = wanted + 1
+      super.announce(params, (err, response) => {
+        if (err || response === undefined) {
+          cb(err ?? new Error('no announce response'))
+          return
+        }
+        const peer = this.peers.peek(id) as TrackedPeer | undefined
+        if (peer !== undefined) {
+          recordAnnounce(peer, params)
+          if (!wasComplete && peer.complete && (wasKnown || params.event === 'completed')) {
+            this.completed += 1
+          }
+        }
+        response.peers = response.peers
+          .filter((other) => !(other.ip === params.ip && other.port === params.port))
+          .slice(0, wanted)
+        answered = true
+        cb(null, response)
+      })
+    } catch (thrown) {
+      // The caller runs this in a process.nextTick callback, where a throw would end the
+      // process. Whatever went wrong fails this one announce instead; if the throw came
+      // from the caller's own reply code, after the answer, it can only be reported.
+      const err = thrown instanceof Error ? thrown : new Error(String(thrown))
+      if (answered) this.#server.emit('warning', err)
+      else cb(err)
+    }
+  }
+
+  /** Every live peer; touching each entry also drops the ones past their TTL. */
+  livePeers(): PeerStats[] {
+    const peers: PeerStats[] = []
+    for (const key of this.peers.keys) {
+      const peer = this.peers.peek(key) as TrackedPeer | undefined
+      if (peer === undefined) continue
+      peers.push({
+        peerId: peer.peerId,
+        address: peer.ip,
+        port: peer.port,
+        left: peer.left ?? null,
+        uploaded: peer.uploaded ?? 0,
+        downloaded: peer.downloaded ?? 0,
+        complete: peer.complete,
+        lastAnnounce: peer.lastAnnounce ?? 0,
+      })
+    }
+    return peers
+  }
+}
+
+/** The number of peers to hand out: what the client asked for, within the limits. */
+export function wantedPeers(params: AnnounceParams, limits: NumwantLimits): number {
+  const url = params.httpReq?.url ?? ''
+  const query = url.includes('?') ? url.slice(url.indexOf('?') + 1) : ''
+  const raw = new URLSearchParams(query).get('numwant')
+  if (raw === null || !/^\d+$/.test(raw)) return limits.defaultNumwant
+  return Math.min(Number(raw), limits.maxNumwant)
+}
+
+function recordAnnounce(peer: TrackedPeer, params: AnnounceParams): void {
+  peer.left = Number.isFinite(params.left) && params.left >= 0 ? params.left : null
+  // A missing or malformed counter keeps the last good value rather than resetting it.
+  peer.uploaded = parseCounter(params.uploaded) ?? peer.uploaded ?? 0
+  peer.downloaded = parseCounter(params.downloaded) ?? peer.downloaded ?? 0
+  peer.lastAnnounce = Date.now()
+}
+
+function parseCounter(value: unknown): number | undefined {
+  if (typeof value !== 'string' || !/^\d+$/.test(value)) return undefined
+  const n = Number(value)
+  return Number.isSafeInteger(n) ? n : undefined
+}

@@ -1,0 +1,118 @@
+// Starts a real image server and real install clients as separate processes, the way
+// an administrator and a node's installer would, and collects what they report.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+
+export const CLI = fileURLToPath(new URL('../../packages/cli/bin/imageswarm.js', import.meta.url))
+
+function lines(stream, onLine) {
+  createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY }).on('line', onLine)
+}
+
+function parseJson(line) {
+  try {
+    return JSON.parse(line)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * `imageswarm serve` on loopback with its own directories; resolves once every image is
+ * published and seeded, with the server's URL.
+ */
+export async function startServer(options) {
+  const args = [
+    CLI,
+    'serve',
+    ...options.images.flatMap((image) => ['--image', image]),
+    '--images-dir', options.imagesDir,
+    '--tarballs-dir', options.tarballsDir,
+    '--torrents-dir', options.torrentsDir,
+    '--pid-file', options.pidFile,
+    '--address', '127.0.0.1',
+    '--port', String(options.port ?? 0),
+    '--torrent-port', '0',
+    ...(options.args ?? []),
+  ]
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...options.env },
+  })
+  const logs = []
+  const ready = new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`server not ready after ${options.readyTimeoutMs ?? 120_000} ms`)),
+      options.readyTimeoutMs ?? 120_000,
+    )
+    lines(child.stderr, (line) => {
+      const record = parseJson(line) ?? { msg: line }
+      logs.push(record)
+      options.onLog?.(record)
+      if (record.msg === 'serving images') {
+        clearTimeout(timer)
+        resolve(record.url)
+      }
+    })
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      reject(new Error(`server exited with ${code} before it was ready:\n${logs.map((l) => l.msg + (l.err ? ` ${JSON.stringify(l.err)}` : '')).join('\n')}`))
+    })
+  })
+  const exited = once(child, 'exit')
+  const url = await ready
+  return {
+    url,
+    process: child,
+    logs,
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal)
+      const [code] = await exited
+      return code
+    },
+  }
+}
+
+/**
+ * One `imageswarm install --json` process; resolves when it exits, with its exit code,
+ * its events and its log records.
+ */
+export function runInstall(options) {
+  const args = [
+    CLI,
+    'install',
+    '--json',
+    '--server', options.server,
+    '--image', options.image,
+    '--staging', options.staging,
+    '--target', options.target,
+    '--seed-time', String(options.seedTime ?? 60),
+    '--cmdline', options.cmdline ?? '/dev/null',
+    ...(options.args ?? []),
+  ]
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...options.env },
+  })
+  const events = []
+  const logs = []
+  lines(child.stdout, (line) => {
+    const event = parseJson(line)
+    if (event) {
+      events.push(event)
+      options.onEvent?.(event)
+    }
+  })
+  lines(child.stderr, (line) => logs.push(parseJson(line) ?? { msg: line }))
+  const timeout = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 170_000)
+  const result = once(child, 'exit').then(([code, signal]) => {
+    clearTimeout(timeout)
+    const installed = events.find((event) => event.type === 'installed')
+    const failed = events.find((event) => event.type === 'failed')
+    return { code, signal, events, logs, installed, failed }
+  })
+  result.process = child
+  return result
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine (Debian 12 with Node 20 and npm) for imageswarm: the system
+# tools it drives, pnpm from the npm registry, the workspace's packages, and a build.
+# Safe to run again; it only installs what is missing.
+#   scripts/setup.sh           tools for running imageswarm and the demo
+#   scripts/setup.sh --test    also what the test suite uses
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PNPM_VERSION=10.34.9
+# GNU tar and zstd are the archive engine; util-linux gives unshare (deterministic
+# sparse members); acl, attr and libcap2-bin let the tests make the metadata a real
+# root has (ACLs, xattrs, file capabilities).
+RUNTIME_DEBS=(tar zstd gzip util-linux)
+TEST_DEBS=(acl attr libcap2-bin iproute2)
+
+debs=("${RUNTIME_DEBS[@]}")
+if [[ "${1:-}" == "--test" ]]; then debs+=("${TEST_DEBS[@]}"); fi
+
+missing=()
+for deb in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$deb" 2>/dev/null | grep -q "ok installed" || missing+=("$deb")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  SUDO=""
+  [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# pnpm comes from the npm registry into the project's own tool directory (no global
+# install, no corepack: its signature check cannot reach its keys here).
+PNPM_HOME_DIR="$PWD/.cache/pnpm"
+if [[ ! -x "$PNPM_HOME_DIR/node_modules/.bin/pnpm" ]] ||
+  [[ "$("$PNPM_HOME_DIR/node_modules/.bin/pnpm" --version)" != "$PNPM_VERSION" ]]; then
+  echo "setup: installing pnpm $PNPM_VERSION from the npm registry"
+  npm install --silent --no-audit --no-fund --prefix "$PNPM_HOME_DIR" "pnpm@$PNPM_VERSION" >/dev/null
+fi
+export PATH="$PNPM_HOME_DIR/node_modules/.bin:$PATH"
+
+pnpm install --frozen-lockfile --reporter=silent
+pnpm run build >/dev/null
+echo "setup: ready (node $(node --version), pnpm $(pnpm --version), $(tar --version | head -1), $(zstd --version))"

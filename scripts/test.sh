@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Quick start 2: set up, then lint, type-check and run every test (unit and end to end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --test
+export PATH="$PWD/.cache/pnpm/node_modules/.bin:$PATH"
+exec pnpm test

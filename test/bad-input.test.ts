@@ -1,0 +1,183 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdir, readdir, writeFile } from 'node:fs/promises'
+import { createServer, type Server as HttpServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { CLI, runInstall, startServer } from '../scripts/lib/deployment.mjs'
+import { addSampleImage, clientDirs, makeServerLayout, type ServerLayout } from './helpers/workspace.js'
+
+type Server = Awaited<ReturnType<typeof startServer>>
+
+let layout: ServerLayout | undefined
+let server: Server | undefined
+let proxy: HttpServer | undefined
+
+afterEach(async () => {
+  if (proxy) await new Promise((resolve) => proxy!.close(resolve))
+  proxy = undefined
+  await server?.stop()
+  server = undefined
+  await layout?.remove()
+  layout = undefined
+})
+
+/** Runs the CLI to completion; resolves with exit code, stderr and elapsed seconds. */
+async function cli(args: string[], timeoutMs = 60_000) {
+  const started = performance.now()
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  let stdout = ''
+  child.stderr.on('data', (chunk) => (stderr += chunk))
+  child.stdout.on('data', (chunk) => (stdout += chunk))
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+  const [code] = await once(child, 'exit')
+  clearTimeout(timer)
+  return { code: code as number, stderr, stdout, seconds: (performance.now() - started) / 1000 }
+}
+
+async function startSampleServer(): Promise<Server> {
+  layout = await makeServerLayout()
+  await addSampleImage(layout, 'node')
+  server = await startServer({ images: ['node'], ...layout })
+  return server
+}
+
+/** A server in front of the real one that rewrites what `rewrite` says, like a stale mirror. */
+async function startRewritingProxy(
+  upstream: string,
+  rewrite: (path: string, body: Buffer) => Buffer,
+): Promise<string> {
+  proxy = createServer(async (req, res) => {
+    const response = await fetch(upstream + req.url)
+    const body = rewrite(req.url ?? '', Buffer.from(await response.arrayBuffer()))
+    res.writeHead(response.status, { 'content-type': response.headers.get('content-type') ?? '' })
+    res.end(body)
+  })
+  proxy.listen(0, '127.0.0.1')
+  await once(proxy, 'listening')
+  return `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+}
+
+describe('bad input gets a clear message, a distinct exit code, and nothing half-done', () => {
+  it('refuses to serve an image whose directory is missing', async () => {
+    layout = await makeServerLayout()
+    const result = await cli([
+      'serve', '--image', 'missing', '--images-dir', layout.imagesDir,
+      '--tarballs-dir', layout.tarballsDir, '--torrents-dir', layout.torrentsDir,
+      '--pid-file', layout.pidFile, '--address', '127.0.0.1', '--port', '0', '--torrent-port', '0',
+    ])
+    expect(result.code).toBe(3)
+    expect(result.stderr).toMatch(/E_IMAGE_NOT_FOUND: image missing: no image root at .*missing/)
+    expect(result.stderr).toMatch(/hint: .*--images-dir/)
+    // Nothing looks published.
+    expect(await readdir(layout.torrentsDir).catch(() => [])).toEqual([])
+  })
+
+  it('gives up on an unreachable image server within the connect timeout', async () => {
+    layout = await makeServerLayout()
+    const { staging, target } = clientDirs(layout, 1)
+    // A port nobody listens on: take one from the kernel, then close it.
+    const probe = createServer().listen(0, '127.0.0.1')
+    await once(probe, 'listening')
+    const port = (probe.address() as AddressInfo).port
+    await new Promise((resolve) => probe.close(resolve))
+    const result = await cli([
+      'install', '--server', `127.0.0.1:${port}`, '--image', 'node', '--staging', staging,
+      '--target', target, '--connect-timeout', '3', '--cmdline', '/dev/null',
+    ])
+    expect(result.code).toBe(4)
+    expect(result.stderr).toMatch(/E_SERVER_UNREACHABLE: image server http:\/\/127\.0\.0\.1:\d+ did not answer within 3 s/)
+    expect(result.seconds).toBeLessThan(20)
+    expect(await readdir(target).catch(() => [])).toEqual([])
+  })
+
+  it('names the published images when asked for an unknown one', async () => {
+    const { url } = await startSampleServer()
+    const { staging, target } = clientDirs(layout!, 1)
+    const result = await cli([
+      'install', '--server', url, '--image', 'nosuch', '--staging', staging, '--target', target,
+      '--cmdline', '/dev/null',
+    ])
+    expect(result.code).toBe(3)
+    expect(result.stderr).toMatch(/E_UNKNOWN_IMAGE: this server does not publish image nosuch/)
+    expect(result.stderr).toMatch(/published images: node/)
+  })
+
+  it('fails before downloading when the staging directory is not writable', async () => {
+    const { url } = await startSampleServer()
+    const { target } = clientDirs(layout!, 1)
+    // A regular file where the staging directory's parent should be: even root cannot
+    // create a directory there.
+    const blocker = join(layout!.dir, 'not-a-directory')
+    await writeFile(blocker, '')
+    const result = await cli([
+      'install', '--server', url, '--image', 'node', '--staging', join(blocker, 'staging'),
+      '--target', target, '--cmdline', '/dev/null',
+    ])
+    expect(result.code).toBe(9)
+    expect(result.stderr).toMatch(/E_STAGING_NOT_WRITABLE: staging directory .* is not writable/)
+    expect(await readdir(target)).toEqual([])
+  })
+
+  it('refuses a .torrent that does not match the manifest', async () => {
+    const real = await startSampleServer()
+    // The proxy hands out the manifest of `node` with the infohash of some other torrent.
+    const url = await startRewritingProxy(real.url, (path, body) => {
+      if (!path.endsWith('/manifest.json')) return body
+      const manifest = JSON.parse(body.toString())
+      manifest.infoHash = 'f'.repeat(40)
+      return Buffer.from(JSON.stringify(manifest))
+    })
+    const { staging, target } = clientDirs(layout!, 1)
+    const result = await cli([
+      'install', '--server', url, '--image', 'node', '--staging', staging, '--target', target,
+      '--cmdline', '/dev/null',
+    ])
+    expect(result.code).toBe(5)
+    expect(result.stderr).toMatch(/E_TORRENT_MISMATCH: the \.torrent does not match the manifest of node: infohash/)
+    expect(await readdir(target).catch(() => [])).toEqual([])
+  })
+
+  it('refuses an archive whose sha256 differs from the manifest and leaves the target empty', async () => {
+    const real = await startSampleServer()
+    const url = await startRewritingProxy(real.url, (path, body) => {
+      if (!path.endsWith('/manifest.json')) return body
+      const manifest = JSON.parse(body.toString())
+      manifest.sha256 = '0'.repeat(64)
+      return Buffer.from(JSON.stringify(manifest))
+    })
+    const { staging, target } = clientDirs(layout!, 1)
+    const result = await runInstall({ server: url, image: 'node', staging, target, seedTime: 0 })
+    expect(result.code).toBe(5)
+    expect(result.failed.error.code).toBe('E_ARCHIVE_DIGEST_MISMATCH')
+    expect(await readdir(target)).toEqual([])
+    // The unverified archive does not stay in staging.
+    expect(await readdir(staging)).toEqual([])
+  })
+
+  it('refuses an announce for an infohash the server did not publish', async () => {
+    const { url } = await startSampleServer()
+    const infoHash = '%AA'.repeat(20)
+    const peerId = '-XX0000-aaaaaaaaaaaa'
+    const response = await fetch(
+      `${url}/announce?info_hash=${infoHash}&peer_id=${peerId}&port=6881&uploaded=0&downloaded=0&left=100&compact=1`,
+    )
+    const body = Buffer.from(await response.arrayBuffer()).toString('latin1')
+    expect(body).toMatch(/failure reason/)
+    expect(body).toMatch(/not published|unpublished|not served/i)
+  })
+
+  it('refuses to install into a target root that already holds a system', async () => {
+    const { url } = await startSampleServer()
+    const { staging, target } = clientDirs(layout!, 1)
+    await mkdir(join(target, 'etc'), { recursive: true })
+    const result = await cli([
+      'install', '--server', url, '--image', 'node', '--staging', staging, '--target', target,
+      '--cmdline', '/dev/null',
+    ])
+    expect(result.code).toBe(10)
+    expect(result.stderr).toMatch(/E_TARGET_NOT_EMPTY: target root .* is not empty \(etc\)/)
+  })
+})

@@ -1,0 +1,86 @@
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { compareTrees } from '../scripts/lib/compare-trees.mjs'
+import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
+import { addSampleImage, clientDirs, makeServerLayout, type ServerLayout } from './helpers/workspace.js'
+
+type Server = Awaited<ReturnType<typeof startServer>>
+
+let layout: ServerLayout | undefined
+let server: Server | undefined
+
+afterEach(async () => {
+  await server?.stop()
+  server = undefined
+  await layout?.remove()
+  layout = undefined
+})
+
+describe('deploying an image over a real swarm on loopback', () => {
+  it('installs one image into three clients, each target equal to the image, with peer-to-peer traffic', async () => {
+    layout = await makeServerLayout()
+    await addSampleImage(layout, 'compute')
+    // A slow server uplink, as on a real install network: clients must trade pieces
+    // rather than each fetching the whole archive from the server.
+    server = await startServer({ images: ['compute'], ...layout, args: ['--upload-limit', '3M'] })
+
+    const results = await Promise.all(
+      [1, 2, 3].map((n) =>
+        runInstall({
+          server: server!.url,
+          image: 'compute',
+          ...clientDirs(layout!, n),
+          seedTime: 30,
+        }),
+      ),
+    )
+    for (const result of results) {
+      expect(result.failed?.error, JSON.stringify(result.logs.slice(-5))).toBeUndefined()
+      expect(result.code).toBe(0)
+      expect(result.installed).toBeDefined()
+    }
+    for (const n of [1, 2, 3]) {
+      const { differences, entries } = await compareTrees(
+        join(layout.imagesDir, 'compute'),
+        clientDirs(layout, n).target,
+      )
+      expect(differences).toEqual([])
+      expect(entries).toBeGreaterThan(200)
+    }
+    const uploadedToPeers = results.reduce((sum, r) => sum + r.installed.totals.uploaded, 0)
+    const fromPeers = results.reduce(
+      (sum, r) => sum + r.installed.totals.downloaded - r.installed.totals.downloadedFromServer,
+      0,
+    )
+    // Peer-to-peer really happened: clients sent each other archive bytes.
+    expect(uploadedToPeers).toBeGreaterThan(0)
+    expect(fromPeers).toBeGreaterThan(0)
+  })
+
+  it('serves two images at once to two groups of clients', async () => {
+    layout = await makeServerLayout()
+    await addSampleImage(layout, 'login')
+    await addSampleImage(layout, 'storage')
+    server = await startServer({ images: ['login', 'storage'], ...layout })
+
+    const groups = { login: [1, 2], storage: [1, 2] } as const
+    const runs = Object.entries(groups).flatMap(([image, clients]) =>
+      clients.map((n) =>
+        runInstall({
+          server: server!.url,
+          image,
+          ...clientDirs(layout!, n, image),
+          seedTime: 10,
+        }).then((result) => ({ image, n, result })),
+      ),
+    )
+    for (const { image, n, result } of await Promise.all(runs)) {
+      expect(result.code, JSON.stringify(result.failed)).toBe(0)
+      const { differences } = await compareTrees(
+        join(layout.imagesDir, image),
+        clientDirs(layout, n, image).target,
+      )
+      expect(differences).toEqual([])
+    }
+  })
+})
