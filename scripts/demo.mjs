@@ -40,7 +40,9 @@ try {
     pidFile: join(work, 'serve.pid'),
     onLog: (record) => {
       if (record.msg === 'image packed and published') {
-        say(`server: packed the image into ${mib(record.size)} (infohash ${record.infoHash}) in ${record.seconds} s`)
+        say(
+          `server: packed the image into ${mib(record.size)} (infohash ${record.infoHash}) in ${record.seconds} s`,
+        )
       }
     },
   })
@@ -67,7 +69,10 @@ try {
         seedTime: 30,
         onEvent: (event) => {
           if (event.type === 'download-progress') {
-            progress.set(n, `${((100 * event.totals.downloaded) / event.size).toFixed(0)}% ${event.peers} peers`)
+            progress.set(
+              n,
+              `${((100 * event.totals.downloaded) / event.size).toFixed(0)}% ${event.peers} peers`,
+            )
           } else if (event.type === 'state') {
             progress.set(n, event.state)
           }

@@ -6,7 +6,12 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { CLI, runInstall, startServer } from '../scripts/lib/deployment.mjs'
-import { addSampleImage, clientDirs, makeServerLayout, type ServerLayout } from './helpers/workspace.js'
+import {
+  addSampleImage,
+  clientDirs,
+  makeServerLayout,
+  type ServerLayout,
+} from './helpers/workspace.js'
 
 type Server = Awaited<ReturnType<typeof startServer>>
 
@@ -64,9 +69,23 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
   it('refuses to serve an image whose directory is missing', async () => {
     layout = await makeServerLayout()
     const result = await cli([
-      'serve', '--image', 'missing', '--images-dir', layout.imagesDir,
-      '--tarballs-dir', layout.tarballsDir, '--torrents-dir', layout.torrentsDir,
-      '--pid-file', layout.pidFile, '--address', '127.0.0.1', '--port', '0', '--torrent-port', '0',
+      'serve',
+      '--image',
+      'missing',
+      '--images-dir',
+      layout.imagesDir,
+      '--tarballs-dir',
+      layout.tarballsDir,
+      '--torrents-dir',
+      layout.torrentsDir,
+      '--pid-file',
+      layout.pidFile,
+      '--address',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--torrent-port',
+      '0',
     ])
     expect(result.code).toBe(3)
     expect(result.stderr).toMatch(/E_IMAGE_NOT_FOUND: image missing: no image root at .*missing/)
@@ -84,11 +103,24 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     const port = (probe.address() as AddressInfo).port
     await new Promise((resolve) => probe.close(resolve))
     const result = await cli([
-      'install', '--server', `127.0.0.1:${port}`, '--image', 'node', '--staging', staging,
-      '--target', target, '--connect-timeout', '3', '--cmdline', '/dev/null',
+      'install',
+      '--server',
+      `127.0.0.1:${port}`,
+      '--image',
+      'node',
+      '--staging',
+      staging,
+      '--target',
+      target,
+      '--connect-timeout',
+      '3',
+      '--cmdline',
+      '/dev/null',
     ])
     expect(result.code).toBe(4)
-    expect(result.stderr).toMatch(/E_SERVER_UNREACHABLE: image server http:\/\/127\.0\.0\.1:\d+ did not answer within 3 s/)
+    expect(result.stderr).toMatch(
+      /E_SERVER_UNREACHABLE: image server http:\/\/127\.0\.0\.1:\d+ did not answer within 3 s/,
+    )
     expect(result.seconds).toBeLessThan(20)
     expect(await readdir(target).catch(() => [])).toEqual([])
   })
@@ -97,8 +129,17 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     const { url } = await startSampleServer()
     const { staging, target } = clientDirs(layout!, 1)
     const result = await cli([
-      'install', '--server', url, '--image', 'nosuch', '--staging', staging, '--target', target,
-      '--cmdline', '/dev/null',
+      'install',
+      '--server',
+      url,
+      '--image',
+      'nosuch',
+      '--staging',
+      staging,
+      '--target',
+      target,
+      '--cmdline',
+      '/dev/null',
     ])
     expect(result.code).toBe(3)
     expect(result.stderr).toMatch(/E_UNKNOWN_IMAGE: this server does not publish image nosuch/)
@@ -113,8 +154,17 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     const blocker = join(layout!.dir, 'not-a-directory')
     await writeFile(blocker, '')
     const result = await cli([
-      'install', '--server', url, '--image', 'node', '--staging', join(blocker, 'staging'),
-      '--target', target, '--cmdline', '/dev/null',
+      'install',
+      '--server',
+      url,
+      '--image',
+      'node',
+      '--staging',
+      join(blocker, 'staging'),
+      '--target',
+      target,
+      '--cmdline',
+      '/dev/null',
     ])
     expect(result.code).toBe(9)
     expect(result.stderr).toMatch(/E_STAGING_NOT_WRITABLE: staging directory .* is not writable/)
@@ -132,11 +182,22 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     })
     const { staging, target } = clientDirs(layout!, 1)
     const result = await cli([
-      'install', '--server', url, '--image', 'node', '--staging', staging, '--target', target,
-      '--cmdline', '/dev/null',
+      'install',
+      '--server',
+      url,
+      '--image',
+      'node',
+      '--staging',
+      staging,
+      '--target',
+      target,
+      '--cmdline',
+      '/dev/null',
     ])
     expect(result.code).toBe(5)
-    expect(result.stderr).toMatch(/E_TORRENT_MISMATCH: the \.torrent does not match the manifest of node: infohash/)
+    expect(result.stderr).toMatch(
+      /E_TORRENT_MISMATCH: the \.torrent does not match the manifest of node: infohash/,
+    )
     expect(await readdir(target).catch(() => [])).toEqual([])
   })
 
@@ -174,8 +235,17 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     const { staging, target } = clientDirs(layout!, 1)
     await mkdir(join(target, 'etc'), { recursive: true })
     const result = await cli([
-      'install', '--server', url, '--image', 'node', '--staging', staging, '--target', target,
-      '--cmdline', '/dev/null',
+      'install',
+      '--server',
+      url,
+      '--image',
+      'node',
+      '--staging',
+      staging,
+      '--target',
+      target,
+      '--cmdline',
+      '/dev/null',
     ])
     expect(result.code).toBe(10)
     expect(result.stderr).toMatch(/E_TARGET_NOT_EMPTY: target root .* is not empty \(etc\)/)

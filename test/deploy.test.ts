@@ -2,7 +2,12 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { compareTrees } from '../scripts/lib/compare-trees.mjs'
 import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
-import { addSampleImage, clientDirs, makeServerLayout, type ServerLayout } from './helpers/workspace.js'
+import {
+  addSampleImage,
+  clientDirs,
+  makeServerLayout,
+  type ServerLayout,
+} from './helpers/workspace.js'
 
 type Server = Awaited<ReturnType<typeof startServer>>
 

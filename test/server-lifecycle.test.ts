@@ -77,7 +77,11 @@ describe('the server’s life cycle and SystemImager’s command names', () => {
     const port = await freePort()
     const env = layoutEnv(layout, port)
 
-    const installed = await run(`${BIN}si_installbtimage.js`, ['--images', 'alpha,beta', '--compress'], env)
+    const installed = await run(
+      `${BIN}si_installbtimage.js`,
+      ['--images', 'alpha,beta', '--compress'],
+      env,
+    )
     expect(installed.code, installed.output).toBe(0)
     expect((await readdir(layout.tarballsDir)).sort()).toEqual([
       'image-alpha.tar.zst',

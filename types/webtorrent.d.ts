@@ -87,7 +87,11 @@ declare module 'webtorrent' {
     add(torrentId: unknown, opts?: TorrentOptions, onTorrent?: (torrent: Torrent) => void): Torrent
     seed(input: unknown, opts?: TorrentOptions, onSeed?: (torrent: Torrent) => void): Torrent
     get(torrentId: unknown): Promise<Torrent | null>
-    remove(torrentId: unknown, opts?: { destroyStore?: boolean }, cb?: (err?: Error) => void): Promise<void>
+    remove(
+      torrentId: unknown,
+      opts?: { destroyStore?: boolean },
+      cb?: (err?: Error) => void,
+    ): Promise<void>
     address(): { address: string; family: string; port: number } | null
     throttleDownload(rate: number): boolean | undefined
     throttleUpload(rate: number): boolean | undefined

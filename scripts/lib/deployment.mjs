@@ -28,13 +28,20 @@ export async function startServer(options) {
     CLI,
     'serve',
     ...options.images.flatMap((image) => ['--image', image]),
-    '--images-dir', options.imagesDir,
-    '--tarballs-dir', options.tarballsDir,
-    '--torrents-dir', options.torrentsDir,
-    '--pid-file', options.pidFile,
-    '--address', '127.0.0.1',
-    '--port', String(options.port ?? 0),
-    '--torrent-port', '0',
+    '--images-dir',
+    options.imagesDir,
+    '--tarballs-dir',
+    options.tarballsDir,
+    '--torrents-dir',
+    options.torrentsDir,
+    '--pid-file',
+    options.pidFile,
+    '--address',
+    '127.0.0.1',
+    '--port',
+    String(options.port ?? 0),
+    '--torrent-port',
+    '0',
     ...(options.args ?? []),
   ]
   const child = spawn(process.execPath, args, {
@@ -58,7 +65,11 @@ export async function startServer(options) {
     })
     child.once('exit', (code) => {
       clearTimeout(timer)
-      reject(new Error(`server exited with ${code} before it was ready:\n${logs.map((l) => l.msg + (l.err ? ` ${JSON.stringify(l.err)}` : '')).join('\n')}`))
+      reject(
+        new Error(
+          `server exited with ${code} before it was ready:\n${logs.map((l) => l.msg + (l.err ? ` ${JSON.stringify(l.err)}` : '')).join('\n')}`,
+        ),
+      )
     })
   })
   const exited = once(child, 'exit')
@@ -84,12 +95,18 @@ export function runInstall(options) {
     CLI,
     'install',
     '--json',
-    '--server', options.server,
-    '--image', options.image,
-    '--staging', options.staging,
-    '--target', options.target,
-    '--seed-time', String(options.seedTime ?? 60),
-    '--cmdline', options.cmdline ?? '/dev/null',
+    '--server',
+    options.server,
+    '--image',
+    options.image,
+    '--staging',
+    options.staging,
+    '--target',
+    options.target,
+    '--seed-time',
+    String(options.seedTime ?? 60),
+    '--cmdline',
+    options.cmdline ?? '/dev/null',
     ...(options.args ?? []),
   ]
   const child = spawn(process.execPath, args, {

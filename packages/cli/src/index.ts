@@ -1,4 +1,4 @@
-export { buildProgram, main, reportError } from './main.js'
 export { runSystemImagerCommand } from './entry.js'
+export { buildProgram, main, reportError } from './main.js'
 export { ImageServer, type ImageServerOptions } from './server.js'
-export { translateSystemImagerArgs, type SystemImagerCommand } from './si-compat.js'
+export { type SystemImagerCommand, translateSystemImagerArgs } from './si-compat.js'

@@ -83,7 +83,9 @@ export function createInstallRenderer(mode: OutputMode): (event: InstallEvent) =
       case 'seeding':
         if (Date.now() - lastLine >= LINE_INTERVAL_MS) {
           lastLine = Date.now()
-          say(`seeding for ${event.leechers} node(s) still downloading, ${mib(event.totals.uploaded)} uploaded`)
+          say(
+            `seeding for ${event.leechers} node(s) still downloading, ${mib(event.totals.uploaded)} uploaded`,
+          )
         }
         break
       case 'installed':

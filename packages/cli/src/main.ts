@@ -1,4 +1,3 @@
-import { Command, CommanderError, Option } from 'commander'
 import {
   createLogger,
   EXIT_CODES,
@@ -7,6 +6,7 @@ import {
   type Logger,
   SYSTEMIMAGER_DIRS,
 } from '@imageswarm/core'
+import { Command, CommanderError, Option } from 'commander'
 import { runInstall } from './commands/install.js'
 import { runPublish } from './commands/publish.js'
 import { runServe } from './commands/serve.js'
@@ -33,11 +33,23 @@ function addPublishingOptions(command: Command): Command {
         .default(SYSTEMIMAGER_DIRS.torrents)
         .env('IMAGESWARM_TORRENTS_DIR'),
     )
-    .option('--update-image', 'pack the archive again even if the image root has not changed', false)
+    .option(
+      '--update-image',
+      'pack the archive again even if the image root has not changed',
+      false,
+    )
     .option('--compression <kind>', 'zstd, gzip or none', compressionFlag, 'zstd')
-    .option('--compression-level <n>', 'zstd 1-19 or gzip 1-9', integerFlag('--compression-level', 1, 19))
+    .option(
+      '--compression-level <n>',
+      'zstd 1-19 or gzip 1-9',
+      integerFlag('--compression-level', 1, 19),
+    )
     .option('--exclude-file <file>', 'SystemImager-style exclude file for packing')
-    .option('--piece-length <bytes>', 'torrent piece length (power of two)', integerFlag('--piece-length', 16384, 67108864))
+    .option(
+      '--piece-length <bytes>',
+      'torrent piece length (power of two)',
+      integerFlag('--piece-length', 16384, 67108864),
+    )
 }
 
 export function buildProgram(): Command {
@@ -53,7 +65,10 @@ export function buildProgram(): Command {
       .description('publish images and run the tracker and the first seeder (si_startbttrack)'),
   )
     .option('--address <ip>', 'address to listen on', '0.0.0.0')
-    .option('--advertise-address <ip>', 'address clients reach this server at (default: --address, or the first LAN address)')
+    .option(
+      '--advertise-address <ip>',
+      'address clients reach this server at (default: --address, or the first LAN address)',
+    )
     .addOption(
       new Option('--port <n>', 'HTTP port: tracker, manifests, torrents, web seed')
         .argParser(integerFlag('--port', 0, 65535))
@@ -66,10 +81,26 @@ export function buildProgram(): Command {
         .default(6881)
         .env('IMAGESWARM_TORRENT_PORT'),
     )
-    .option('--announce-interval <seconds>', 'how often clients announce', integerFlag('--announce-interval', 1, 3600))
-    .option('--max-peers-per-swarm <n>', 'peers the tracker keeps per image', integerFlag('--max-peers-per-swarm', 1, 1_000_000))
-    .option('--max-connections <n>', 'peer connections of the seeder', integerFlag('--max-connections', 1, 10000))
-    .option('--upload-limit <rate>', 'seeder upload limit, e.g. 100M (bytes/s)', rateFlag('--upload-limit'))
+    .option(
+      '--announce-interval <seconds>',
+      'how often clients announce',
+      integerFlag('--announce-interval', 1, 3600),
+    )
+    .option(
+      '--max-peers-per-swarm <n>',
+      'peers the tracker keeps per image',
+      integerFlag('--max-peers-per-swarm', 1, 1_000_000),
+    )
+    .option(
+      '--max-connections <n>',
+      'peer connections of the seeder',
+      integerFlag('--max-connections', 1, 10000),
+    )
+    .option(
+      '--upload-limit <rate>',
+      'seeder upload limit, e.g. 100M (bytes/s)',
+      rateFlag('--upload-limit'),
+    )
     .addOption(
       new Option('--pid-file <file>', 'where the server records its PID')
         .default(DEFAULT_PID_FILE)
@@ -80,9 +111,14 @@ export function buildProgram(): Command {
   addPublishingOptions(
     program
       .command('publish')
-      .description('pack images and write their .torrent and manifest without serving (si_installbtimage)'),
+      .description(
+        'pack images and write their .torrent and manifest without serving (si_installbtimage)',
+      ),
   )
-    .option('--advertise-address <ip>', 'address the .torrent announces (default: first LAN address)')
+    .option(
+      '--advertise-address <ip>',
+      'address the .torrent announces (default: first LAN address)',
+    )
     .option('--port <n>', 'HTTP port the server will use', integerFlag('--port', 1, 65535), 6969)
     .action(async (options, command: Command) => runPublish(options, loggerFor(command, 'publish')))
 
@@ -103,17 +139,41 @@ export function buildProgram(): Command {
     .option('--image <name>', 'image name (IMAGENAME=, imageswarm.image=)')
     .option('--staging <dir>', 'download directory, or auto (BITTORRENT_STAGING=)')
     .option('--target <dir>', 'root of the system being installed (imageswarm.target=)')
-    .option('--seed-time <seconds>', 'keep seeding at most this long after installing', numberFlag('--seed-time', 0))
-    .option('--connect-timeout <seconds>', 'keep trying to reach the server this long', numberFlag('--connect-timeout', 1))
-    .option('--webseed-fallback <seconds>', 'use the server’s web seed after this long without progress', numberFlag('--webseed-fallback', 0))
-    .option('--stall-timeout <seconds>', 'fail after this long without any data', numberFlag('--stall-timeout', 5))
+    .option(
+      '--seed-time <seconds>',
+      'keep seeding at most this long after installing',
+      numberFlag('--seed-time', 0),
+    )
+    .option(
+      '--connect-timeout <seconds>',
+      'keep trying to reach the server this long',
+      numberFlag('--connect-timeout', 1),
+    )
+    .option(
+      '--webseed-fallback <seconds>',
+      'use the server’s web seed after this long without progress',
+      numberFlag('--webseed-fallback', 0),
+    )
+    .option(
+      '--stall-timeout <seconds>',
+      'fail after this long without any data',
+      numberFlag('--stall-timeout', 5),
+    )
     .option('--max-connections <n>', 'peer connections', integerFlag('--max-connections', 1, 10000))
     .option('--upload-limit <rate>', 'upload limit, e.g. 50M (bytes/s)', rateFlag('--upload-limit'))
-    .option('--download-limit <rate>', 'download limit, e.g. 50M (bytes/s)', rateFlag('--download-limit'))
+    .option(
+      '--download-limit <rate>',
+      'download limit, e.g. 50M (bytes/s)',
+      rateFlag('--download-limit'),
+    )
     .option('--force', 'install into a target root that is not empty', false)
     .option('--cmdline <file>', 'kernel command line to read parameters from', '/proc/cmdline')
     .option('--json', 'write progress events as JSON lines on stdout', false)
-    .option('--print-config', 'print the resolved settings and where each came from, then exit', false)
+    .option(
+      '--print-config',
+      'print the resolved settings and where each came from, then exit',
+      false,
+    )
     .action(async (options, command: Command) => runInstall(options, loggerFor(command, 'install')))
 
   return program
@@ -155,4 +215,3 @@ export function reportError(err: unknown): number {
   )
   return exitCodeFor(err)
 }
-

@@ -39,11 +39,15 @@ export async function stopServer(path: string, timeoutSeconds = 30): Promise<num
   const deadline = Date.now() + timeoutSeconds * 1000
   while (isAlive(pid)) {
     if (Date.now() > deadline) {
-      throw new ImageSwarmError('E_SERVER_RUNNING', `server ${pid} did not stop in ${timeoutSeconds} s`, {
-        operation: 'stop server',
-        path,
-        hint: `kill it by hand: kill -9 ${pid}`,
-      })
+      throw new ImageSwarmError(
+        'E_SERVER_RUNNING',
+        `server ${pid} did not stop in ${timeoutSeconds} s`,
+        {
+          operation: 'stop server',
+          path,
+          hint: `kill it by hand: kill -9 ${pid}`,
+        },
+      )
     }
     await sleep(100)
   }

@@ -12,7 +12,10 @@ interface FlagMapping {
   takesValue: boolean
 }
 
-const MAPPINGS: Record<SystemImagerCommand, { command: string; flags: Record<string, FlagMapping> }> = {
+const MAPPINGS: Record<
+  SystemImagerCommand,
+  { command: string; flags: Record<string, FlagMapping> }
+> = {
   // si_startbttrack --image_server IP --image NAME[,NAME] [--update_image]
   si_startbttrack: {
     command: 'serve',
@@ -47,7 +50,10 @@ const MAPPINGS: Record<SystemImagerCommand, { command: string; flags: Record<str
 }
 
 /** Translates a SystemImager command line into `imageswarm` arguments. */
-export function translateSystemImagerArgs(command: SystemImagerCommand, argv: readonly string[]): string[] {
+export function translateSystemImagerArgs(
+  command: SystemImagerCommand,
+  argv: readonly string[],
+): string[] {
   const mapping = MAPPINGS[command]
   const global: string[] = []
   const local: string[] = []

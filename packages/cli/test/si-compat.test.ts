@@ -34,7 +34,9 @@ describe('SystemImager command names', () => {
   })
 
   it('refuses unknown flags and flags missing their value', () => {
-    expect(() => translateSystemImagerArgs('si_startbttrack', ['--bogus'])).toThrow(/unknown option/)
+    expect(() => translateSystemImagerArgs('si_startbttrack', ['--bogus'])).toThrow(
+      /unknown option/,
+    )
     expect(() => translateSystemImagerArgs('si_startbttrack', ['--image'])).toThrow(/needs a value/)
   })
 })

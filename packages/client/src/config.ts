@@ -44,7 +44,7 @@ export function normalizeServerUrl(value: string, source = 'server'): string {
     throw badServer(value, source)
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw badServer(value, source)
-  if (!url.hostname || url.pathname.length > 1 && !hasScheme) throw badServer(value, source)
+  if (!url.hostname || (url.pathname.length > 1 && !hasScheme)) throw badServer(value, source)
   // A bare address is SystemImager's IMAGESERVER: the imageswarm server's default port.
   if (!hasScheme && !/:\d+$/.test(text)) url.port = String(DEFAULT_SERVER_PORT)
   return url.toString().replace(/\/+$/, '')

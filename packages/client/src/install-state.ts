@@ -13,7 +13,10 @@ export class InstallState {
   moveTo(next: NodeState): void {
     if (next === this.#state) return
     if (!canTransition(this.#state, next)) {
-      throw new ImageSwarmError('E_USAGE', `internal: illegal install transition ${this.#state} → ${next}`)
+      throw new ImageSwarmError(
+        'E_USAGE',
+        `internal: illegal install transition ${this.#state} → ${next}`,
+      )
     }
     const previous = this.#state
     this.#state = next

@@ -4,8 +4,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import {
   archivePath as archiveUrlPath,
   extractArchive,
-  ImageSwarmError,
   type ImageManifest,
+  ImageSwarmError,
   type InstallEvent,
   isImageSwarmError,
   type Logger,
@@ -63,7 +63,9 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     emit({ type: 'manifest', manifest })
     const torrent = await fetchTorrent(manifest, request)
     // Offered as a fallback web seed even if the .torrent predates a server move.
-    torrent.urlList = [serverUrl(config.server, archiveUrlPath(manifest.name, manifest.archiveFile))]
+    torrent.urlList = [
+      serverUrl(config.server, archiveUrlPath(manifest.name, manifest.archiveFile)),
+    ]
 
     await prepareTargetRoot(config.target, config.force)
     const staging = await chooseStaging(config.staging, config.target, manifest)

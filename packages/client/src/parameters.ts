@@ -1,5 +1,10 @@
 import { ImageSwarmError, resolveConfig } from '@imageswarm/core'
-import { type ClientConfig, type ClientConfigInput, ClientConfigSchema, normalizeServerUrl } from './config.js'
+import {
+  type ClientConfig,
+  type ClientConfigInput,
+  ClientConfigSchema,
+  normalizeServerUrl,
+} from './config.js'
 
 export type ParameterSource = 'flag' | 'environment' | 'kernel' | 'default'
 

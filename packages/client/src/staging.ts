@@ -1,7 +1,7 @@
 import { access, constants, mkdir, stat, statfs, unlink, writeFile } from 'node:fs/promises'
 import { freemem } from 'node:os'
 import { join } from 'node:path'
-import { ImageSwarmError, type ImageManifest } from '@imageswarm/core'
+import { type ImageManifest, ImageSwarmError } from '@imageswarm/core'
 
 export interface StagingChoice {
   dir: string
@@ -30,7 +30,11 @@ export async function chooseStaging(
   } else if (freemem() > manifest.size + MEMORY_MARGIN) {
     choice = { dir: join('/tmp', `imageswarm-${manifest.name}`), kind: 'memory', removeAfter: true }
   } else {
-    choice = { dir: join(target, 'tmp', `imageswarm-${manifest.name}`), kind: 'target-disk', removeAfter: true }
+    choice = {
+      dir: join(target, 'tmp', `imageswarm-${manifest.name}`),
+      kind: 'target-disk',
+      removeAfter: true,
+    }
   }
   await ensureWritable(choice.dir)
   await ensureRoom(choice.dir, manifest)
@@ -45,12 +49,16 @@ async function ensureWritable(dir: string): Promise<void> {
     await writeFile(probe, '')
     await unlink(probe)
   } catch (err) {
-    throw new ImageSwarmError('E_STAGING_NOT_WRITABLE', `staging directory ${dir} is not writable`, {
-      operation: 'prepare staging',
-      path: dir,
-      hint: 'choose a writable directory with BITTORRENT_STAGING= or --staging',
-      cause: err,
-    })
+    throw new ImageSwarmError(
+      'E_STAGING_NOT_WRITABLE',
+      `staging directory ${dir} is not writable`,
+      {
+        operation: 'prepare staging',
+        path: dir,
+        hint: 'choose a writable directory with BITTORRENT_STAGING= or --staging',
+        cause: err,
+      },
+    )
   }
 }
 

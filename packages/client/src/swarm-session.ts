@@ -47,7 +47,10 @@ export class SwarmSession {
   constructor(options: SwarmSessionOptions) {
     this.#options = options
     this.#webSeeds = [...options.torrent.urlList]
-    this.#client = new WebTorrent({ ...lanClientOptions(options.settings, 'client'), webSeeds: true })
+    this.#client = new WebTorrent({
+      ...lanClientOptions(options.settings, 'client'),
+      webSeeds: true,
+    })
     this.#client.on('error', (err: Error) => options.logger.error({ err }, 'swarm client error'))
     const withoutWebSeeds: ParsedTorrent = { ...options.torrent, urlList: [] }
     this.#torrent = this.#client.add(withoutWebSeeds, {
@@ -96,11 +99,15 @@ export class SwarmSession {
       const onDone = () => finish()
       const onError = (err: Error) =>
         finish(
-          new ImageSwarmError('E_DOWNLOAD_FAILED', `download of ${manifest.name} failed: ${err.message}`, {
-            operation: 'download archive',
-            path: this.#options.stagingDir,
-            cause: err,
-          }),
+          new ImageSwarmError(
+            'E_DOWNLOAD_FAILED',
+            `download of ${manifest.name} failed: ${err.message}`,
+            {
+              operation: 'download archive',
+              path: this.#options.stagingDir,
+              cause: err,
+            },
+          ),
         )
       const onAbort = () => finish(signal?.reason as Error)
       torrent.on('done', onDone)

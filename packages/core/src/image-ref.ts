@@ -11,10 +11,14 @@ export const IMAGE_NAME_PATTERN = /^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$
  */
 export function parseImageName(name: string, source = 'image name'): string {
   if (!IMAGE_NAME_PATTERN.test(name)) {
-    throw new ImageSwarmError('E_IMAGE_NAME_INVALID', `invalid ${source}: ${JSON.stringify(name)}`, {
-      path: name,
-      hint: 'image names use letters, digits, ".", "_", "+" and "-", start with a letter or digit, at most 128 characters',
-    })
+    throw new ImageSwarmError(
+      'E_IMAGE_NAME_INVALID',
+      `invalid ${source}: ${JSON.stringify(name)}`,
+      {
+        path: name,
+        hint: 'image names use letters, digits, ".", "_", "+" and "-", start with a letter or digit, at most 128 characters',
+      },
+    )
   }
   return name
 }

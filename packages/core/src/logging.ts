@@ -25,7 +25,12 @@ export function createLogger(options: LoggerOptions): Logger {
   const destination =
     options.destination ??
     (wantPretty
-      ? pretty({ destination: 2, sync: true, translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' })
+      ? pretty({
+          destination: 2,
+          sync: true,
+          translateTime: 'SYS:HH:MM:ss',
+          ignore: 'pid,hostname',
+        })
       : pino.destination({ dest: 2, sync: true }))
   return pino({ name: options.name, level, base: { name: options.name } }, destination)
 }

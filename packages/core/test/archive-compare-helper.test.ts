@@ -2,12 +2,13 @@ import { chmod, lchown, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { compareTrees, snapshotTree } from './helpers/compare-trees.js'
-import { FIDELITY_COMMANDS, buildFidelityTree } from './helpers/fixture-tree.js'
+import { buildFidelityTree, FIDELITY_COMMANDS } from './helpers/fixture-tree.js'
 import { missingRequirements, run } from './helpers/system-tools.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 
 const skipReason = missingRequirements(FIDELITY_COMMANDS)
-const title = (name: string) => (skipReason === undefined ? name : `${name} (skipped: ${skipReason})`)
+const title = (name: string) =>
+  skipReason === undefined ? name : `${name} (skipped: ${skipReason})`
 
 // The fidelity tests pass when compareTrees finds nothing; this makes sure it would find it.
 describe('compareTrees (test helper)', () => {
@@ -39,7 +40,14 @@ describe('compareTrees (test helper)', () => {
         await mkdir(join(root, 'd'), { recursive: true })
         await writeFile(join(root, 'd/f'), 'same')
         await writeFile(join(root, 'g'), 'same')
-        await run('touch', ['-d', '@1000.000000001', join(root, 'd/f'), join(root, 'g'), join(root, 'd'), root])
+        await run('touch', [
+          '-d',
+          '@1000.000000001',
+          join(root, 'd/f'),
+          join(root, 'g'),
+          join(root, 'd'),
+          root,
+        ])
       }
       expect(await compareTrees(a, b)).toEqual([])
       await chmod(join(b, 'g'), 0o600)

@@ -3,12 +3,13 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { extractArchive, packArchive } from '../src/index.js'
 import { compareTrees } from './helpers/compare-trees.js'
-import { FIDELITY_COMMANDS, SPARSE_SIZE, buildFidelityTree } from './helpers/fixture-tree.js'
+import { buildFidelityTree, FIDELITY_COMMANDS, SPARSE_SIZE } from './helpers/fixture-tree.js'
 import { missingRequirements } from './helpers/system-tools.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 
 const skipReason = missingRequirements(FIDELITY_COMMANDS)
-const title = (name: string) => (skipReason === undefined ? name : `${name} (skipped: ${skipReason})`)
+const title = (name: string) =>
+  skipReason === undefined ? name : `${name} (skipped: ${skipReason})`
 
 describe('archive fidelity on a real Linux root', () => {
   for (const compression of ['zstd', 'gzip', 'none'] as const) {

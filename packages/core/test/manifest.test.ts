@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { ImageSwarmError } from '../src/errors.js'
+import type { ImageSwarmError } from '../src/errors.js'
 import { parseManifest } from '../src/manifest.js'
 
 const valid = {

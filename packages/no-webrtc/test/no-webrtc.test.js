@@ -10,4 +10,3 @@ test('constructing any WebRTC object fails with a clear, coded error', () => {
     )
   }
 })
-

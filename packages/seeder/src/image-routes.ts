@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { ImageSwarmError, type ImageSummary, summarizeManifest, WIRE } from '@imageswarm/core'
+import { type ImageSummary, ImageSwarmError, summarizeManifest, WIRE } from '@imageswarm/core'
 import send from 'send'
 import type { PublishedImage } from './publish.js'
 
@@ -79,7 +79,9 @@ function unknownImage(name: string, catalog: ImageCatalog): ImageSwarmError {
   const known = [...catalog.keys()]
   return new ImageSwarmError('E_UNKNOWN_IMAGE', `this server does not publish image ${name}`, {
     path: name,
-    hint: known.length ? `published images: ${known.join(', ')}` : 'this server publishes no images',
+    hint: known.length
+      ? `published images: ${known.join(', ')}`
+      : 'this server publishes no images',
   })
 }
 

@@ -1,4 +1,9 @@
-export { resolveSeederConfig, type SeederConfig, type SeederConfigInput, SeederConfigSchema } from './config.js'
+export {
+  resolveSeederConfig,
+  type SeederConfig,
+  type SeederConfigInput,
+  SeederConfigSchema,
+} from './config.js'
 export { fingerprintTree } from './fingerprint.js'
 export { handleImageRequest, type ImageCatalog, sendError, sendJson } from './image-routes.js'
 export { type PublishedImage, type PublishOptions, publishImage } from './publish.js'

@@ -28,6 +28,7 @@ declare module 'bittorrent-tracker/server' {
     uploaded?: unknown
     downloaded?: unknown
     httpReq?: IncomingMessage
+    httpRes?: ServerResponse
   }
 
   /** A peer as lib/server/swarm.js keeps it in its LRU cache. */

@@ -11,8 +11,9 @@ export const TrackerConfigSchema = z
     // bittorrent-tracker tells clients to come back every 10 minutes, which would leave
     // swarm stats (and so install progress) minutes out of date. Every 20 s keeps them
     // live, and even 5,000 nodes make only 250 announces a second, each answered from
-    // memory with about a kilobyte: a small load for one Node process on a LAN.
-    announceIntervalSeconds: z.number().int().min(5).max(3600).default(20),
+    // memory with about a kilobyte: a small load for one Node process on a LAN. Down to
+    // 1 s is allowed for tests and small labs; load grows as nodes / interval.
+    announceIntervalSeconds: z.number().int().min(1).max(3600).default(20),
     // bittorrent-tracker forgets the least recently seen peer once a swarm holds 1,000
     // (its peersCacheLength). A cluster install can be bigger; 20,000 entries of about
     // 200 bytes each cost a few megabytes per image.

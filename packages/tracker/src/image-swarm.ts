@@ -1,6 +1,7 @@
 import type { AnnounceCallback, AnnounceParams, SwarmPeer } from 'bittorrent-tracker/server'
 import Server from 'bittorrent-tracker/server'
 import type { PeerStats } from './swarm-stats.js'
+import { encodeFailure } from './tracker-response.js'
 
 export interface NumwantLimits {
   defaultNumwant: number
@@ -72,11 +73,19 @@ export class ImageSwarm extends Server.Swarm {
       })
     } catch (thrown) {
       // The caller runs this in a process.nextTick callback, where a throw would end the
-      // process. Whatever went wrong fails this one announce instead; if the throw came
-      // from the caller's own reply code, after the answer, it can only be reported.
+      // process. Whatever went wrong fails this one announce instead. A throw from the
+      // server's own reply code (after `cb`) cannot go back to it: end the reply here.
       const err = thrown instanceof Error ? thrown : new Error(String(thrown))
-      if (answered) this.#server.emit('warning', err)
-      else cb(err)
+      if (!answered) {
+        cb(err)
+        return
+      }
+      this.#server.emit('warning', err)
+      const res = params.httpRes
+      if (res !== undefined && !res.writableEnded) {
+        if (!res.headersSent) res.statusCode = 500
+        res.end(encodeFailure('internal tracker error'))
+      }
     }
   }
 

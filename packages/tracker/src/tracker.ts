@@ -67,7 +67,7 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
       peersCacheTtl: config.peerTtlSeconds * 1000,
       filter: (infoHash, params, cb) => {
         if (!allowList.has(infoHash)) cb(new RefusedAnnounce(infoHash))
-        else cb(checkClientAddress(params) && null)
+        else cb(checkClientAddress(params))
       },
     },
     allowList,

@@ -51,7 +51,7 @@ describe('resolveTrackerConfig', () => {
   })
 
   it('is what createTracker applies', () => {
-    expect(() => createTracker({ config: { announceIntervalSeconds: 1 } })).toThrow(
+    expect(() => createTracker({ config: { announceIntervalSeconds: 0 } })).toThrow(
       /announceIntervalSeconds/,
     )
   })

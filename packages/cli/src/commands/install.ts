@@ -1,9 +1,5 @@
-import {
-  ImageSwarmError,
-  type Logger,
-  readKernelCmdline,
-} from '@imageswarm/core'
 import { installImage, resolveInstallParameters } from '@imageswarm/client'
+import { ImageSwarmError, type Logger, readKernelCmdline } from '@imageswarm/core'
 import { chooseOutputMode, createInstallRenderer } from '../install-renderer.js'
 
 export interface InstallFlags {
@@ -42,8 +38,12 @@ export async function runInstall(flags: InstallFlags, logger: Logger): Promise<v
     kernel,
     rest: {
       force: flags.force,
-      ...(flags.connectTimeout === undefined ? {} : { connectTimeoutSeconds: flags.connectTimeout }),
-      ...(flags.webseedFallback === undefined ? {} : { webSeedFallbackSeconds: flags.webseedFallback }),
+      ...(flags.connectTimeout === undefined
+        ? {}
+        : { connectTimeoutSeconds: flags.connectTimeout }),
+      ...(flags.webseedFallback === undefined
+        ? {}
+        : { webSeedFallbackSeconds: flags.webseedFallback }),
       ...(flags.stallTimeout === undefined ? {} : { stallTimeoutSeconds: flags.stallTimeout }),
       swarm: {
         ...(flags.maxConnections === undefined ? {} : { maxConnections: flags.maxConnections }),
@@ -58,9 +58,11 @@ export async function runInstall(flags: InstallFlags, logger: Logger): Promise<v
   }
   const interrupt = new AbortController()
   const onSignal = (signal: NodeJS.Signals) =>
-    interrupt.abort(new ImageSwarmError('E_INTERRUPTED', `install interrupted by ${signal}`, {
-      hint: 'run the install again; the download resumes from the pieces already in staging',
-    }))
+    interrupt.abort(
+      new ImageSwarmError('E_INTERRUPTED', `install interrupted by ${signal}`, {
+        hint: 'run the install again; the download resumes from the pieces already in staging',
+      }),
+    )
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
   try {

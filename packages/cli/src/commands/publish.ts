@@ -1,4 +1,4 @@
-import { type Logger } from '@imageswarm/core'
+import type { Logger } from '@imageswarm/core'
 import { publishImage } from '@imageswarm/seeder'
 import { firstLanAddress } from '../server.js'
 import { type PublishingFlags, seederConfigFrom } from './serve.js'

@@ -1,4 +1,4 @@
-import { type Compression, type Logger } from '@imageswarm/core'
+import type { Compression, Logger } from '@imageswarm/core'
 import { resolveSeederConfig, type SeederConfig } from '@imageswarm/seeder'
 import { claimPidFile, releasePidFile } from '../pid-file.js'
 import { ImageServer } from '../server.js'
@@ -54,7 +54,9 @@ export async function runServe(flags: ServeFlags, logger: Logger): Promise<void>
     images: flags.image,
     seeder: seederConfigFrom(flags),
     tracker: {
-      ...(flags.announceInterval === undefined ? {} : { announceIntervalSeconds: flags.announceInterval }),
+      ...(flags.announceInterval === undefined
+        ? {}
+        : { announceIntervalSeconds: flags.announceInterval }),
       ...(flags.maxPeersPerSwarm === undefined ? {} : { maxPeersPerSwarm: flags.maxPeersPerSwarm }),
     },
     address: flags.address,

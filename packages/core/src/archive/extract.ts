@@ -103,23 +103,17 @@ export async function extractArchive(options: ExtractOptions): Promise<ExtractRe
       callback(null, chunk)
     },
   })
-  const feeding = pipeline(
-    createReadStream(archive, { highWaterMark: 1 << 20 }),
-    progress,
-    sink,
-  ).then(
-    () => undefined,
-    (err: unknown) => {
-      // A tool that died closes its stdin (EPIPE); its own exit explains more, below.
-      onAbort()
-      return err
-    },
-  )
-  const [feedError, tarExit, decompressorExit] = await Promise.all([
-    feeding,
-    tar.exited,
-    decompressor?.exited,
-  ])
+  const reader = createReadStream(archive, { highWaterMark: 1 << 20 })
+  let readError: unknown
+  reader.once('error', (err) => {
+    readError = err
+  })
+  // tar stops reading at the end-of-archive blocks and exits, so writing what follows them
+  // can fail with EPIPE; whether the extraction worked is for tar's exit status to say.
+  const feeding = pipeline(reader, progress, sink).catch(() => {
+    if (readError !== undefined) onAbort()
+  })
+  const [tarExit, decompressorExit] = await Promise.all([tar.exited, decompressor?.exited, feeding])
   options.signal?.removeEventListener('abort', onAbort)
   if (options.signal?.aborted) {
     throw new ImageSwarmError('E_INTERRUPTED', `extracting into ${target} was interrupted`, {
@@ -128,22 +122,27 @@ export async function extractArchive(options: ExtractOptions): Promise<ExtractRe
       cause: options.signal.reason,
     })
   }
-  const tarStderr = tar.stderr()
-  checkExit('tar', tarExit, tarStderr, target)
-  if (decompressor !== undefined && decompressorExit !== undefined) {
-    checkExit(`${compression} -d`, decompressorExit, decompressor.stderr(), target)
-  }
-  if (feedError !== undefined) {
+  if (readError !== undefined) {
     throw new ImageSwarmError(
       'E_EXTRACT_FAILED',
-      `cannot read ${archive}: ${errnoOf(feedError) ?? String(feedError)}`,
+      `cannot read ${archive}: ${errnoOf(readError) ?? String(readError)}`,
       {
         operation: 'extract',
         path: archive,
         hint: 'check the staging directory',
-        cause: feedError,
+        cause: readError,
       },
     )
+  }
+  const tarStderr = tar.stderr()
+  checkExit('tar', tarExit, tarStderr, target)
+  if (decompressor !== undefined && decompressorExit !== undefined) {
+    const stderr = decompressor.stderr()
+    if (brokenPipe(decompressorExit, stderr)) {
+      logger.warn({ archive }, 'tar ended before the end of the data; trailing bytes ignored')
+    } else {
+      checkExit(`${compression} -d`, decompressorExit, stderr, target)
+    }
   }
   for (const line of stderrLines(tarStderr)) logger.warn({ target, tar: line }, 'tar warning')
   const done = Date.now()
@@ -209,4 +208,9 @@ function checkExit(tool: string, exit: ToolExit, stderr: string, target: string)
       cause: exit.error,
     },
   )
+}
+
+/** The decompressor failed only because tar, done, stopped reading (EPIPE / SIGPIPE). */
+function brokenPipe(exit: ToolExit, stderr: string): boolean {
+  return exit.signal === 'SIGPIPE' || /broken pipe/i.test(stderr)
 }

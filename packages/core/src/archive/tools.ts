@@ -4,7 +4,7 @@ import { delimiter, join } from 'node:path'
 import { ImageSwarmError } from '../errors.js'
 import type { Compression } from '../manifest.js'
 import { runTool } from './spawn-tool.js'
-import type { ArchiveToolName, ArchiveTools, ToolOptions } from './types.js'
+import type { ArchiveToolName, ToolOptions } from './types.js'
 
 /** The Debian package that provides each tool, for the hint of E_TOOL_MISSING. */
 export const TOOL_PACKAGES: Readonly<Record<ArchiveToolName, string>> = {

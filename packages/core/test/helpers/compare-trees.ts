@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { type BigIntStats, closeSync, openSync } from 'node:fs'
-import { lstat, readFile, readdir, readlink } from 'node:fs/promises'
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises'
 import { hasCommand } from './system-tools.js'
 
 /** What the comparison looks at for one file, directory or special file. */
@@ -48,8 +48,12 @@ export async function snapshotTree(
     const full = rel.length === 0 ? rootBuf : Buffer.concat([rootBuf, Buffer.from('/'), rel])
     const st = await lstat(full, { bigint: true })
     const node = describeNode(rel.length === 0 ? '.' : rel.toString('latin1'), st)
-    if (node.type === 'symlink') node.symlinkTarget = (await readlink(full, 'buffer')).toString('latin1')
-    if (node.type === 'file') node.sha256 = createHash('sha256').update(await readFile(full)).digest('hex')
+    if (node.type === 'symlink')
+      node.symlinkTarget = (await readlink(full, 'buffer')).toString('latin1')
+    if (node.type === 'file')
+      node.sha256 = createHash('sha256')
+        .update(await readFile(full))
+        .digest('hex')
     if (withXattrs && node.type !== 'socket') node.xattrs = await readXattrs(full, node.type)
     if (withAcls && node.type !== 'symlink' && node.type !== 'socket') {
       node.acl = await readAcl(full, node.type)
@@ -97,7 +101,12 @@ function nodeType(st: BigIntStats): NodeType {
  * over as an open file descriptor (/dev/fd/3) instead; that works for files and
  * directories, which is all the fixtures give such names.
  */
-async function runOnPath(command: string, args: string[], path: Buffer, type: NodeType): Promise<string> {
+async function runOnPath(
+  command: string,
+  args: string[],
+  path: Buffer,
+  type: NodeType,
+): Promise<string> {
   const asText = path.toString('utf8')
   let fd: number | undefined
   let operand = asText
@@ -114,8 +123,8 @@ async function runOnPath(command: string, args: string[], path: Buffer, type: No
       })
       const out: Buffer[] = []
       const err: Buffer[] = []
-      child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
-      child.stderr.on('data', (chunk: Buffer) => err.push(chunk))
+      child.stdout?.on('data', (chunk: Buffer) => out.push(chunk))
+      child.stderr?.on('data', (chunk: Buffer) => err.push(chunk))
       child.on('error', reject)
       child.on('close', (code) => {
         if (code === 0) resolve(Buffer.concat(out).toString('latin1'))
@@ -205,12 +214,16 @@ function compareNodes(left: TreeNode, right: TreeNode): string[] {
   for (const field of fields) {
     const l = left[field]
     const r = right[field]
-    if (l !== r) diffs.push(`${show(left.path)}: ${field} ${format(field, l)} != ${format(field, r)}`)
+    if (l !== r)
+      diffs.push(`${show(left.path)}: ${field} ${format(field, l)} != ${format(field, r)}`)
   }
   return diffs
 }
 
-function hardlinkGroups(nodes: Map<string, TreeNode>, skipped: (n: TreeNode) => boolean): Set<string> {
+function hardlinkGroups(
+  nodes: Map<string, TreeNode>,
+  skipped: (n: TreeNode) => boolean,
+): Set<string> {
   const byInode = new Map<bigint, string[]>()
   for (const node of nodes.values()) {
     if (node.type === 'dir' || node.nlink < 2n || skipped(node)) continue

@@ -1,10 +1,26 @@
-import { open as openFile } from 'node:fs/promises'
-import { chmod, link, lchown, mkdir, symlink, truncate, writeFile } from 'node:fs/promises'
+import {
+  chmod,
+  lchown,
+  link,
+  mkdir,
+  open as openFile,
+  symlink,
+  truncate,
+  writeFile,
+} from 'node:fs/promises'
 import { join } from 'node:path'
 import { run } from './system-tools.js'
 
 /** Commands `buildFidelityTree` runs (as root): for `missingRequirements`. */
-export const FIDELITY_COMMANDS = ['setfattr', 'getfattr', 'setfacl', 'getfacl', 'setcap', 'mknod', 'touch']
+export const FIDELITY_COMMANDS = [
+  'setfattr',
+  'getfattr',
+  'setfacl',
+  'getfacl',
+  'setcap',
+  'mknod',
+  'touch',
+]
 
 /** A name that is not valid UTF-8 (`bad-\xff\xfe`): tar must carry the bytes unchanged. */
 export const NON_UTF8_NAME = Buffer.from([0x62, 0x61, 0x64, 0x2d, 0xff, 0xfe])

@@ -40,7 +40,8 @@ export function paxBody(records: Record<string, string>): Buffer {
 }
 
 function headerAndBody(member: RawMember): Buffer[] {
-  const body = typeof member.body === 'string' ? Buffer.from(member.body) : (member.body ?? Buffer.alloc(0))
+  const body =
+    typeof member.body === 'string' ? Buffer.from(member.body) : (member.body ?? Buffer.alloc(0))
   const header = Buffer.alloc(BLOCK)
   const name = typeof member.name === 'string' ? Buffer.from(member.name) : member.name
   name.copy(header, 0, 0, 100)

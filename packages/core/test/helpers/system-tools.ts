@@ -36,7 +36,10 @@ export function hasCommand(name: string): boolean {
  * Why a test cannot run here, or undefined when it can: not root, or commands missing,
  * named with the Debian packages that provide them.
  */
-export function missingRequirements(commands: readonly string[], needRoot = true): string | undefined {
+export function missingRequirements(
+  commands: readonly string[],
+  needRoot = true,
+): string | undefined {
   const reasons: string[] = []
   if (needRoot && !isRoot) reasons.push('needs root')
   const missing = commands.filter((name) => !hasCommand(name))

@@ -1,0 +1,107 @@
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseManifest, sha256File } from '@imageswarm/core'
+import parseTorrent from 'parse-torrent'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { resolveSeederConfig, type SeederConfig } from '../src/config.js'
+import { publishImage } from '../src/publish.js'
+
+let dir: string
+let config: SeederConfig
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'seeder-publish-'))
+  config = resolveSeederConfig({
+    imagesDir: join(dir, 'images'),
+    tarballsDir: join(dir, 'tarballs'),
+    torrentsDir: join(dir, 'torrents'),
+    pieceLength: 16 * 1024,
+  })
+  const root = join(config.imagesDir, 'node')
+  await mkdir(join(root, 'etc'), { recursive: true })
+  await writeFile(join(root, 'etc/hostname'), 'node\n')
+  await writeFile(join(root, 'data.bin'), Buffer.alloc(100_000, 7))
+})
+
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true })
+})
+
+const serverUrl = 'http://10.0.0.1:6969'
+
+describe('publishImage', () => {
+  it('writes an archive, a private .torrent with tracker and web seed, and a manifest that agree', async () => {
+    const published = await publishImage({ image: 'node', config, serverUrl })
+    expect(published.packed).toBe(true)
+    const manifest = parseManifest(
+      JSON.parse(await readFile(published.manifestPath, 'utf8')),
+      published.manifestPath,
+    )
+    expect(manifest).toEqual(published.manifest)
+    expect(manifest.archiveFile).toBe('image-node.tar.zst')
+    expect(manifest.sha256).toBe(await sha256File(published.archivePath))
+    const torrent = await parseTorrent(await readFile(published.torrentPath))
+    expect(torrent.infoHash).toBe(manifest.infoHash)
+    expect(torrent.private).toBe(true)
+    expect(torrent.length).toBe(manifest.size)
+    expect(torrent.announce).toEqual(['http://10.0.0.1:6969/announce'])
+    expect(torrent.urlList).toEqual(['http://10.0.0.1:6969/images/node/image-node.tar.zst'])
+  })
+
+  it('reuses an unchanged image’s archive and repoints the .torrent at a new address', async () => {
+    const first = await publishImage({ image: 'node', config, serverUrl })
+    const second = await publishImage({ image: 'node', config, serverUrl: 'http://10.0.0.2:7000' })
+    expect(second.packed).toBe(false)
+    expect(second.manifest.infoHash).toBe(first.manifest.infoHash)
+    const torrent = await parseTorrent(second.torrent)
+    expect(torrent.announce).toEqual(['http://10.0.0.2:7000/announce'])
+    expect(torrent.infoHash).toBe(first.manifest.infoHash)
+  })
+
+  it('packs again when the image root changed, and the infohash follows the content', async () => {
+    const first = await publishImage({ image: 'node', config, serverUrl })
+    await appendFile(join(config.imagesDir, 'node/etc/hostname'), 'changed\n')
+    const second = await publishImage({ image: 'node', config, serverUrl })
+    expect(second.packed).toBe(true)
+    expect(second.manifest.infoHash).not.toBe(first.manifest.infoHash)
+  })
+
+  it('packs again on request and, the tree being the same, gives the same infohash', async () => {
+    const first = await publishImage({ image: 'node', config, serverUrl })
+    const again = await publishImage({ image: 'node', config, serverUrl, update: true })
+    expect(again.packed).toBe(true)
+    expect(again.manifest.sha256).toBe(first.manifest.sha256)
+    expect(again.manifest.infoHash).toBe(first.manifest.infoHash)
+  })
+
+  it('packs again when the archive on disk no longer matches its manifest', async () => {
+    const first = await publishImage({ image: 'node', config, serverUrl })
+    const bytes = await readFile(first.archivePath)
+    bytes[bytes.length - 10] ^= 0xff
+    await writeFile(first.archivePath, bytes)
+    const second = await publishImage({ image: 'node', config, serverUrl })
+    expect(second.packed).toBe(true)
+    expect(second.manifest.sha256).toBe(first.manifest.sha256)
+  })
+
+  it('refuses a missing image root with the path and a hint', async () => {
+    await expect(publishImage({ image: 'absent', config, serverUrl })).rejects.toMatchObject({
+      code: 'E_IMAGE_NOT_FOUND',
+      path: join(config.imagesDir, 'absent'),
+    })
+  })
+
+  it('refuses an image name that could escape the images directory', async () => {
+    await expect(publishImage({ image: '../etc', config, serverUrl })).rejects.toMatchObject({
+      code: 'E_IMAGE_NAME_INVALID',
+    })
+  })
+})
+
+describe('resolveSeederConfig', () => {
+  it('names the bad key', () => {
+    expect(() => resolveSeederConfig({ pieceLength: 1000 })).toThrow(/pieceLength/)
+    expect(() => resolveSeederConfig({ compression: 'lz4' as 'zstd' })).toThrow(/compression/)
+  })
+})
