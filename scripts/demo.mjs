@@ -16,6 +16,7 @@ const { values: flags } = parseArgs({
     clients: { type: 'string', default: '4' },
     'big-file-mib': { type: 'string', default: '12' },
     keep: { type: 'boolean', default: false },
+    'server-uplink': { type: 'string', default: '10M' },
   },
 })
 const clients = Number(flags.clients)
@@ -38,6 +39,9 @@ try {
     tarballsDir: join(work, 'tarballs'),
     torrentsDir: join(work, 'torrents'),
     pidFile: join(work, 'serve.pid'),
+    // On loopback the server could hand every client the whole archive at memory speed;
+    // a capped uplink, as on a real install network, shows what the swarm does.
+    args: ['--upload-limit', flags['server-uplink']],
     onLog: (record) => {
       if (record.msg === 'image packed and published') {
         say(

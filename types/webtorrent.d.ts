@@ -13,7 +13,7 @@ declare module 'webtorrent' {
     natUpnp?: boolean | 'permanent'
     natPmp?: boolean
     webSeeds?: boolean
-    tracker?: boolean | Record<string, unknown>
+    tracker?: boolean | { getAnnounceOpts?: () => Record<string, unknown>; [key: string]: unknown }
     downloadLimit?: number
     uploadLimit?: number
     blocklist?: unknown

@@ -64,5 +64,7 @@ export function lanClientOptions(settings: SwarmSettings, role: PeerRole, torren
     natPmp: false,
     downloadLimit: settings.downloadLimit,
     uploadLimit: settings.uploadLimit,
+    // Ask the tracker for as many peers as we may connect to (the library asks for 50).
+    tracker: { getAnnounceOpts: () => ({ numwant: settings.maxConnections }) },
   } as const
 }
