@@ -7,11 +7,11 @@ import {
   SYSTEMIMAGER_DIRS,
 } from '@imageswarm/core'
 import { Command, CommanderError, Option } from 'commander'
-import { runInstall } from './commands/install.js'
+import { addInstallOptions, runInstall } from './commands/install.js'
 import { runPublish } from './commands/publish.js'
 import { runServe } from './commands/serve.js'
 import { runStop } from './commands/stop.js'
-import { collectList, compressionFlag, integerFlag, numberFlag, rateFlag } from './options.js'
+import { collectList, compressionFlag, integerFlag, rateFlag } from './options.js'
 import { DEFAULT_PID_FILE } from './pid-file.js'
 
 /** Options shared by `serve` and `publish`: where images live and how they are packed. */
@@ -101,6 +101,10 @@ export function buildProgram(): Command {
       'seeder upload limit, e.g. 100M (bytes/s)',
       rateFlag('--upload-limit'),
     )
+    .option(
+      '--no-tracker',
+      'serve images over HTTP without the tracker (clients fall back to the web seed)',
+    )
     .addOption(
       new Option('--pid-file <file>', 'where the server records its PID')
         .default(DEFAULT_PID_FILE)
@@ -132,49 +136,11 @@ export function buildProgram(): Command {
     )
     .action(async (options, command: Command) => runStop(options, loggerFor(command, 'stop')))
 
-  program
-    .command('install')
-    .description('download an image from the swarm and install it into the target root')
-    .option('--server <url>', 'image server (IMAGESERVER=, imageswarm.server=)')
-    .option('--image <name>', 'image name (IMAGENAME=, imageswarm.image=)')
-    .option('--staging <dir>', 'download directory, or auto (BITTORRENT_STAGING=)')
-    .option('--target <dir>', 'root of the system being installed (imageswarm.target=)')
-    .option(
-      '--seed-time <seconds>',
-      'keep seeding at most this long after installing',
-      numberFlag('--seed-time', 0),
-    )
-    .option(
-      '--connect-timeout <seconds>',
-      'keep trying to reach the server this long',
-      numberFlag('--connect-timeout', 1),
-    )
-    .option(
-      '--webseed-fallback <seconds>',
-      'use the server’s web seed after this long without progress',
-      numberFlag('--webseed-fallback', 0),
-    )
-    .option(
-      '--stall-timeout <seconds>',
-      'fail after this long without any data',
-      numberFlag('--stall-timeout', 5),
-    )
-    .option('--max-connections <n>', 'peer connections', integerFlag('--max-connections', 1, 10000))
-    .option('--upload-limit <rate>', 'upload limit, e.g. 50M (bytes/s)', rateFlag('--upload-limit'))
-    .option(
-      '--download-limit <rate>',
-      'download limit, e.g. 50M (bytes/s)',
-      rateFlag('--download-limit'),
-    )
-    .option('--force', 'install into a target root that is not empty', false)
-    .option('--cmdline <file>', 'kernel command line to read parameters from', '/proc/cmdline')
-    .option('--json', 'write progress events as JSON lines on stdout', false)
-    .option(
-      '--print-config',
-      'print the resolved settings and where each came from, then exit',
-      false,
-    )
-    .action(async (options, command: Command) => runInstall(options, loggerFor(command, 'install')))
+  addInstallOptions(
+    program
+      .command('install')
+      .description('download an image from the swarm and install it into the target root'),
+  ).action(async (options, command: Command) => runInstall(options, loggerFor(command, 'install')))
 
   return program
 }

@@ -17,6 +17,8 @@ export interface ImageServerOptions {
   images: readonly string[]
   seeder: SeederConfig
   tracker?: Partial<TrackerConfig>
+  /** False serves images without a tracker: announces fail and clients use the web seed. */
+  trackerEnabled?: boolean
   /** Address to listen on; `0.0.0.0` listens everywhere. */
   address: string
   port: number
@@ -38,6 +40,10 @@ export class ImageServer {
   readonly #http: Server
   #seeder: ImageSeeder | undefined
 
+  get #trackerEnabled(): boolean {
+    return this.#options.trackerEnabled !== false
+  }
+
   constructor(options: ImageServerOptions) {
     this.#options = options
     this.#tracker = createTracker({
@@ -46,7 +52,7 @@ export class ImageServer {
     })
     this.#http = createServer((req, res) => {
       try {
-        if (this.#tracker.handle(req, res)) return
+        if (this.#trackerEnabled && this.#tracker.handle(req, res)) return
         if (handleImageRequest(this.#catalog, req, res)) return
         if (req.url === WIRE.health) return sendJson(res, 200, { ok: true })
         sendError(

@@ -20,6 +20,12 @@ export const ClientConfigSchema = z.object({
   webSeedFallbackSeconds: z.number().min(0).max(3600).default(10),
   /** Give up when no byte arrives from anywhere for this long. */
   stallTimeoutSeconds: z.number().min(5).max(86_400).default(300),
+  /** A local directory or partition (`/dev/sda3`, `LABEL=cache`) that keeps archives across boots. */
+  cache: z.string().min(1).optional(),
+  /** This node's name in the dashboard; default: the host name. */
+  node: z.string().min(1).max(255).optional(),
+  /** Post install status to the server for its dashboard. */
+  report: z.boolean().default(true),
   /** Accept a target root that already has files in it (they may be overwritten). */
   force: z.boolean().default(false),
   swarm: SwarmSettingsSchema.default(SwarmSettingsSchema.parse({})),

@@ -9,17 +9,26 @@ import {
   type InstallEvent,
   isImageSwarmError,
   type Logger,
+  makePeerId,
   serverUrl,
   sha256File,
   silentLogger,
   type TransferTotals,
 } from '@imageswarm/core'
 import type { ClientConfig } from './config.js'
+import { ImageCache } from './image-cache.js'
 import { InstallState } from './install-state.js'
 import { fetchManifest, fetchTorrent } from './server-api.js'
 import { chooseStaging } from './staging.js'
+import { StatusReporter } from './status-reporter.js'
 import { SwarmSession } from './swarm-session.js'
-import { markComplete, markIncomplete, prepareTargetRoot } from './target-root.js'
+import {
+  captureTimes,
+  markComplete,
+  markIncomplete,
+  prepareTargetRoot,
+  restoreTimes,
+} from './target-root.js'
 
 export interface InstallOptions {
   config: ClientConfig
@@ -32,25 +41,52 @@ export interface InstallResult {
   manifest: ImageManifest
   target: string
   totals: TransferTotals
+  /** Where the archive came from: the swarm, or this node's cache. */
+  source: 'swarm' | 'cache'
   seconds: number
 }
 
+/** Where this install keeps the archive, and what happens to it afterwards. */
+interface ArchivePlace {
+  dir: string
+  path: string
+  /** After the install: delete it, move it into the cache, or leave it (already cached). */
+  afterwards: 'delete' | 'admit-to-cache' | 'keep'
+  /** A directory made for this install, removed when empty. */
+  madeDir?: string
+}
+
 /**
- * Installs an image into the target root: manifest → .torrent → staging → download
- * from the swarm → sha256 of the whole archive → extract → keep seeding while others
- * download → remove the archive. Throws an `ImageSwarmError` on any failure, after
+ * Installs an image into the target root: manifest → .torrent → cache or staging →
+ * download from the swarm → sha256 of the whole archive → extract → keep seeding while
+ * others download → clean up. Throws an `ImageSwarmError` on any failure, after
  * emitting a `failed` event; a target root that did not finish keeps its
  * `.imageswarm-incomplete` marker.
  */
 export async function installImage(options: InstallOptions): Promise<InstallResult> {
   const { config, signal } = options
   const logger = options.logger ?? silentLogger()
-  const emit = options.onEvent ?? (() => {})
+  const peerId = makePeerId('client')
+  const reporter = config.report
+    ? new StatusReporter({
+        server: config.server,
+        image: config.image,
+        peerId,
+        logger,
+        ...(config.node ? { node: config.node } : {}),
+      })
+    : undefined
+  const emit = (event: InstallEvent) => {
+    options.onEvent?.(event)
+    reporter?.update(event)
+  }
   const state = new InstallState(emit)
   const started = performance.now()
   let session: SwarmSession | undefined
-  let archive: string | undefined
-  let removeStagingDir: string | undefined
+  let place: ArchivePlace | undefined
+  let cache: ImageCache | undefined
+  let failure: ImageSwarmError | undefined
+  let finished = false
   try {
     const request = {
       server: config.server,
@@ -62,58 +98,60 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     const manifest = await fetchManifest(config.image, request)
     emit({ type: 'manifest', manifest })
     const torrent = await fetchTorrent(manifest, request)
-    // Offered as a fallback web seed even if the .torrent predates a server move.
+    // The web seed is this server's, even if the .torrent was made for another address.
     torrent.urlList = [
       serverUrl(config.server, archiveUrlPath(manifest.name, manifest.archiveFile)),
     ]
 
-    await prepareTargetRoot(config.target, config.force)
-    const staging = await chooseStaging(config.staging, config.target, manifest)
-    archive = join(staging.dir, manifest.archiveFile)
-    if (staging.removeAfter) removeStagingDir = staging.dir
-    emit({ type: 'staging', dir: staging.dir, archivePath: archive })
-    logger.info({ staging: staging.dir, kind: staging.kind }, 'staging directory chosen')
+    const { resumed } = await prepareTargetRoot(config.target, config.force)
+    if (resumed)
+      logger.warn(
+        { target: config.target },
+        'target root holds an interrupted install; installing over it',
+      )
+    cache = config.cache ? await ImageCache.open(config.cache, logger) : undefined
+    const cached = await cache?.lookup(manifest)
+    place = cached
+      ? { dir: cache!.dir, path: cached, afterwards: 'keep' }
+      : await placeDownload(config, manifest, cache)
+    emit({ type: 'staging', dir: place.dir, archivePath: place.path })
+    logger.info({ dir: place.dir, cached: Boolean(cached) }, 'archive location chosen')
 
-    state.moveTo('downloading')
     session = new SwarmSession({
       torrent,
+      peerId,
       manifest,
-      stagingDir: staging.dir,
+      stagingDir: place.dir,
+      alreadyVerified: Boolean(cached),
       settings: config.swarm,
       webSeedFallbackSeconds: config.webSeedFallbackSeconds,
       stallTimeoutSeconds: config.stallTimeoutSeconds,
       logger,
       emit,
     })
-    await session.downloadArchive(signal)
-
-    state.moveTo('verifying')
-    const verifyStarted = performance.now()
-    const sha256 = await sha256File(archive, signal)
-    if (sha256 !== manifest.sha256) {
-      throw new ImageSwarmError(
-        'E_ARCHIVE_DIGEST_MISMATCH',
-        `archive sha256 ${sha256} does not match the manifest's ${manifest.sha256}`,
-        {
-          operation: 'verify archive',
-          path: archive,
-          hint: 'the server’s manifest and archive disagree; republish the image (--update-image)',
-        },
-      )
+    if (cached) {
+      // Verified against the manifest by the cache lookup; the node seeds it at once.
+      state.moveTo('verifying')
+    } else {
+      state.moveTo('downloading')
+      await session.downloadArchive(signal)
+      state.moveTo('verifying')
+      await verifyArchive(place.path, manifest, emit, signal)
     }
-    emit({ type: 'verified', sha256, seconds: (performance.now() - verifyStarted) / 1000 })
 
     state.moveTo('extracting')
     const extractStarted = performance.now()
     await markIncomplete(config.target)
     await extractArchive({
-      archive,
+      archive: place.path,
       target: config.target,
       compression: manifest.compression,
       logger,
       ...(signal ? { signal } : {}),
       onProgress: (bytes, size) => emit({ type: 'extract-progress', bytes, size }),
     })
+    // Removing the marker and our staging changes these directories after tar set them.
+    const times = await captureTimes([config.target, join(config.target, 'tmp')])
     await markComplete(config.target)
     emit({
       type: 'extracted',
@@ -124,22 +162,102 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     state.moveTo('seeding')
     await linger(session, config.seedTimeSeconds, emit, logger, signal)
     const totals = session.totals
+    await session.close()
+    session = undefined
+    await settleArchive(place, manifest, cache, logger)
+    place = undefined
+    await restoreTimes(times)
+
     state.moveTo('done')
     const seconds = (performance.now() - started) / 1000
     emit({ type: 'installed', target: config.target, totals, seconds })
-    return { manifest, target: config.target, totals, seconds }
+    finished = true
+    return {
+      manifest,
+      target: config.target,
+      totals,
+      source: cached ? 'cache' : 'swarm',
+      seconds,
+    }
   } catch (err) {
     const error = asInstallError(err, signal)
+    failure = error
     if (state.current !== 'failed' && state.current !== 'done') state.moveTo('failed')
     emit({ type: 'failed', error: error.toJSON() })
     throw error
   } finally {
     await session?.close()
-    // The archive is only staging: it goes whether the install worked or not, except
-    // after an interruption, where it lets the next attempt resume.
-    if (archive && !signal?.aborted) await rm(archive, { force: true })
-    if (removeStagingDir && !signal?.aborted) await rmdir(removeStagingDir).catch(() => {})
+    if (place && !finished) await abandonArchive(place, failure)
+    await reporter?.flush()
   }
+}
+
+/** Downloads go into the cache when it has room, else into staging. */
+async function placeDownload(
+  config: ClientConfig,
+  manifest: ImageManifest,
+  cache: ImageCache | undefined,
+): Promise<ArchivePlace> {
+  if (cache && (await cache.reserve(manifest))) {
+    const dir = cache.incomingDir
+    return { dir, path: join(dir, manifest.archiveFile), afterwards: 'admit-to-cache' }
+  }
+  const staging = await chooseStaging(config.staging, config.target, manifest)
+  return {
+    dir: staging.dir,
+    path: join(staging.dir, manifest.archiveFile),
+    afterwards: 'delete',
+    ...(staging.removeAfter ? { madeDir: staging.dir } : {}),
+  }
+}
+
+async function verifyArchive(
+  path: string,
+  manifest: ImageManifest,
+  emit: (event: InstallEvent) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const started = performance.now()
+  const sha256 = await sha256File(path, signal)
+  if (sha256 !== manifest.sha256) {
+    throw new ImageSwarmError(
+      'E_ARCHIVE_DIGEST_MISMATCH',
+      `archive sha256 ${sha256} does not match the manifest's ${manifest.sha256}`,
+      {
+        operation: 'verify archive',
+        path,
+        hint: 'the server’s manifest and archive disagree; republish the image (--update-image)',
+      },
+    )
+  }
+  emit({ type: 'verified', sha256, seconds: (performance.now() - started) / 1000 })
+}
+
+/** After a good install: the archive goes into the cache, stays there, or is deleted. */
+async function settleArchive(
+  place: ArchivePlace,
+  manifest: ImageManifest,
+  cache: ImageCache | undefined,
+  logger: Logger,
+): Promise<void> {
+  if (place.afterwards === 'admit-to-cache' && cache) {
+    const path = await cache.admit(manifest)
+    logger.info({ cache: path }, 'archive kept in the image cache for the next boot')
+  } else if (place.afterwards === 'delete') {
+    await rm(place.path, { force: true })
+  }
+  if (place.madeDir) await rmdir(place.madeDir).catch(() => {})
+}
+
+/**
+ * After a failure: an archive that failed verification is deleted; anything else (a
+ * partial download, a verified archive whose extraction failed) stays, so the next
+ * attempt resumes from the pieces already there instead of starting over.
+ */
+async function abandonArchive(place: ArchivePlace, failure?: ImageSwarmError): Promise<void> {
+  if (place.afterwards === 'keep' || failure?.code !== 'E_ARCHIVE_DIGEST_MISMATCH') return
+  await rm(place.path, { force: true })
+  if (place.madeDir) await rmdir(place.madeDir).catch(() => {})
 }
 
 /** Keeps seeding while other nodes still download, for at most `seconds`. */

@@ -1,7 +1,9 @@
-import { access, constants, mkdir, stat, statfs, unlink, writeFile } from 'node:fs/promises'
+import { access, constants, mkdir, unlink, writeFile } from 'node:fs/promises'
 import { freemem } from 'node:os'
 import { join } from 'node:path'
 import { type ImageManifest, ImageSwarmError } from '@imageswarm/core'
+import { allocatedBytes, formatMiB, freeBytes } from './disk-space.js'
+import { TARGET_STAGING_PREFIX } from './target-root.js'
 
 export interface StagingChoice {
   dir: string
@@ -31,7 +33,7 @@ export async function chooseStaging(
     choice = { dir: join('/tmp', `imageswarm-${manifest.name}`), kind: 'memory', removeAfter: true }
   } else {
     choice = {
-      dir: join(target, 'tmp', `imageswarm-${manifest.name}`),
+      dir: join(target, 'tmp', `${TARGET_STAGING_PREFIX}${manifest.name}`),
       kind: 'target-disk',
       removeAfter: true,
     }
@@ -63,10 +65,9 @@ async function ensureWritable(dir: string): Promise<void> {
 }
 
 async function ensureRoom(dir: string, manifest: ImageManifest): Promise<void> {
-  const fs = await statfs(dir)
-  const free = fs.bavail * fs.bsize
+  const free = await freeBytes(dir)
   // An interrupted download's partial archive already occupies part of what it needs.
-  const existing = await partialSize(join(dir, manifest.archiveFile))
+  const existing = await allocatedBytes(join(dir, manifest.archiveFile))
   const needed = manifest.size - existing
   if (free < needed) {
     throw new ImageSwarmError(
@@ -79,16 +80,4 @@ async function ensureRoom(dir: string, manifest: ImageManifest): Promise<void> {
       },
     )
   }
-}
-
-async function partialSize(path: string): Promise<number> {
-  try {
-    return (await stat(path)).blocks * 512
-  } catch {
-    return 0
-  }
-}
-
-function formatMiB(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`
 }

@@ -14,6 +14,10 @@ import WebTorrent, { type Torrent, type Wire } from 'webtorrent'
 
 export interface SwarmSessionOptions {
   torrent: ParsedTorrent
+  /** This node's peer id, hex (core's makePeerId('client')); status reports carry it too. */
+  peerId: string
+  /** The archive in `stagingDir` is complete and its sha256 checked (a cache hit). */
+  alreadyVerified?: boolean
   manifest: ImageManifest
   stagingDir: string
   settings: SwarmSettings
@@ -49,12 +53,14 @@ export class SwarmSession {
     this.#webSeeds = [...options.torrent.urlList]
     this.#client = new WebTorrent({
       ...lanClientOptions(options.settings, 'client'),
+      peerId: options.peerId,
       webSeeds: true,
     })
     this.#client.on('error', (err: Error) => options.logger.error({ err }, 'swarm client error'))
     const withoutWebSeeds: ParsedTorrent = { ...options.torrent, urlList: [] }
     this.#torrent = this.#client.add(withoutWebSeeds, {
       path: options.stagingDir,
+      skipVerify: options.alreadyVerified ?? false,
       strategy: options.settings.strategy,
       private: true,
     })

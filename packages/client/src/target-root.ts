@@ -13,11 +13,19 @@ export const INCOMPLETE_MARKER = '.imageswarm-incomplete'
 // A freshly made filesystem has lost+found; nothing else may be in a target we fill.
 const ALLOWED_IN_EMPTY_TARGET = new Set(['lost+found', INCOMPLETE_MARKER])
 
+/** Staging on the target disk (`/a/tmp/imageswarm-NAME`), see staging.ts. */
+export const TARGET_STAGING_PREFIX = 'imageswarm-'
+
 /**
- * Makes sure the target root exists, is writable and is empty (or holds only an earlier
- * interrupted install of ours), so an image is never silently mixed into an old root.
+ * Makes sure the target root exists, is writable and is empty, so an image is never
+ * silently mixed into an old root. Allowed: `lost+found`, our own staging under `tmp/`,
+ * and anything at all when our incomplete marker says an earlier install of the same
+ * kind was interrupted (it is extracted over).
  */
-export async function prepareTargetRoot(target: string, force: boolean): Promise<void> {
+export async function prepareTargetRoot(
+  target: string,
+  force: boolean,
+): Promise<{ resumed: boolean }> {
   try {
     await mkdir(target, { recursive: true })
     const st = await stat(target)
@@ -31,7 +39,13 @@ export async function prepareTargetRoot(target: string, force: boolean): Promise
       cause: err,
     })
   }
-  const leftovers = (await readdir(target)).filter((name) => !ALLOWED_IN_EMPTY_TARGET.has(name))
+  if (await isMarkedIncomplete(target)) return { resumed: true }
+  const leftovers: string[] = []
+  for (const name of await readdir(target)) {
+    if (ALLOWED_IN_EMPTY_TARGET.has(name)) continue
+    if (name === 'tmp' && (await holdsOnlyStaging(join(target, 'tmp')))) continue
+    leftovers.push(name)
+  }
   if (leftovers.length > 0 && !force) {
     throw new ImageSwarmError(
       'E_TARGET_NOT_EMPTY',
@@ -43,6 +57,15 @@ export async function prepareTargetRoot(target: string, force: boolean): Promise
       },
     )
   }
+  return { resumed: false }
+}
+
+async function holdsOnlyStaging(dir: string): Promise<boolean> {
+  try {
+    return (await readdir(dir)).every((name) => name.startsWith(TARGET_STAGING_PREFIX))
+  } catch {
+    return false
+  }
 }
 
 export async function markIncomplete(target: string): Promise<void> {
@@ -52,21 +75,38 @@ export async function markIncomplete(target: string): Promise<void> {
   )
 }
 
+/** Nanosecond mtimes of directories, to put back after we add and remove files in them. */
+export type DirectoryTimes = Map<string, bigint>
+
+export async function captureTimes(paths: readonly string[]): Promise<DirectoryTimes> {
+  const times: DirectoryTimes = new Map()
+  for (const path of paths) {
+    const st = await lstat(path, { bigint: true }).catch(() => undefined)
+    if (st?.isDirectory()) times.set(path, st.mtimeNs)
+  }
+  return times
+}
+
 /**
- * Removes the marker without leaving a trace on the root directory: tar has just set
- * the root's mtime to the image's, and unlinking would change it, so it is restored to
- * the nanosecond with touch(1) (Node's utimes takes floating-point seconds).
+ * Puts back directory mtimes as the image had them: removing the marker or the staging
+ * directory changes them after tar has set them. touch(1) sets nanoseconds; Node's
+ * utimes takes floating-point seconds and would round them.
  */
+export async function restoreTimes(times: DirectoryTimes): Promise<void> {
+  for (const [path, mtimeNs] of times) {
+    const seconds = mtimeNs / 1_000_000_000n
+    const nanos = (mtimeNs % 1_000_000_000n).toString().padStart(9, '0')
+    await promisify(execFile)('touch', ['-m', '-d', `@${seconds}.${nanos}`, path])
+  }
+}
+
+/** Removes the incomplete marker: the target root now holds the whole image. */
 export async function markComplete(target: string): Promise<void> {
-  const before = await lstat(target, { bigint: true })
   try {
     await unlink(join(target, INCOMPLETE_MARKER))
   } catch (err) {
     if (errnoOf(err) !== 'ENOENT') throw err
   }
-  const seconds = before.mtimeNs / 1_000_000_000n
-  const nanos = (before.mtimeNs % 1_000_000_000n).toString().padStart(9, '0')
-  await promisify(execFile)('touch', ['-m', '-d', `@${seconds}.${nanos}`, target])
 }
 
 export async function isMarkedIncomplete(target: string): Promise<boolean> {

@@ -61,6 +61,15 @@ export interface ErrorDetails {
   cause?: unknown
 }
 
+/** An error as it travels in events, logs and HTTP answers. */
+export interface ErrorReport {
+  code: ErrorCode
+  message: string
+  operation: string | undefined
+  path: string | undefined
+  hint: string | undefined
+}
+
 export class ImageSwarmError extends Error {
   readonly code: ErrorCode
   readonly operation: string | undefined
@@ -80,8 +89,8 @@ export class ImageSwarmError extends Error {
     return EXIT_CODES[ERROR_CODES[this.code]]
   }
 
-  /** A plain object for JSON logs and status reports. */
-  toJSON(): Record<string, unknown> {
+  /** A plain object for JSON logs, events and status reports. */
+  toJSON(): ErrorReport {
     return {
       code: this.code,
       message: this.message,

@@ -1,6 +1,5 @@
-import type { ImageSwarmError } from './errors.js'
-import type { InfoHash } from './infohash.js'
-import type { Compression, ImageManifest } from './manifest.js'
+import type { ErrorReport } from './errors.js'
+import type { ImageManifest } from './manifest.js'
 
 /**
  * Where a node's install is. One transition table (`NODE_TRANSITIONS`) says which
@@ -64,18 +63,6 @@ export type InstallEvent =
   | { type: 'extracted'; target: string; seconds: number }
   | { type: 'seeding'; totals: TransferTotals; leechers: number }
   | { type: 'installed'; target: string; totals: TransferTotals; seconds: number }
-  | { type: 'failed'; error: ReturnType<ImageSwarmError['toJSON']> }
+  | { type: 'failed'; error: ErrorReport }
 
 export type InstallEventType = InstallEvent['type']
-
-/** What a node tells the server about itself (status posts, the dashboard). */
-export interface NodeStatusReport {
-  image: string
-  infoHash: InfoHash
-  peerId?: string
-  state: NodeState
-  totals: TransferTotals
-  size: number
-  compression?: Compression
-  error?: { code: string; message: string }
-}

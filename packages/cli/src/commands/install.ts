@@ -1,23 +1,59 @@
-import { installImage, resolveInstallParameters } from '@imageswarm/client'
+import { INSTALL_PARAMETERS, installImage, resolveInstallParameters } from '@imageswarm/client'
 import { ImageSwarmError, type Logger, readKernelCmdline } from '@imageswarm/core'
+import { type Command, Option } from 'commander'
 import { chooseOutputMode, createInstallRenderer } from '../install-renderer.js'
 
-export interface InstallFlags {
-  server?: string
-  image?: string
-  staging?: string
-  target?: string
-  seedTime?: number
-  connectTimeout?: number
-  webseedFallback?: number
-  stallTimeout?: number
-  maxConnections?: number
-  uploadLimit?: number
-  downloadLimit?: number
-  force: boolean
+/** Help for each install setting, by config key; names come from the client's table. */
+const HELP: Record<string, string> = {
+  server: 'image server: address, address:port or URL',
+  image: 'image name',
+  staging: 'download directory, or auto: tmpfs when memory allows, else the target disk',
+  target: 'root of the system being installed (default /a)',
+  cache: 'local directory or partition (/dev/sdX, LABEL=...) keeping archives across boots',
+  node: 'this node’s name on the dashboard (default: host name)',
+  seedTimeSeconds: 'keep seeding at most this long after installing (default 600)',
+  connectTimeoutSeconds: 'keep trying to reach the server this long (default 30)',
+  webSeedFallbackSeconds: 'use the server’s web seed after this long without progress (default 10)',
+  stallTimeoutSeconds: 'fail after this long without any data (default 300)',
+  'swarm.maxConnections': 'peer connections (default 80)',
+  'swarm.uploadLimit': 'upload limit, e.g. 50M (bytes/s)',
+  'swarm.downloadLimit': 'download limit, e.g. 50M (bytes/s)',
+  report: 'report status to the server’s dashboard (default yes)',
+  force: 'install into a target root that is not empty',
+}
+
+/** Adds one flag per install setting, each taking its raw text (the client parses it). */
+export function addInstallOptions(command: Command): Command {
+  for (const parameter of INSTALL_PARAMETERS) {
+    const names = [
+      ...parameter.env.map((name) => `$${name}`),
+      ...parameter.kernel.map((name) => `${name}=`),
+    ].join(', ')
+    const help = `${HELP[parameter.key] ?? parameter.key} [${names}]`
+    if (parameter.key === 'report') {
+      command.addOption(new Option('--no-report', 'do not report status to the server'))
+    } else if (parameter.kind === 'boolean') {
+      command.addOption(new Option(parameter.flag, help))
+    } else {
+      command.addOption(new Option(`${parameter.flag} <value>`, help))
+    }
+  }
+  return command
+    .option('--cmdline <file>', 'kernel command line to read parameters from', '/proc/cmdline')
+    .option('--json', 'write progress events as JSON lines on stdout', false)
+    .option(
+      '--print-config',
+      'print the resolved settings and where each came from, then exit',
+      false,
+    )
+}
+
+interface InstallFlags {
   cmdline: string
   json: boolean
   printConfig: boolean
+  report?: boolean
+  [flag: string]: unknown
 }
 
 /**
@@ -25,32 +61,18 @@ export interface InstallFlags {
  * then the install pipeline with progress on the terminal, serial console or as JSON.
  */
 export async function runInstall(flags: InstallFlags, logger: Logger): Promise<void> {
-  const kernel = await readKernelCmdline(flags.cmdline)
+  const byKey: Record<string, string | number | boolean | undefined> = {}
+  for (const parameter of INSTALL_PARAMETERS) {
+    const attribute = new Option(parameter.flag).attributeName()
+    const value = flags[attribute]
+    // Commander sets --no-report's default (true) itself; only an explicit "no" counts.
+    if (parameter.key === 'report') byKey.report = value === false ? false : undefined
+    else if (value !== undefined) byKey[parameter.key] = value as string | boolean
+  }
   const { config, sources } = resolveInstallParameters({
-    flags: {
-      server: flags.server,
-      image: flags.image,
-      staging: flags.staging,
-      target: flags.target,
-      seedTimeSeconds: flags.seedTime,
-    },
+    flags: byKey,
     env: process.env,
-    kernel,
-    rest: {
-      force: flags.force,
-      ...(flags.connectTimeout === undefined
-        ? {}
-        : { connectTimeoutSeconds: flags.connectTimeout }),
-      ...(flags.webseedFallback === undefined
-        ? {}
-        : { webSeedFallbackSeconds: flags.webseedFallback }),
-      ...(flags.stallTimeout === undefined ? {} : { stallTimeoutSeconds: flags.stallTimeout }),
-      swarm: {
-        ...(flags.maxConnections === undefined ? {} : { maxConnections: flags.maxConnections }),
-        ...(flags.uploadLimit === undefined ? {} : { uploadLimit: flags.uploadLimit }),
-        ...(flags.downloadLimit === undefined ? {} : { downloadLimit: flags.downloadLimit }),
-      },
-    },
+    kernel: await readKernelCmdline(flags.cmdline),
   })
   if (flags.printConfig) {
     process.stdout.write(`${JSON.stringify({ config, sources }, null, 2)}\n`)

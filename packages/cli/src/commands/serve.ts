@@ -24,6 +24,8 @@ export interface ServeFlags extends PublishingFlags {
   maxPeersPerSwarm?: number
   maxConnections?: number
   uploadLimit?: number
+  /** False with --no-tracker. */
+  tracker: boolean
   pidFile: string
 }
 
@@ -59,6 +61,7 @@ export async function runServe(flags: ServeFlags, logger: Logger): Promise<void>
         : { announceIntervalSeconds: flags.announceInterval }),
       ...(flags.maxPeersPerSwarm === undefined ? {} : { maxPeersPerSwarm: flags.maxPeersPerSwarm }),
     },
+    trackerEnabled: flags.tracker,
     address: flags.address,
     port: flags.port,
     ...(flags.advertiseAddress ? { advertiseAddress: flags.advertiseAddress } : {}),
