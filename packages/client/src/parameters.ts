@@ -221,8 +221,8 @@ function setPath(target: Record<string, unknown>, path: string, value: unknown):
     target[head] = value
     return
   }
-  const child = (target[head] ??= {}) as Record<string, unknown>
-  setPath(child, rest.join('.'), value)
+  if (target[head] === undefined) target[head] = {}
+  setPath(target[head] as Record<string, unknown>, rest.join('.'), value)
 }
 
 /** Settings that each make sense but not together. */

@@ -34,6 +34,24 @@ export const TrackerConfigSchema = z
     // Read the client's address from X-Forwarded-For. Only behind a reverse proxy: with
     // no proxy any client could claim any address and poison the swarm.
     trustProxy: z.boolean().default(false),
+    // A node that has neither announced nor posted its status for this long is shown as
+    // stale. Clients post about every second and announce every interval, so a minute
+    // of silence means the machine crashed, rebooted or lost the network; a node busy
+    // extracting still posts. Nodes that are done or failed are never stale.
+    nodeStaleSeconds: z.number().int().min(1).max(86_400).default(60),
+    // Nodes remembered per image for the dashboard, including finished and stale ones.
+    // The least recently heard from is forgotten first (its bytes stay in the totals).
+    // About 1 KB each.
+    maxNodesPerSwarm: z.number().int().min(1).max(1_000_000).default(20_000),
+    // How often each swarm's history (rates, nodes by state) gets a point, and how many
+    // points it keeps: 1 s for a throughput chart that follows a LAN install, 3,600 for
+    // the last hour. About 100 bytes a point, so 360 KB per image.
+    historySampleSeconds: z.number().int().min(1).max(3600).default(1),
+    historyPoints: z.number().int().min(10).max(1_000_000).default(3600),
+    // Status posts accepted per node and second, with bursts of three times that. A
+    // client posts about once a second and on each state change; more is a bug or an
+    // attack, and gets 429 rather than the tracker's time.
+    statusRatePerNode: z.number().positive().max(1000).default(5),
   })
   .superRefine((config, ctx) => {
     if (config.defaultNumwant > config.maxNumwant) {

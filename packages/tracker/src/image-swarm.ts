@@ -1,5 +1,6 @@
 import type { AnnounceCallback, AnnounceParams, SwarmPeer } from 'bittorrent-tracker/server'
 import Server from 'bittorrent-tracker/server'
+import type { AnnounceSighting } from './node-record.js'
 import type { PeerStats } from './swarm-stats.js'
 import { encodeFailure } from './tracker-response.js'
 
@@ -7,6 +8,9 @@ export interface NumwantLimits {
   defaultNumwant: number
   maxNumwant: number
 }
+
+/** Told of every answered announce (the dashboard's swarm state listens). */
+export type AnnounceObserver = (infoHash: string, sighting: AnnounceSighting) => void
 
 /** What bittorrent-tracker keeps per peer, plus the counters of its last announce. */
 type TrackedPeer = SwarmPeer &
@@ -31,11 +35,18 @@ export class ImageSwarm extends Server.Swarm {
   completed = 0
   readonly #limits: NumwantLimits
   readonly #server: Server
+  readonly #observer: AnnounceObserver | undefined
 
-  constructor(infoHash: string, server: Server, limits: NumwantLimits) {
+  constructor(
+    infoHash: string,
+    server: Server,
+    limits: NumwantLimits,
+    observer?: AnnounceObserver,
+  ) {
     super(infoHash, server)
     this.#server = server
     this.#limits = limits
+    this.#observer = observer
   }
 
   override announce(params: AnnounceParams, cb?: AnnounceCallback): void {
@@ -65,6 +76,7 @@ export class ImageSwarm extends Server.Swarm {
             this.completed += 1
           }
         }
+        this.#observer?.(this.infoHash, sightingOf(params, peer ?? before))
         response.peers = response.peers
           .filter((other) => !(other.ip === params.ip && other.port === params.port))
           .slice(0, wanted)
@@ -131,4 +143,17 @@ function parseCounter(value: unknown): number | undefined {
   if (typeof value !== 'string' || !/^\d+$/.test(value)) return undefined
   const n = Number(value)
   return Number.isSafeInteger(n) ? n : undefined
+}
+
+function sightingOf(params: AnnounceParams, peer: TrackedPeer | undefined): AnnounceSighting {
+  const left = Number.isFinite(params.left) && params.left >= 0 ? params.left : null
+  return {
+    peerId: params.peer_id,
+    address: params.ip,
+    port: params.port,
+    left: peer?.left ?? left,
+    uploaded: parseCounter(params.uploaded) ?? peer?.uploaded ?? 0,
+    downloaded: parseCounter(params.downloaded) ?? peer?.downloaded ?? 0,
+    event: params.event,
+  }
 }

@@ -5,8 +5,14 @@ import type { AnnounceParams, ServerOptions } from 'bittorrent-tracker/server'
 import Server from 'bittorrent-tracker/server'
 import { AllowList, refusalReason } from './allow-list.js'
 import { resolveTrackerConfig, type TrackerConfig } from './config.js'
-import { ImageSwarm, type NumwantLimits } from './image-swarm.js'
+import { DashboardAssets } from './dashboard-assets.js'
+import { handleDashboardRequest } from './dashboard-routes.js'
+import { type AnnounceObserver, ImageSwarm, type NumwantLimits } from './image-swarm.js'
+import { LiveEvents } from './live-events.js'
+import { TrackerMetrics } from './metrics.js'
+import { RateLimiter } from './rate-limit.js'
 import { answerScrape } from './scrape.js'
+import { type ServerUploadSource, SwarmMonitor } from './swarm-monitor.js'
 import type { SwarmStats, TrackerStats } from './swarm-stats.js'
 import { encodeFailure } from './tracker-response.js'
 
@@ -21,6 +27,18 @@ export interface Tracker {
    *   })
    */
   handle(req: IncomingMessage, res: ServerResponse): boolean
+  /**
+   * Handles the dashboard: the page at `/` and `/assets/*`, the JSON API under `/api/`
+   * (with live updates at `/api/events` and node status posts at core's
+   * NODE_STATUS_PATH) and Prometheus metrics at `/metrics`; returns false for any other
+   * path.
+   *
+   * @example
+   *   http.createServer((req, res) => {
+   *     if (!tracker.handle(req, res) && !tracker.handleDashboard(req, res)) notFound(res)
+   *   })
+   */
+  handleDashboard(req: IncomingMessage, res: ServerResponse): boolean
   /** Allow-list: only published infohashes are tracked. Publishing again renames the image. */
   publish(infoHash: InfoHash, image: string): void
   /** Stops tracking the image and forgets its swarm; its peers' next announces are refused. */
@@ -36,6 +54,12 @@ export interface TrackerOptions {
   logger?: Logger
   /** Overrides `config.trustProxy`. */
   trustProxy?: boolean
+  /**
+   * What the server's own seeder uploaded per infohash (the seeder's `stats()`), read
+   * at every history sample. Optional: without it the server's upload is known from
+   * its announces (once an interval) and from what nodes report.
+   */
+  serverUpload?: ServerUploadSource
 }
 
 /**
@@ -53,6 +77,48 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
   const trustProxy = options.trustProxy ?? config.trustProxy
   const logger = options.logger ?? silentLogger()
   const allowList = new AllowList()
+  const monitor = new SwarmMonitor({
+    config,
+    serverUpload: options.serverUpload,
+    countsOf: (infoHash) => {
+      const peers = swarmOf(infoHash)?.livePeers() ?? []
+      const seeders = peers.filter((peer) => peer.complete).length
+      return {
+        seeders,
+        leechers: peers.length - seeders,
+        completed: swarmOf(infoHash)?.completed ?? 0,
+      }
+    },
+  })
+  const metrics = new TrackerMetrics(monitor)
+  const live = new LiveEvents(monitor)
+  const dashboard = {
+    monitor,
+    metrics,
+    live,
+    assets: new DashboardAssets(),
+    status: {
+      monitor,
+      limiter: new RateLimiter({
+        rate: config.statusRatePerNode,
+        burst: Math.max(3, 3 * config.statusRatePerNode),
+        maxKeys: 2 * config.maxNodesPerSwarm,
+      }),
+      onOutcome: (outcome: Parameters<TrackerMetrics['statusOutcome']>[0]) =>
+        metrics.statusOutcome(outcome),
+    },
+  }
+  // One timer for every swarm: sample the history, then push what changed to the pages
+  // that watch. unref'd, so a forgotten tracker never keeps a process alive.
+  const sampler = setInterval(() => {
+    try {
+      monitor.sample()
+      live.publish()
+    } catch (err) {
+      logger.error({ err }, 'sampling the swarms failed')
+    }
+  }, config.historySampleSeconds * 1000)
+  sampler.unref()
   const server = new ImageTrackerServer(
     {
       interval: config.announceIntervalSeconds * 1000,
@@ -72,6 +138,7 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
     },
     allowList,
     { defaultNumwant: config.defaultNumwant, maxNumwant: config.maxNumwant },
+    (infoHash, sighting) => monitor.recordAnnounce(infoHash, sighting),
   )
   const warnings = new WarningLog(logger)
   server.on('warning', (err: Error) => warnings.report(err))
@@ -129,6 +196,7 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
       }
       try {
         if (path === WIRE.announce) {
+          res.once('finish', metrics.announceStarted(announceEvent(req.url ?? '')))
           server.onHttpRequest(req, res, { action: 'announce' })
         } else {
           const { body, warning } = answerScrape(
@@ -156,8 +224,20 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
       return true
     },
 
+    handleDashboard(req, res) {
+      try {
+        return handleDashboardRequest(dashboard, req, res)
+      } catch (err) {
+        logger.error({ err, url: req.url }, 'dashboard request failed')
+        if (!res.headersSent) res.writeHead(500).end()
+        else res.end()
+        return true
+      }
+    },
+
     publish(infoHash, image) {
       allowList.publish(infoHash, image)
+      monitor.publish(infoHash, image)
       // Made now rather than on the first announce, so stats() lists the image at once.
       server.ensureSwarm(infoHash)
       logger.info({ image, infoHash }, 'tracking image')
@@ -166,6 +246,7 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
     unpublish(infoHash) {
       const image = allowList.imageOf(infoHash)
       allowList.unpublish(infoHash)
+      monitor.unpublish(infoHash)
       delete server.torrents[infoHash]
       if (image !== undefined) logger.info({ image, infoHash }, 'stopped tracking image')
     },
@@ -179,6 +260,8 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
     close() {
       if (closed) return Promise.resolve()
       closed = true
+      clearInterval(sampler)
+      live.close()
       return new Promise((resolve) => {
         server.close(() => {
           server.torrents = {}
@@ -193,17 +276,24 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
 class ImageTrackerServer extends Server {
   readonly #allowList: AllowList
   readonly #limits: NumwantLimits
+  readonly #observer: AnnounceObserver
 
-  constructor(options: ServerOptions, allowList: AllowList, limits: NumwantLimits) {
+  constructor(
+    options: ServerOptions,
+    allowList: AllowList,
+    limits: NumwantLimits,
+    observer: AnnounceObserver,
+  ) {
     super(options)
     this.#allowList = allowList
     this.#limits = limits
+    this.#observer = observer
   }
 
   ensureSwarm(infoHash: string): ImageSwarm {
     const existing = this.torrents[infoHash]
     if (existing instanceof ImageSwarm) return existing
-    const swarm = new ImageSwarm(infoHash, this, this.#limits)
+    const swarm = new ImageSwarm(infoHash, this, this.#limits, this.#observer)
     this.torrents[infoHash] = swarm
     return swarm
   }
@@ -239,6 +329,15 @@ function checkClientAddress(params: AnnounceParams): Error | null {
   params.ip = ip
   params.addr = family === 6 ? `[${ip}]:${params.port}` : `${ip}:${params.port}`
   return null
+}
+
+const ANNOUNCE_EVENTS = new Set(['started', 'completed', 'stopped', 'paused'])
+
+/** The announce's event, as a metrics label: one of a few known values, never free text. */
+function announceEvent(url: string): string {
+  const query = url.includes('?') ? url.slice(url.indexOf('?') + 1) : ''
+  const event = new URLSearchParams(query).get('event') ?? ''
+  return ANNOUNCE_EVENTS.has(event) ? event : 'update'
 }
 
 /** An announce for an infohash that is not published. */
