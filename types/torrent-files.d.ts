@@ -58,3 +58,20 @@ declare module 'bittorrent-tracker' {
     ): Client
   }
 }
+
+declare module 'bittorrent-protocol' {
+  import { Duplex } from 'node:stream'
+  export default class Protocol extends Duplex {
+    handshake(infoHash: string, peerId: string, extensions?: unknown): void
+    bitfield(bitfield: unknown): void
+    unchoke(): void
+  }
+}
+
+declare module 'bitfield' {
+  export default class BitField {
+    constructor(size: number)
+    set(index: number, value: boolean): void
+    get(index: number): boolean
+  }
+}

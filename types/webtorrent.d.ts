@@ -18,6 +18,8 @@ declare module 'webtorrent' {
     uploadLimit?: number
     blocklist?: unknown
     seedOutgoingConnections?: boolean
+    /** Protocol encryption: 0 off, 1 PE with plaintext fallback (the default), 2 PE only. */
+    secure?: 0 | 1 | 2
   }
 
   export interface TorrentOptions {
@@ -34,6 +36,10 @@ declare module 'webtorrent' {
     rootDir?: string
     alwaysChokeSeeders?: boolean
     noPeersIntervalTime?: number
+    /** Unchoke slots (default 10). */
+    uploads?: number
+    /** Skip slow peers for pieces a faster peer has (default true); patches/webtorrent. */
+    speedRanking?: boolean
   }
 
   export interface Wire extends EventEmitter {

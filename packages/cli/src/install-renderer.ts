@@ -62,6 +62,11 @@ export function createInstallRenderer(mode: OutputMode): (event: InstallEvent) =
         }
         break
       }
+      case 'piece-rejected':
+        say(
+          `piece ${event.index} failed its hash check and was discarded${event.banned.length ? `; dropped peer ${event.banned.join(', ')}` : ''}`,
+        )
+        break
       case 'webseed-fallback':
         say(`using the server's web seed: ${event.reason}`)
         break

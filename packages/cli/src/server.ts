@@ -49,10 +49,14 @@ export class ImageServer {
     this.#tracker = createTracker({
       config: options.tracker ?? {},
       logger: options.logger.child({ component: 'tracker' }),
+      // The seeder's own upload count, fresher than its announces, for the dashboard.
+      serverUpload: () => this.#seeder?.stats() ?? [],
     })
     this.#http = createServer((req, res) => {
       try {
         if (this.#trackerEnabled && this.#tracker.handle(req, res)) return
+        // The dashboard (/, /assets/*, /api/*, /metrics), with or without the tracker.
+        if (this.#tracker.handleDashboard(req, res)) return
         if (handleImageRequest(this.#catalog, req, res)) return
         if (req.url === WIRE.health) return sendJson(res, 200, { ok: true })
         sendError(

@@ -10,6 +10,12 @@ export const ClientConfigSchema = z.object({
   image: z.string().transform((name) => parseImageName(name)),
   /** Where the archive is downloaded; `auto` picks tmpfs when memory allows, else the target disk. */
   staging: z.string().min(1).default('auto'),
+  /** Memory that `auto` staging leaves free beside the archive for the installer and tar. */
+  memoryReserve: z
+    .number()
+    .int()
+    .nonnegative()
+    .default(512 * 1024 * 1024),
   /** The root of the system being installed (SystemImager's `/a`). */
   target: z.string().min(1).default('/a'),
   /** Longest time to keep seeding after the install while others still download. */

@@ -202,7 +202,7 @@ async function placeDownload(
     const dir = cache.incomingDir
     return { dir, path: join(dir, manifest.archiveFile), afterwards: 'admit-to-cache' }
   }
-  const staging = await chooseStaging(config.staging, config.target, manifest)
+  const staging = await chooseStaging(config.staging, config.target, manifest, config.memoryReserve)
   return {
     dir: staging.dir,
     path: join(staging.dir, manifest.archiveFile),

@@ -4,7 +4,7 @@ import { type ClientConfig, ClientConfigSchema, normalizeServerUrl } from './con
 
 export type ParameterSource = 'flag' | 'environment' | 'kernel' | 'default'
 
-type Kind = 'string' | 'server' | 'seconds' | 'integer' | 'rate' | 'boolean'
+type Kind = 'string' | 'server' | 'seconds' | 'integer' | 'rate' | 'bytes' | 'boolean'
 
 /** One install setting and every name it can be given by, in order of preference. */
 export interface ParameterSpec {
@@ -46,6 +46,13 @@ export const INSTALL_PARAMETERS: readonly ParameterSpec[] = [
     ['imageswarm.staging', 'BITTORRENT_STAGING'],
   ),
   spec('target', '--target', ['IMAGESWARM_TARGET'], ['imageswarm.target']),
+  spec(
+    'memoryReserve',
+    '--memory-reserve',
+    ['IMAGESWARM_MEMORY_RESERVE'],
+    ['imageswarm.memory-reserve'],
+    'bytes',
+  ),
   spec('cache', '--cache', ['IMAGESWARM_CACHE'], ['imageswarm.cache']),
   spec('node', '--node-name', ['IMAGESWARM_NODE_NAME'], ['imageswarm.node']),
   spec(
@@ -202,6 +209,11 @@ function convert(
       const rate = parseByteRate(value)
       if (rate === undefined) throw bad('a rate in bytes per second, e.g. 50M')
       return rate
+    }
+    case 'bytes': {
+      const bytes = parseByteRate(value)
+      if (bytes === undefined || bytes < 0) throw bad('a size in bytes, e.g. 512M')
+      return bytes
     }
     case 'boolean': {
       const text = value.toLowerCase()

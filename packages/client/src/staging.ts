@@ -13,9 +13,6 @@ export interface StagingChoice {
   removeAfter: boolean
 }
 
-// Beyond the archive, tmpfs staging must leave room for the installer and extraction.
-const MEMORY_MARGIN = 512 * 1024 * 1024
-
 /**
  * Picks the staging directory: the one given, else tmpfs when free memory holds the
  * archive with a margin, else a directory on the target disk. Checks that it is
@@ -25,11 +22,12 @@ export async function chooseStaging(
   requested: string,
   target: string,
   manifest: ImageManifest,
+  memoryReserve: number,
 ): Promise<StagingChoice> {
   let choice: StagingChoice
   if (requested !== 'auto') {
     choice = { dir: requested, kind: 'given', removeAfter: false }
-  } else if (freemem() > manifest.size + MEMORY_MARGIN) {
+  } else if (freemem() > manifest.size + memoryReserve) {
     choice = { dir: join('/tmp', `imageswarm-${manifest.name}`), kind: 'memory', removeAfter: true }
   } else {
     choice = {

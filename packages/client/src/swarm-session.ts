@@ -4,6 +4,7 @@ import {
   type InstallEvent,
   type Logger,
   lanClientOptions,
+  lanTorrentOptions,
   peerRoleOf,
   type SwarmSettings,
   type TransferTotals,
@@ -11,6 +12,7 @@ import {
 import Tracker from 'bittorrent-tracker'
 import type { ParsedTorrent } from 'parse-torrent'
 import WebTorrent, { type Torrent, type Wire } from 'webtorrent'
+import { PeerGuard } from './peer-guard.js'
 
 export interface SwarmSessionOptions {
   torrent: ParsedTorrent
@@ -40,6 +42,7 @@ export class SwarmSession {
   readonly #options: SwarmSessionOptions
   readonly #client: WebTorrent
   readonly #torrent: Torrent
+  readonly #guard: PeerGuard
   readonly #webSeeds: string[]
   readonly #totals: TransferTotals = { downloaded: 0, downloadedFromServer: 0, uploaded: 0 }
   #webSeedAdded = false
@@ -61,10 +64,12 @@ export class SwarmSession {
     this.#torrent = this.#client.add(withoutWebSeeds, {
       path: options.stagingDir,
       skipVerify: options.alreadyVerified ?? false,
-      strategy: options.settings.strategy,
-      private: true,
+      ...lanTorrentOptions(options.settings),
     })
     this.#torrent.on('wire', (wire: Wire) => this.#countWire(wire))
+    this.#guard = new PeerGuard(this.#torrent, options.logger, (index, banned) =>
+      options.emit({ type: 'piece-rejected', index, rejected: this.#guard.rejected, banned }),
+    )
     this.#torrent.on('warning', (err: Error) =>
       options.logger.debug({ err: err.message }, 'swarm warning'),
     )

@@ -57,6 +57,8 @@ export type InstallEvent =
       peers: number
     }
   | { type: 'webseed-fallback'; reason: string }
+  /** A piece failed its hash check and was discarded; `banned` lists peers dropped for it. */
+  | { type: 'piece-rejected'; index: number; rejected: number; banned: string[] }
   | { type: 'download-complete'; seconds: number; totals: TransferTotals }
   | { type: 'verified'; sha256: string; seconds: number }
   | { type: 'extract-progress'; bytes: number; size: number }

@@ -43,6 +43,12 @@ export const SwarmSettingsSchema = z.object({
   /** Piece selection. Sequential (webtorrent's default) makes clients that start
    * together hold the same pieces and never trade; rarest-first spreads them. */
   strategy: z.enum(['rarest', 'sequential']).default('rarest'),
+  /** Unchoke slots per torrent: how many peers a node uploads to at once. webtorrent's
+   * 10 suits strangers on the internet; on an install network every node cooperates. */
+  uploadSlots: z.number().int().min(1).max(10_000).default(10),
+  /** The image server sends each piece to one client while no other client holds it,
+   * and refuses requests for pieces the swarm already has (as BEP 16 super-seeding). */
+  firstCopy: z.boolean().default(true),
 })
 
 export type SwarmSettings = z.output<typeof SwarmSettingsSchema>
@@ -62,9 +68,31 @@ export function lanClientOptions(settings: SwarmSettings, role: PeerRole, torren
     utp: false,
     natUpnp: false,
     natPmp: false,
+    // No protocol encryption (MSE/PE): webtorrent tries it first by default, which costs
+    // a Diffie-Hellman exchange per connection and RC4 over every byte, for nothing on
+    // an install network. Plain BitTorrent is also what every other client speaks.
+    secure: 0,
     downloadLimit: settings.downloadLimit,
     uploadLimit: settings.uploadLimit,
     // Ask the tracker for as many peers as we may connect to (the library asks for 50).
     tracker: { getAnnounceOpts: () => ({ numwant: settings.maxConnections }) },
+  } as const
+}
+
+/**
+ * The webtorrent options for adding an image's torrent on a LAN, for the server's seeder
+ * and for install clients alike.
+ *
+ * `speedRanking: false` (a pnpm patch of webtorrent, see patches/) stops a node from
+ * skipping a slow peer for pieces a faster peer also has: in an install swarm the
+ * faster peer is the image server, so with it every client fetched nearly everything
+ * from the server.
+ */
+export function lanTorrentOptions(settings: SwarmSettings) {
+  return {
+    strategy: settings.strategy,
+    private: true,
+    uploads: settings.uploadSlots,
+    speedRanking: false,
   } as const
 }

@@ -9,6 +9,7 @@ const HELP: Record<string, string> = {
   image: 'image name',
   staging: 'download directory, or auto: tmpfs when memory allows, else the target disk',
   target: 'root of the system being installed (default /a)',
+  memoryReserve: 'memory auto staging leaves free beside the archive (default 512M)',
   cache: 'local directory or partition (/dev/sdX, LABEL=...) keeping archives across boots',
   node: 'this node’s name on the dashboard (default: host name)',
   seedTimeSeconds: 'keep seeding at most this long after installing (default 600)',
