@@ -277,6 +277,29 @@ describe('getting the bytes', () => {
   })
 })
 
+describe('the single-file client', () => {
+  it('installs an image with nothing but node and the bundle', async () => {
+    const { server } = await serve()
+    const alone = join(layout!.dir, 'ramdisk')
+    await mkdir(alone)
+    const bundle = join(alone, 'imageswarm-install.mjs')
+    await writeFile(
+      bundle,
+      await readFile(new URL('../packages/cli/dist/imageswarm-install.mjs', import.meta.url)),
+    )
+    const dirs = clientDirs(layout!, 1)
+    const result = await runInstall({
+      command: [bundle],
+      server: server.url,
+      image: 'node',
+      ...dirs,
+      seedTime: 0,
+    })
+    expectSuccess(result)
+    await expectInstalledImage(dirs.target)
+  })
+})
+
 describe('staging', () => {
   it.skipIf(!isRoot)(
     'fails with the numbers, before any download, when staging is too small',

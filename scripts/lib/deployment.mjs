@@ -91,9 +91,9 @@ export async function startServer(options) {
  * its events and its log records.
  */
 export function runInstall(options) {
+  // `command` runs another build of the client, e.g. the single-file bundle.
   const args = [
-    CLI,
-    'install',
+    ...(options.command ?? [CLI, 'install']),
     '--json',
     '--server',
     options.server,
@@ -130,6 +130,5 @@ export function runInstall(options) {
     const failed = events.find((event) => event.type === 'failed')
     return { code, signal, events, logs, installed, failed }
   })
-  result.process = child
-  return result
+  return Object.assign(result, { process: child })
 }

@@ -1,4 +1,5 @@
-import { main, reportError } from './main.js'
+import { main } from './main.js'
+import { reportError } from './report-error.js'
 import { type SystemImagerCommand, translateSystemImagerArgs } from './si-compat.js'
 
 /** Runs one of SystemImager's command names through the imageswarm CLI. */

@@ -1,4 +1,6 @@
 export { runSystemImagerCommand } from './entry.js'
-export { buildProgram, main, reportError } from './main.js'
+export { installMain } from './install-main.js'
+export { buildProgram, main } from './main.js'
+export { reportError } from './report-error.js'
 export { ImageServer, type ImageServerOptions } from './server.js'
 export { type SystemImagerCommand, translateSystemImagerArgs } from './si-compat.js'

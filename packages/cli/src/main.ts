@@ -1,18 +1,12 @@
-import {
-  createLogger,
-  EXIT_CODES,
-  exitCodeFor,
-  isImageSwarmError,
-  type Logger,
-  SYSTEMIMAGER_DIRS,
-} from '@imageswarm/core'
-import { Command, CommanderError, Option } from 'commander'
+import { createLogger, type Logger, SYSTEMIMAGER_DIRS } from '@imageswarm/core'
+import { Command, Option } from 'commander'
 import { addInstallOptions, runInstall } from './commands/install.js'
 import { runPublish } from './commands/publish.js'
 import { runServe } from './commands/serve.js'
 import { runStop } from './commands/stop.js'
 import { collectList, compressionFlag, integerFlag, rateFlag } from './options.js'
 import { DEFAULT_PID_FILE } from './pid-file.js'
+import { reportError } from './report-error.js'
 
 /** Options shared by `serve` and `publish`: where images live and how they are packed. */
 function addPublishingOptions(command: Command): Command {
@@ -162,22 +156,4 @@ export async function main(argv: string[]): Promise<number> {
   } catch (err) {
     return reportError(err)
   }
-}
-
-export function reportError(err: unknown): number {
-  if (err instanceof CommanderError) {
-    // Commander has printed its message; --help and --version are not errors.
-    return err.exitCode === 0 ? 0 : EXIT_CODES['bad parameters']
-  }
-  if (isImageSwarmError(err)) {
-    const lines = [`imageswarm: error ${err.code}: ${err.message}`]
-    if (err.hint) lines.push(`  hint: ${err.hint}`)
-    process.stderr.write(`${lines.join('\n')}\n`)
-    return err.exitCode
-  }
-  const detail = err instanceof Error ? (err.stack ?? err.message) : String(err)
-  process.stderr.write(
-    `imageswarm: internal error, please report it with this output:\n${detail}\n`,
-  )
-  return exitCodeFor(err)
 }
