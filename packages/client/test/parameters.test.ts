@@ -61,6 +61,47 @@ describe('resolveInstallParameters', () => {
   })
 })
 
+describe('the other imageswarm.* settings', () => {
+  it('parses rates, sizes, counts and yes/no values from the kernel command line', () => {
+    const more = new Map([
+      ...kernel,
+      ['imageswarm.upload-limit', '50M'],
+      ['imageswarm.max-connections', '120'],
+      ['imageswarm.memory-reserve', '1G'],
+      ['imageswarm.report', 'no'],
+      ['imageswarm.force', ''],
+      ['imageswarm.cache', 'LABEL=imgcache'],
+    ])
+    const { config, sources } = resolveInstallParameters({ flags: {}, env: {}, kernel: more })
+    expect(config.swarm.uploadLimit).toBe(50 * 1024 * 1024)
+    expect(config.swarm.downloadLimit).toBe(-1)
+    expect(config.swarm.maxConnections).toBe(120)
+    expect(config.memoryReserve).toBe(1024 ** 3)
+    expect(config.report).toBe(false)
+    expect(config.force).toBe(true)
+    expect(config.cache).toBe('LABEL=imgcache')
+    expect(sources['swarm.uploadLimit']).toEqual({ source: 'kernel', name: 'imageswarm.upload-limit' })
+  })
+
+  it('names a malformed rate and where it came from', () => {
+    expect(() =>
+      resolveInstallParameters({ flags: {}, env: { IMAGESWARM_UPLOAD_LIMIT: 'fast' }, kernel }),
+    ).toThrow(/invalid IMAGESWARM_UPLOAD_LIMIT \(environment\): "fast"/)
+  })
+
+  it('refuses contradictory settings, naming the parameter', () => {
+    expect(() =>
+      resolveInstallParameters({ flags: { staging: '/mnt/root' }, env: {}, kernel }),
+    ).toThrow(/--staging: staging directory \/mnt\/root is the target root/)
+    expect(() =>
+      resolveInstallParameters({ flags: { cache: '/mnt/root/var/cache' }, env: {}, kernel }),
+    ).toThrow(/--cache: cache \/mnt\/root\/var\/cache is inside the target root/)
+    expect(() =>
+      resolveInstallParameters({ flags: { cache: '/tmp/bt' }, env: {}, kernel }),
+    ).toThrow(/cache and staging are the same directory/)
+  })
+})
+
 describe('normalizeServerUrl', () => {
   it.each([
     ['10.0.0.1', 'http://10.0.0.1:6969'],
