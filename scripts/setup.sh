@@ -38,7 +38,9 @@ if [[ ! -x "$PNPM_HOME_DIR/node_modules/.bin/pnpm" ]] ||
   npm install --silent --no-audit --no-fund --prefix "$PNPM_HOME_DIR" "pnpm@$PNPM_VERSION" >/dev/null
 fi
 export PATH="$PNPM_HOME_DIR/node_modules/.bin:$PATH"
+# Turborepo would send usage telemetry; these machines, and many install networks, are offline.
+export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
 
 pnpm install --frozen-lockfile --reporter=silent
-pnpm run build >/dev/null
+pnpm exec turbo run build --output-logs=errors-only
 echo "setup: ready (node $(node --version), pnpm $(pnpm --version), $(tar --version | head -1), $(zstd --version))"

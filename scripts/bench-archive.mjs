@@ -1,0 +1,237 @@
+#!/usr/bin/env node
+// Benchmark of the archive format against the plain shell pipelines it wraps.
+//
+//   node scripts/bench-archive.mjs [TREE] [--runs N] [--size-mb M] [--level L] [--target-dir D]
+//
+// Without TREE, generates a tree of about M MiB (default 256) resembling an OS image: many
+// small files, some medium and a few large ones, compressing about 3:1. Compares, as the
+// median of N runs (default 3), warm page cache:
+//   pack:    `tar -c … | zstd -T0 -3 > f` (+ `sha256sum f`)   vs  packArchive
+//   extract: `zstd -dc f | tar -x …`                          vs  extractArchive (validation
+//            included), and validateArchive alone
+// Extraction goes to a directory under --target-dir (default: the temp dir, a real disk);
+// `--target-dir /dev/shm` takes the disk out and shows the CPU cost alone.
+// Build core first: pnpm --filter @imageswarm/core build
+import { execFileSync, spawnSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const dist = join(here, '../packages/core/dist/index.js')
+if (!existsSync(dist)) {
+  console.error('build core first: pnpm --filter @imageswarm/core build')
+  process.exit(2)
+}
+const { packArchive, extractArchive, validateArchive, TAR_CREATE_ARGS, TAR_EXTRACT_ARGS } =
+  await import(dist)
+
+const args = process.argv.slice(2)
+const option = (name, fallback) => {
+  const at = args.indexOf(name)
+  if (at === -1) return fallback
+  const value = args[at + 1]
+  args.splice(at, 2)
+  return value
+}
+const runs = Number(option('--runs', '3'))
+const sizeMb = Number(option('--size-mb', '256'))
+const level = Number(option('--level', '3'))
+const targetDir = option('--target-dir', undefined)
+const clockTicks = Number(execFileSync('getconf', ['CLK_TCK']).toString())
+const work = await mkdtemp(join(tmpdir(), 'imageswarm-bench-'))
+const target = join(targetDir ?? work, `imageswarm-bench-target-${process.pid}`)
+
+try {
+  const tree =
+    args[0] === undefined ? await generateTree(join(work, 'tree'), sizeMb) : resolve(args[0])
+  const treeBytes = Number(execFileSync('du', ['-sb', tree]).toString().split('\t')[0])
+  const files = Number(execFileSync('sh', ['-c', `find '${tree}' | wc -l`]).toString())
+  console.error(`tree ${tree}: ${(treeBytes / 2 ** 20).toFixed(0)} MiB, ${files} entries`)
+
+  const plainArchive = join(work, 'plain.tar.zst')
+  const ourArchive = join(work, 'ours.tar.zst')
+  const tarCreate = [...TAR_CREATE_ARGS, '-C', tree, '.'].map(quote).join(' ')
+  const rows = []
+
+  rows.push(
+    await measure('pack: tar -c | zstd > f', () =>
+      sh(`tar ${tarCreate} | zstd -q -T0 -${level} > ${quote(plainArchive)}`),
+    ),
+  )
+  rows.push(
+    await measure('pack: tar -c | zstd > f; sha256sum f', () =>
+      sh(
+        `tar ${tarCreate} | zstd -q -T0 -${level} > ${quote(plainArchive)} && ` +
+          `sha256sum ${quote(plainArchive)} > /dev/null`,
+      ),
+    ),
+  )
+  rows.push(
+    await measureAsync('pack: packArchive (sha256 while writing)', () =>
+      packArchive({ root: tree, output: ourArchive, compression: 'zstd', level }),
+    ),
+  )
+  const archiveBytes = (await stat(ourArchive)).size
+  // The same tar options and zstd level: unless the tree has sparse files (tar's PID in the
+  // plain run), both pipelines must have written the very same bytes.
+  const identical = readFileSync(plainArchive).equals(readFileSync(ourArchive))
+
+  const fresh = async () => {
+    await rm(target, { recursive: true, force: true })
+    await mkdir(target)
+  }
+  const tarExtract = [...TAR_EXTRACT_ARGS.filter((a) => a !== '--file=-'), '-C', target]
+    .map(quote)
+    .join(' ')
+  rows.push(
+    await measureAsync(
+      'extract: zstd -dc f | tar -x',
+      () => sh(`zstd -dc -q ${quote(ourArchive)} | tar ${tarExtract}`),
+      fresh,
+    ),
+  )
+  rows.push(
+    await measureAsync('extract: validateArchive only', () => validateArchive(ourArchive, 'zstd')),
+  )
+  rows.push(
+    await measureAsync(
+      'extract: extractArchive (validate + extract)',
+      () => extractArchive({ archive: ourArchive, target }),
+      fresh,
+    ),
+  )
+
+  const [packRow, , , extractRow] = rows
+  const baseline = {
+    pack: packRow.median,
+    packCpu: packRow.cpu,
+    extract: extractRow.median,
+    extractCpu: extractRow.cpu,
+  }
+  console.log(
+    `\nTree: ${(treeBytes / 2 ** 20).toFixed(0)} MiB in ${files} entries; archive ` +
+      `${(archiveBytes / 2 ** 20).toFixed(0)} MiB (zstd -${level}); extracted to ` +
+      `${targetDir ?? tmpdir()}; median of ${runs} runs, warm cache, ` +
+      `${execFileSync('nproc').toString().trim()} cores. MiB/s = tree MiB per second. ` +
+      `packArchive and the plain pipeline wrote ${identical ? 'identical' : 'DIFFERENT'} bytes.\n`,
+  )
+  console.log('| operation | median s | MiB/s | vs plain | CPU s | CPU vs plain |')
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: |')
+  for (const row of rows) {
+    const base = row.name.startsWith('pack') ? baseline.pack : baseline.extract
+    const cpuBase = row.name.startsWith('pack') ? baseline.packCpu : baseline.extractCpu
+    const cells = [
+      row.name.replaceAll('|', '\\|'),
+      row.median.toFixed(2),
+      (treeBytes / 2 ** 20 / row.median).toFixed(0),
+      `${(row.median / base).toFixed(2)}×`,
+      row.cpu.toFixed(2),
+      `${(row.cpu / cpuBase).toFixed(2)}×`,
+    ]
+    console.log(`| ${cells.join(' | ')} |`)
+  }
+} finally {
+  await rm(target, { recursive: true, force: true })
+  await rm(work, { recursive: true, force: true })
+}
+
+function measure(name, fn) {
+  return measureAsync(name, async () => fn())
+}
+
+async function measureAsync(name, fn, before) {
+  const times = []
+  const cpus = []
+  for (let i = 0; i < runs; i++) {
+    if (before) await before()
+    const start = process.hrtime.bigint()
+    const cpuStart = cpuSeconds()
+    await fn()
+    cpus.push(cpuSeconds() - cpuStart)
+    times.push(Number(process.hrtime.bigint() - start) / 1e9)
+  }
+  console.error(`${name}: ${times.map((t) => t.toFixed(2)).join(' ')} s`)
+  return { name, median: median(times), cpu: median(cpus) }
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)]
+}
+
+/**
+ * CPU seconds used by this process and every child it has waited for (tar, zstd, sh and
+ * theirs), from /proc/self/stat: steadier than wall time on a busy machine.
+ */
+function cpuSeconds() {
+  const stat = readFileSync('/proc/self/stat', 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // utime, stime, cutime, cstime are fields 14-17 of the file, 12-15 after the name.
+  const ticks = fields.slice(11, 15).reduce((sum, value) => sum + Number(value), 0)
+  return ticks / clockTicks
+}
+
+function sh(command) {
+  const result = spawnSync('sh', ['-c', `set -e; ${command}`], { stdio: 'inherit' })
+  if (result.status !== 0) throw new Error(`failed: ${command}`)
+}
+
+function quote(arg) {
+  return `'${String(arg).replaceAll("'", "'\\''")}'`
+}
+
+/**
+ * A reproducible tree: 70% of the bytes in files of 1 MiB to 24 MiB, the rest in small
+ * files (1 to 64 KiB) spread over directories. Content mixes words (compressible, like
+ * text and code) with random runs (like machine code), about 2.3:1 with zstd -3.
+ */
+async function generateTree(root, mib) {
+  let seed = 0x9e3779b9
+  const random = () => {
+    seed ^= seed << 13
+    seed ^= seed >>> 17
+    seed ^= seed << 5
+    return (seed >>> 0) / 2 ** 32
+  }
+  // A small vocabulary used with a skewed (Zipf-like) frequency, as in code and text, and
+  // short random runs standing in for machine code.
+  const words = Array.from({ length: 2048 }, (_, i) =>
+    ((i * 2654435761) >>> 0).toString(36).slice(0, 2 + (i % 8)),
+  )
+  const content = (size) => {
+    const buf = Buffer.allocUnsafe(size)
+    let at = 0
+    while (at < size) {
+      if (random() < 0.012) {
+        const run = Math.min(size - at, 8 + Math.floor(random() * 56))
+        for (let i = 0; i < run; i++) buf[at + i] = Math.floor(random() * 256)
+        at += run
+      } else {
+        const word = words[Math.floor(random() ** 3 * words.length)]
+        at += buf.write(random() < 0.1 ? `${word}\n` : `${word} `, at, 'latin1')
+      }
+    }
+    return buf
+  }
+  const total = mib * 2 ** 20
+  let written = 0
+  let n = 0
+  while (written < total * 0.7) {
+    const size = Math.min(2 ** 20 + Math.floor(random() * 23 * 2 ** 20), total * 0.7 - written + 1)
+    const dir = join(root, 'lib', `big${n % 8}`)
+    await mkdir(dir, { recursive: true })
+    await writeFile(join(dir, `blob${n++}.so`), content(size))
+    written += size
+  }
+  while (written < total) {
+    const size = 1024 + Math.floor(random() * 63 * 1024)
+    const dir = join(root, 'usr', `d${n % 97}`, `s${n % 13}`)
+    await mkdir(dir, { recursive: true })
+    await writeFile(join(dir, `file${n++}.txt`), content(size))
+    written += size
+  }
+  return root
+}
