@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 PNPM_VERSION=10.34.9
 # GNU tar and zstd are the archive engine; util-linux gives unshare (deterministic
 # sparse members); acl, attr and libcap2-bin let the tests make the metadata a real
-# root has (ACLs, xattrs, file capabilities).
+# root has (ACLs, xattrs, file capabilities); Chromium runs the dashboard's browser test.
 RUNTIME_DEBS=(tar zstd gzip util-linux)
-TEST_DEBS=(acl attr libcap2-bin iproute2)
+TEST_DEBS=(acl attr libcap2-bin iproute2 chromium)
 
 debs=("${RUNTIME_DEBS[@]}")
 if [[ "${1:-}" == "--test" ]]; then debs+=("${TEST_DEBS[@]}"); fi

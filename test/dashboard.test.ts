@@ -1,15 +1,9 @@
 import { existsSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
-import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
-// playwright-core is a dev dependency of the tracker package (the dashboard's owner),
-// so it is loaded from there; the type import names the same copy.
-import type {
-  BrowserContext,
-  Page,
-} from '../packages/tracker/node_modules/playwright-core/index.js'
+import { type BrowserContext, chromium, type Page } from 'playwright-core'
 import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
 import { makeSampleImage } from '../scripts/lib/sample-image.mjs'
 import { clientDirs, makeServerLayout, type ServerLayout } from './helpers/workspace.js'
@@ -42,9 +36,6 @@ afterEach(async () => {
 
 /** Chromium with a fresh profile of its own (in the test's temporary directory). */
 async function launchBrowser(profileDir: string, viewport: { width: number; height: number }) {
-  const { chromium } = createRequire(join(REPO, 'packages/tracker/package.json'))(
-    'playwright-core',
-  ) as typeof import('../packages/tracker/node_modules/playwright-core/index.js')
   const context = await chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
     viewport,
@@ -72,16 +63,15 @@ interface Row {
 }
 
 /** The node table as the page shows it now. */
-function readRows(page: Page): Promise<Row[]> {
-  return page.evaluate(() =>
-    [...document.querySelectorAll<HTMLTableRowElement>('#nodes tbody tr')].map((tr) => ({
-      peerId: tr.dataset.peerId ?? '',
-      name: tr.querySelector('.name')?.textContent ?? '',
-      state: tr.dataset.state ?? '',
-      progress: Number(tr.dataset.progress),
-      text: tr.textContent ?? '',
-    })),
-  )
+async function readRows(page: Page): Promise<Row[]> {
+  // A string, run in the page: the e2e tests are type-checked without the DOM library.
+  return (await page.evaluate(`[...document.querySelectorAll('#nodes tbody tr')].map((tr) => ({
+    peerId: tr.dataset.peerId ?? '',
+    name: tr.querySelector('.name')?.textContent ?? '',
+    state: tr.dataset.state ?? '',
+    progress: Number(tr.dataset.progress),
+    text: tr.textContent ?? '',
+  }))`)) as Row[]
 }
 
 describe.skipIf(!hasChromium)('the dashboard in a real browser', () => {

@@ -47,6 +47,7 @@ declare module 'bittorrent-tracker/server' {
     readonly length: number
     peek(key: string): P | undefined
     get(key: string): P | undefined
+    set(key: string, value: P): P
     remove(key: string): P | undefined
   }
 
@@ -65,6 +66,8 @@ declare module 'bittorrent-tracker/server' {
     incomplete: number
     peers: PeerCache<SwarmPeer>
     announce(params: AnnounceParams, cb?: AnnounceCallback): void
+    /** Picks up to `numwant` random peers for a reply (lib/server/swarm.js). */
+    _getPeers(numwant: number, ownPeerId: string, isWebRTC: boolean): SwarmPeer[]
   }
 
   export interface ServerOptions {

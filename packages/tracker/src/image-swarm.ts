@@ -1,6 +1,7 @@
 import type { AnnounceCallback, AnnounceParams, SwarmPeer } from 'bittorrent-tracker/server'
 import Server from 'bittorrent-tracker/server'
 import type { AnnounceSighting } from './node-record.js'
+import { PeerIndex } from './peer-index.js'
 import type { PeerStats } from './swarm-stats.js'
 import { encodeFailure } from './tracker-response.js'
 
@@ -36,6 +37,7 @@ export class ImageSwarm extends Server.Swarm {
   readonly #limits: NumwantLimits
   readonly #server: Server
   readonly #observer: AnnounceObserver | undefined
+  readonly #index = new PeerIndex()
 
   constructor(
     infoHash: string,
@@ -47,6 +49,38 @@ export class ImageSwarm extends Server.Swarm {
     this.#server = server
     this.#limits = limits
     this.#observer = observer
+    // Every entry enters the cache through `set` and leaves through `remove` (the LRU's
+    // eviction and expiry call it too), so wrapping both keeps the index exact.
+    const peers = this.peers
+    const set = peers.set.bind(peers)
+    const remove = peers.remove.bind(peers)
+    peers.set = (key, value) => {
+      this.#index.add(key)
+      return set(key, value)
+    }
+    peers.remove = (key) => {
+      this.#index.delete(key)
+      return remove(key)
+    }
+  }
+
+  /**
+   * Peers for a reply, picked at random as bittorrent-tracker does, from the index
+   * instead of `peers.keys`. The same rules: no WebRTC peer is sent itself, and each
+   * kind of peer gets peers of its kind.
+   */
+  override _getPeers(numwant: number, ownPeerId: string, isWebRTC: boolean): SwarmPeer[] {
+    const picked: SwarmPeer[] = []
+    if (numwant <= 0) return picked
+    for (const key of this.#index.random()) {
+      const peer = this.peers.peek(key)
+      if (peer === undefined) continue
+      if (isWebRTC && peer.peerId === ownPeerId) continue
+      if (isWebRTC !== (peer.type === 'ws')) continue
+      picked.push(peer)
+      if (picked.length >= numwant) break
+    }
+    return picked
   }
 
   override announce(params: AnnounceParams, cb?: AnnounceCallback): void {

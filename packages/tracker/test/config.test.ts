@@ -21,6 +21,11 @@ describe('resolveTrackerConfig', () => {
       defaultNumwant: 100,
       maxNumwant: 200,
       trustProxy: false,
+      nodeStaleSeconds: 60,
+      maxNodesPerSwarm: 20_000,
+      historySampleSeconds: 1,
+      historyPoints: 3600,
+      statusRatePerNode: 5,
     })
     expect(resolveTrackerConfig({ announceIntervalSeconds: 15 }).peerTtlSeconds).toBe(45)
   })

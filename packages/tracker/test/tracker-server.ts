@@ -15,7 +15,7 @@ export interface RunningTracker {
 export async function startTracker(options: TrackerOptions = {}): Promise<RunningTracker> {
   const tracker = createTracker(options)
   const server = http.createServer((req, res) => {
-    if (!tracker.handle(req, res)) {
+    if (!tracker.handle(req, res) && !tracker.handleDashboard(req, res)) {
       res.statusCode = 404
       res.end('not found')
     }

@@ -1,0 +1,61 @@
+// The dashboard's entry: routes between the image list (#/) and an image (#/images/NAME),
+// follows the server's live events, and redraws at most once an animation frame.
+import { h, setAttr, setText } from './dom.js'
+import { renderImageList } from './image-list.js'
+import { ImageView } from './image-view.js'
+import { LiveStore } from './live.js'
+
+const main = document.getElementById('main')
+const crumbs = document.getElementById('crumbs')
+const live = document.getElementById('live')
+
+let view = null
+let pending = false
+
+const store = new LiveStore({
+  onData: () => schedule(),
+  onStatus: (status) => {
+    setAttr(live, 'data-state', status)
+    setText(live.querySelector('.live-text'), status)
+  },
+})
+
+function imageOfHash() {
+  const match = /^#\/images\/([^/]+)/.exec(location.hash)
+  if (!match) return null
+  try {
+    return decodeURIComponent(match[1])
+  } catch {
+    return null
+  }
+}
+
+function route() {
+  const image = imageOfHash()
+  view?.destroy?.()
+  view = image === null ? null : new ImageView(main, image, () => store.serverNow())
+  document.title = image === null ? 'imageswarm' : `${image} · imageswarm`
+  crumbs.replaceChildren(
+    h('a', { href: '#/' }, 'Images'),
+    image === null ? null : h('span', { class: 'sep' }, '/'),
+    image === null ? null : h('span', {}, image),
+  )
+  if (image === null) main.replaceChildren(h('p', { class: 'empty' }, 'Loading…'))
+  store.follow(image)
+}
+
+// However often updates come, the page draws once per frame at most.
+function schedule() {
+  if (pending) return
+  pending = true
+  requestAnimationFrame(() => {
+    pending = false
+    if (view === null) renderImageList(main, store.summaries)
+    else view.update(store)
+  })
+}
+
+window.addEventListener('hashchange', route)
+// Durations such as "in state" and "last seen" age between updates too.
+setInterval(() => view?.table?.refresh(), 1000)
+route()

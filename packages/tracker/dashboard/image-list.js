@@ -1,0 +1,80 @@
+// The start page: every published image with its swarm at a glance.
+import { h } from './dom.js'
+import { formatBytes, formatPercent, formatRate, shortHash } from './format.js'
+import { STATES, stateBar } from './states.js'
+
+export function renderImageList(main, summaries) {
+  const rows = summaries.map((s) => {
+    const href = `#/images/${encodeURIComponent(s.image)}`
+    const installed = s.states.seeding + s.states.done
+    return h(
+      'tr',
+      { 'data-image': s.image },
+      h(
+        'td',
+        {},
+        h('a', { class: 'image-name', href }, s.image),
+        h('div', { class: 'muted mono' }, shortHash(s.infoHash)),
+      ),
+      h('td', { class: 'num' }, s.size === null ? '–' : formatBytes(s.size)),
+      h(
+        'td',
+        { class: 'wide' },
+        stateBar(s.states, s.nodes),
+        h(
+          'div',
+          { class: 'legend-line' },
+          STATES.filter((state) => s.states[state] > 0).map((state) =>
+            h('span', { class: `key s-${state}` }, `${s.states[state]} ${state}`),
+          ),
+          s.stale > 0 ? h('span', { class: 'key stale-key' }, `${s.stale} stale`) : null,
+          s.nodes === 0 ? h('span', { class: 'muted' }, 'no nodes yet') : null,
+        ),
+      ),
+      h('td', { class: 'num' }, `${installed} / ${s.nodes}`),
+      h('td', { class: 'num' }, `${s.seeders} / ${s.leechers}`),
+      h('td', { class: 'num' }, formatRate(s.downloadRate)),
+      h('td', { class: 'num' }, formatPercent(s.offload)),
+      h('td', { class: 'num' }, formatBytes(s.delivered)),
+    )
+  })
+  main.replaceChildren(
+    h(
+      'section',
+      { class: 'card' },
+      h(
+        'div',
+        { class: 'card-head' },
+        h('h1', {}, 'Images'),
+        h('span', { class: 'muted' }, `${summaries.length} published on this server`),
+      ),
+      summaries.length === 0
+        ? h('p', { class: 'empty' }, 'No image is published yet.')
+        : h(
+            'table',
+            { class: 'grid images' },
+            h(
+              'thead',
+              {},
+              h(
+                'tr',
+                {},
+                h('th', {}, 'Image'),
+                h('th', { class: 'num' }, 'Size'),
+                h('th', {}, 'Nodes by state'),
+                h('th', { class: 'num', title: 'seeding or done / all nodes' }, 'Installed'),
+                h('th', { class: 'num', title: 'from the tracker' }, 'Seeders / leechers'),
+                h('th', { class: 'num' }, 'Throughput'),
+                h(
+                  'th',
+                  { class: 'num', title: 'share of bytes that came from other nodes' },
+                  'From peers',
+                ),
+                h('th', { class: 'num' }, 'Delivered'),
+              ),
+            ),
+            h('tbody', {}, rows),
+          ),
+    ),
+  )
+}

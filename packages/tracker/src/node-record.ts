@@ -1,0 +1,205 @@
+import { NODE_STATES, type NodeState, type NodeStatusReport } from '@imageswarm/core'
+
+/** What one announce says about a peer (see image-swarm.ts). */
+export interface AnnounceSighting {
+  peerId: string
+  address: string
+  port: number
+  /** Bytes still to download; null when the client did not say. */
+  left: number | null
+  uploaded: number
+  downloaded: number
+  event: string | undefined
+}
+
+/** One install client as the dashboard shows it: `GET /api/images/NAME/nodes`. */
+export interface NodeView {
+  peerId: string
+  /** The name the node reported (its hostname), or null before its first status post. */
+  node: string | null
+  address: string | null
+  port: number | null
+  state: NodeState
+  /** Not heard from for `nodeStaleSeconds` while not done or failed. */
+  stale: boolean
+  error: { code: string; message: string } | null
+  /** Share of the archive downloaded, 0 to 1. */
+  progress: number
+  size: number | null
+  downloaded: number
+  downloadedFromServer: number
+  uploaded: number
+  /** Bytes per second. */
+  downloadRate: number
+  uploadRate: number
+  peers: number | null
+  /** Seconds until the download completes at the current rate; null when unknown or done. */
+  etaSeconds: number | null
+  /** Seconds spent in each state so far, the current one included. */
+  phaseSeconds: Partial<Record<NodeState, number>>
+  /** Epoch milliseconds. */
+  stateSince: number
+  firstSeen: number
+  lastSeen: number
+  /** Where the state comes from: the node's own status posts, or only its announces. */
+  source: 'status' | 'announce'
+}
+
+const TERMINAL: ReadonlySet<NodeState> = new Set(['done', 'failed'])
+
+/**
+ * One node's install, merged from its announces (address, byte counters every
+ * interval) and its status posts (state, rates, error, about every second). Status
+ * posts win where both speak; a node that never posts still shows from its announces.
+ */
+export class NodeRecord {
+  readonly peerId: string
+  /** Bumped on every change, so live updates send only the nodes that changed. */
+  version = 0
+  node: string | null = null
+  address: string | null = null
+  port: number | null = null
+  state: NodeState = 'waiting'
+  stale = false
+  error: { code: string; message: string } | null = null
+  size: number | null = null
+  downloaded = 0
+  downloadedFromServer = 0
+  uploaded = 0
+  downloadRate = 0
+  uploadRate = 0
+  peers: number | null = null
+  firstSeen: number
+  lastSeen: number
+  stateSince: number
+  #hasStatus = false
+  #left: number | null = null
+  #announcedAt: number | undefined
+  readonly #phaseMs: Partial<Record<NodeState, number>> = {}
+
+  constructor(peerId: string, now: number) {
+    this.peerId = peerId
+    this.firstSeen = now
+    this.lastSeen = now
+    this.stateSince = now
+  }
+
+  get terminal(): boolean {
+    return TERMINAL.has(this.state)
+  }
+
+  applyAnnounce(sighting: AnnounceSighting, now: number): void {
+    this.address = sighting.address
+    this.port = sighting.port
+    this.lastSeen = now
+    this.stale = false
+    if (!this.#hasStatus) {
+      // Without status posts the counters and the rate come from announces: the rate
+      // is the change since the last announce.
+      const elapsed = this.#announcedAt === undefined ? 0 : (now - this.#announcedAt) / 1000
+      const delta = sighting.downloaded - this.downloaded
+      this.downloadRate = elapsed > 0 && delta > 0 ? delta / elapsed : 0
+      const upDelta = sighting.uploaded - this.uploaded
+      this.uploadRate = elapsed > 0 && upDelta > 0 ? upDelta / elapsed : 0
+      this.downloaded = sighting.downloaded
+      this.uploaded = sighting.uploaded
+      this.#left = sighting.left
+      if (sighting.left !== null && this.size === null)
+        this.size = sighting.left + sighting.downloaded
+      this.#enter(stateFromAnnounce(sighting), now)
+    }
+    this.#announcedAt = now
+  }
+
+  applyStatus(report: NodeStatusReport, now: number): void {
+    this.#hasStatus = true
+    this.node = report.node
+    this.lastSeen = now
+    this.stale = false
+    this.size = report.size
+    this.downloaded = report.downloaded
+    this.downloadedFromServer = report.downloadedFromServer
+    this.uploaded = report.uploaded
+    this.downloadRate = report.downloadRate
+    this.uploadRate = report.uploadRate
+    this.peers = report.peers
+    this.#left = Math.max(0, report.size - report.downloaded)
+    if (report.state === 'failed') {
+      this.error = report.error ?? { code: 'E_UNKNOWN', message: 'the node reported no error' }
+    }
+    this.#enter(report.state, now)
+  }
+
+  /** Marks the node stale when it has been silent too long; true when that changed it. */
+  checkStale(now: number, staleMs: number): boolean {
+    const stale = !this.terminal && now - this.lastSeen > staleMs
+    if (stale === this.stale) return false
+    this.stale = stale
+    return true
+  }
+
+  view(now: number): NodeView {
+    const phaseSeconds: Partial<Record<NodeState, number>> = {}
+    for (const state of NODE_STATES) {
+      const ms = (this.#phaseMs[state] ?? 0) + (state === this.state ? now - this.stateSince : 0)
+      if (ms > 0) phaseSeconds[state] = Math.round(ms / 100) / 10
+    }
+    return {
+      peerId: this.peerId,
+      node: this.node,
+      address: this.address,
+      port: this.port,
+      state: this.state,
+      stale: this.stale,
+      error: this.error,
+      progress: this.progress(),
+      size: this.size,
+      downloaded: this.downloaded,
+      downloadedFromServer: this.downloadedFromServer,
+      uploaded: this.uploaded,
+      downloadRate: this.terminal ? 0 : this.downloadRate,
+      uploadRate: this.terminal ? 0 : this.uploadRate,
+      peers: this.peers,
+      etaSeconds: this.etaSeconds(),
+      phaseSeconds,
+      stateSince: this.stateSince,
+      firstSeen: this.firstSeen,
+      lastSeen: this.lastSeen,
+      source: this.#hasStatus ? 'status' : 'announce',
+    }
+  }
+
+  progress(): number {
+    if (this.state === 'seeding' || this.state === 'done') return 1
+    if (this.size === null || this.size === 0) return 0
+    return Math.min(1, this.downloaded / this.size)
+  }
+
+  etaSeconds(): number | null {
+    if (this.state !== 'downloading' && this.state !== 'waiting') return null
+    if (this.#left === null || this.downloadRate <= 0) return null
+    return Math.round(this.#left / this.downloadRate)
+  }
+
+  /**
+   * Moves to a reported state. Reports can arrive out of order (two posts in flight)
+   * or skip a state that lasted less than a post interval, so any move forward is
+   * taken, and of the moves back only the one the client's transition table allows
+   * (verifying → downloading, a piece failed its check). Done and failed are final.
+   */
+  #enter(next: NodeState, now: number): void {
+    if (next === this.state || this.terminal) return
+    const forward = NODE_STATES.indexOf(next) > NODE_STATES.indexOf(this.state)
+    const retry = this.state === 'verifying' && next === 'downloading'
+    if (!forward && !retry) return
+    this.#phaseMs[this.state] = (this.#phaseMs[this.state] ?? 0) + (now - this.stateSince)
+    this.state = next
+    this.stateSince = now
+  }
+}
+
+function stateFromAnnounce(sighting: AnnounceSighting): NodeState {
+  // A complete peer that leaves has finished; one that leaves early goes stale instead.
+  if (sighting.left === 0) return sighting.event === 'stopped' ? 'done' : 'seeding'
+  return sighting.downloaded > 0 ? 'downloading' : 'waiting'
+}

@@ -1,0 +1,120 @@
+import type { NodeStatusReport } from '@imageswarm/core'
+import type { TrackerConfig } from './config.js'
+import type { ApiError } from './http-reply.js'
+import type { AnnounceSighting } from './node-record.js'
+import { SwarmState, type SwarmSummary, type TrackerCounts } from './swarm-state.js'
+
+/** What the server's seeder says it uploaded per infohash (the seeder's `stats()`). */
+export type ServerUploadSource = () => Iterable<{ infoHash: string; uploaded: number }>
+
+export interface SwarmMonitorOptions {
+  config: TrackerConfig
+  /** The tracker's seeder and leecher counts for a published infohash. */
+  countsOf: (infoHash: string) => TrackerCounts
+  serverUpload?: ServerUploadSource | undefined
+  now?: () => number
+}
+
+/**
+ * The dashboard's model: one `SwarmState` per published image, fed by announces and
+ * status posts, sampled into each swarm's history once every `historySampleSeconds`.
+ * It holds no timer; the tracker calls `sample()`.
+ */
+export class SwarmMonitor {
+  readonly now: () => number
+  readonly #config: TrackerConfig
+  readonly #countsOf: (infoHash: string) => TrackerCounts
+  readonly #serverUpload: ServerUploadSource | undefined
+  readonly #byHash = new Map<string, SwarmState>()
+  readonly #byImage = new Map<string, SwarmState>()
+
+  constructor(options: SwarmMonitorOptions) {
+    this.#config = options.config
+    this.#countsOf = options.countsOf
+    this.#serverUpload = options.serverUpload
+    this.now = options.now ?? Date.now
+  }
+
+  publish(infoHash: string, image: string): void {
+    const existing = this.#byHash.get(infoHash)
+    if (existing?.image === image) return
+    if (existing !== undefined) this.#byImage.delete(existing.image)
+    // Publishing an image again under a new infohash starts a new swarm; the old one's
+    // nodes hold an archive that no longer is the image.
+    const previous = this.#byImage.get(image)
+    if (previous !== undefined) this.#byHash.delete(previous.infoHash)
+    const swarm = new SwarmState({
+      image,
+      infoHash,
+      now: this.now(),
+      maxNodes: this.#config.maxNodesPerSwarm,
+      historyPoints: this.#config.historyPoints,
+    })
+    this.#byHash.set(infoHash, swarm)
+    this.#byImage.set(image, swarm)
+  }
+
+  unpublish(infoHash: string): void {
+    const swarm = this.#byHash.get(infoHash)
+    if (swarm === undefined) return
+    this.#byHash.delete(infoHash)
+    this.#byImage.delete(swarm.image)
+  }
+
+  recordAnnounce(infoHash: string, sighting: AnnounceSighting): void {
+    this.#byHash.get(infoHash)?.recordAnnounce(sighting, this.now())
+  }
+
+  /** Applies a validated status report; an error for an image this server does not publish. */
+  recordStatus(report: NodeStatusReport): ApiError | undefined {
+    const swarm = this.#byImage.get(report.image)
+    if (swarm === undefined) {
+      return {
+        status: 404,
+        code: 'E_UNKNOWN_IMAGE',
+        message: `image ${report.image} is not published on this server`,
+        hint: `published: ${[...this.#byImage.keys()].join(', ') || 'none'}`,
+      }
+    }
+    if (swarm.infoHash !== report.infoHash) {
+      return {
+        status: 409,
+        code: 'E_STALE_IMAGE',
+        message: `infohash ${report.infoHash} is not image ${report.image}'s; the server publishes it as ${swarm.infoHash}`,
+        hint: 'the image was published again since the node fetched its torrent: install again',
+      }
+    }
+    swarm.recordStatus(report, this.now())
+    return undefined
+  }
+
+  /** Takes a history point for every swarm. */
+  sample(): void {
+    const now = this.now()
+    const uploads = new Map<string, number>()
+    for (const { infoHash, uploaded } of this.#serverUpload?.() ?? []) {
+      uploads.set(infoHash, uploaded)
+    }
+    for (const swarm of this.#byHash.values()) {
+      const uploaded = uploads.get(swarm.infoHash)
+      if (uploaded !== undefined) swarm.recordServerUpload(uploaded)
+      swarm.sample(now, this.#countsOf(swarm.infoHash), this.#config.nodeStaleSeconds * 1000)
+    }
+  }
+
+  swarm(image: string): SwarmState | undefined {
+    return this.#byImage.get(image)
+  }
+
+  swarms(): SwarmState[] {
+    return [...this.#byHash.values()]
+  }
+
+  summaries(): SwarmSummary[] {
+    return this.swarms().map((swarm) => this.summaryOf(swarm))
+  }
+
+  summaryOf(swarm: SwarmState): SwarmSummary {
+    return swarm.summary(this.#countsOf(swarm.infoHash))
+  }
+}
