@@ -80,7 +80,10 @@ describe('the other imageswarm.* settings', () => {
     expect(config.report).toBe(false)
     expect(config.force).toBe(true)
     expect(config.cache).toBe('LABEL=imgcache')
-    expect(sources['swarm.uploadLimit']).toEqual({ source: 'kernel', name: 'imageswarm.upload-limit' })
+    expect(sources['swarm.uploadLimit']).toEqual({
+      source: 'kernel',
+      name: 'imageswarm.upload-limit',
+    })
   })
 
   it('names a malformed rate and where it came from', () => {
