@@ -54,55 +54,52 @@ try {
   const plainArchive = join(work, 'plain.tar.zst')
   const ourArchive = join(work, 'ours.tar.zst')
   const tarCreate = [...TAR_CREATE_ARGS, '-C', tree, '.'].map(quote).join(' ')
-  const rows = []
-
-  rows.push(
-    await measure('pack: tar -c | zstd > f', () =>
-      sh(`tar ${tarCreate} | zstd -q -T0 -${level} > ${quote(plainArchive)}`),
-    ),
-  )
-  rows.push(
-    await measure('pack: tar -c | zstd > f; sha256sum f', () =>
-      sh(
-        `tar ${tarCreate} | zstd -q -T0 -${level} > ${quote(plainArchive)} && ` +
-          `sha256sum ${quote(plainArchive)} > /dev/null`,
-      ),
-    ),
-  )
-  rows.push(
-    await measureAsync('pack: packArchive (sha256 while writing)', () =>
-      packArchive({ root: tree, output: ourArchive, compression: 'zstd', level }),
-    ),
-  )
-  const archiveBytes = (await stat(ourArchive)).size
-  // The same tar options and zstd level: unless the tree has sparse files (tar's PID in the
-  // plain run), both pipelines must have written the very same bytes.
-  const identical = readFileSync(plainArchive).equals(readFileSync(ourArchive))
-
   const fresh = async () => {
     await rm(target, { recursive: true, force: true })
     await mkdir(target)
+    // Start each extraction with no writeback left over from the one before.
+    execFileSync('sync')
   }
   const tarExtract = [...TAR_EXTRACT_ARGS.filter((a) => a !== '--file=-'), '-C', target]
     .map(quote)
     .join(' ')
-  rows.push(
-    await measureAsync(
-      'extract: zstd -dc f | tar -x',
-      () => sh(`zstd -dc -q ${quote(ourArchive)} | tar ${tarExtract}`),
-      fresh,
-    ),
-  )
-  rows.push(
-    await measureAsync('extract: validateArchive only', () => validateArchive(ourArchive, 'zstd')),
-  )
-  rows.push(
-    await measureAsync(
-      'extract: extractArchive (validate + extract)',
-      () => extractArchive({ archive: ourArchive, target }),
-      fresh,
-    ),
-  )
+  // Each group's variants take turns run by run, so a busy moment hits all of them alike.
+  const packRows = await measureInTurns([
+    {
+      name: 'pack: tar -c | zstd > f',
+      fn: () => sh(`tar ${tarCreate} | zstd -q -T0 -${level} > ${quote(plainArchive)}`),
+    },
+    {
+      name: 'pack: tar -c | zstd > f; sha256sum f',
+      fn: () =>
+        sh(
+          `tar ${tarCreate} | zstd -q -T0 -${level} > ${quote(plainArchive)} && ` +
+            `sha256sum ${quote(plainArchive)} > /dev/null`,
+        ),
+    },
+    {
+      name: 'pack: packArchive (sha256 while writing)',
+      fn: () => packArchive({ root: tree, output: ourArchive, compression: 'zstd', level }),
+    },
+  ])
+  const archiveBytes = (await stat(ourArchive)).size
+  // The same tar options and zstd level: unless the tree has sparse files (tar's PID in the
+  // plain run), both pipelines must have written the very same bytes.
+  const identical = readFileSync(plainArchive).equals(readFileSync(ourArchive))
+  const extractRows = await measureInTurns([
+    {
+      name: 'extract: zstd -dc f | tar -x',
+      fn: () => sh(`zstd -dc -q ${quote(ourArchive)} | tar ${tarExtract}`),
+      before: fresh,
+    },
+    { name: 'extract: validateArchive only', fn: () => validateArchive(ourArchive, 'zstd') },
+    {
+      name: 'extract: extractArchive (validate + extract)',
+      fn: () => extractArchive({ archive: ourArchive, target }),
+      before: fresh,
+    },
+  ])
+  const rows = [...packRows, ...extractRows]
 
   const [packRow, , , extractRow] = rows
   const baseline = {
@@ -138,23 +135,23 @@ try {
   await rm(work, { recursive: true, force: true })
 }
 
-function measure(name, fn) {
-  return measureAsync(name, async () => fn())
-}
-
-async function measureAsync(name, fn, before) {
-  const times = []
-  const cpus = []
+async function measureInTurns(variants) {
+  const results = variants.map(() => ({ times: [], cpus: [] }))
   for (let i = 0; i < runs; i++) {
-    if (before) await before()
-    const start = process.hrtime.bigint()
-    const cpuStart = cpuSeconds()
-    await fn()
-    cpus.push(cpuSeconds() - cpuStart)
-    times.push(Number(process.hrtime.bigint() - start) / 1e9)
+    for (const [index, variant] of variants.entries()) {
+      if (variant.before) await variant.before()
+      const start = process.hrtime.bigint()
+      const cpuStart = cpuSeconds()
+      await variant.fn()
+      results[index].cpus.push(cpuSeconds() - cpuStart)
+      results[index].times.push(Number(process.hrtime.bigint() - start) / 1e9)
+    }
   }
-  console.error(`${name}: ${times.map((t) => t.toFixed(2)).join(' ')} s`)
-  return { name, median: median(times), cpu: median(cpus) }
+  return variants.map((variant, index) => {
+    const { times, cpus } = results[index]
+    console.error(`${variant.name}: ${times.map((t) => t.toFixed(2)).join(' ')} s`)
+    return { name: variant.name, median: median(times), cpu: median(cpus) }
+  })
 }
 
 function median(values) {

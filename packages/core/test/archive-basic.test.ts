@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { checkArchiveTools, detectCompression, extractArchive, packArchive } from '../src/index.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 
-describe('packArchive + extractArchive (zstd)', () => {
+describe('packArchive + extractArchive (zstd)', { timeout: 60_000 }, () => {
   it('round-trips a small tree', async () => {
     const dir = await makeTempDir()
     const root = join(dir, 'root')

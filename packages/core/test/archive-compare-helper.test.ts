@@ -11,7 +11,7 @@ const title = (name: string) =>
   skipReason === undefined ? name : `${name} (skipped: ${skipReason})`
 
 // The fidelity tests pass when compareTrees finds nothing; this makes sure it would find it.
-describe('compareTrees (test helper)', () => {
+describe('compareTrees (test helper)', { timeout: 60_000 }, () => {
   it.skipIf(skipReason !== undefined)(
     title('sees xattrs, capabilities, ACLs and nanosecond mtimes in a snapshot'),
     async () => {

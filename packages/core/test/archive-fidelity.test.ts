@@ -11,7 +11,7 @@ const skipReason = missingRequirements(FIDELITY_COMMANDS)
 const title = (name: string) =>
   skipReason === undefined ? name : `${name} (skipped: ${skipReason})`
 
-describe('archive fidelity on a real Linux root', () => {
+describe('archive fidelity on a real Linux root', { timeout: 60_000 }, () => {
   for (const compression of ['zstd', 'gzip', 'none'] as const) {
     it.skipIf(skipReason !== undefined)(
       title(`restores every kind of metadata exactly (${compression})`),

@@ -49,7 +49,7 @@ async function expectRefused(box: Sandbox, archive: string, entry: string, reaso
   expect(await readdir(box.target)).toEqual([])
 }
 
-describe('validateArchive / extractArchive refuse hostile archives', () => {
+describe('validateArchive / extractArchive refuse hostile archives', { timeout: 60_000 }, () => {
   it('extracts a benign hand-made archive (the fixtures are valid tar)', async () => {
     const box = await sandbox()
     const archive = await writeArchive(box, [
@@ -175,6 +175,33 @@ describe('validateArchive / extractArchive refuse hostile archives', () => {
       { name: './a', type: '0', body: 'x' },
     ])
     await expectRefused(box, archive, './a', /pax global header that sets 'path'/)
+  })
+
+  it('refuses a hardlink with data, which GNU tar would not skip (a hidden header)', async () => {
+    const box = await sandbox()
+    // GNU tar reads the "data" of ./h as the next header (./link/evil); a parser that skips
+    // it would never see that member.
+    const hidden = rawTar([{ name: './link/evil', type: '0', body: '' }]).subarray(0, 512)
+    const archive = await writeArchive(box, [
+      { name: './f', type: '0', body: '' },
+      { name: './link', type: '2', linkname: box.canary },
+      { name: './h', type: '1', linkname: './f', body: hidden },
+    ])
+    await expectRefused(box, archive, './h', /is a link with 512 bytes of data/)
+  })
+
+  it('refuses a directory or symlink with data', async () => {
+    const box = await sandbox()
+    const archive = await writeArchive(box, [{ name: './d/', type: '5', body: 'x'.repeat(600) }])
+    await expectRefused(box, archive, './d/', /is a directory with 600 bytes of data/)
+  })
+
+  it('refuses a NUL byte in a pax path, which GNU tar would cut short', async () => {
+    const box = await sandbox()
+    const archive = await writeArchive(box, [
+      { name: './x', type: '2', linkname: '/', pax: { path: './s\u0000-hidden' } },
+    ])
+    await expectRefused(box, archive, './s\\x00-hidden', /NUL byte/)
   })
 
   it('refuses member types it does not know (old GNU sparse, volume labels)', async () => {

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process'
 import { chmod, mkdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { resolveTool } from '../src/archive/tools.js'
 import {
   checkArchiveTools,
   detectCompression,
@@ -9,9 +10,8 @@ import {
   isImageSwarmError,
   listArchive,
   packArchive,
-  resolveTool,
 } from '../src/index.js'
-import { WARN, captureLogger } from './helpers/capture-logger.js'
+import { captureLogger, WARN } from './helpers/capture-logger.js'
 import { hasCommand, isRoot } from './helpers/system-tools.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 
@@ -30,7 +30,7 @@ function expectToolMissing(error: unknown, tool: string, pkg: string): void {
   expect(error.hint).toContain(`apt-get install ${pkg}`)
 }
 
-describe('checkArchiveTools', () => {
+describe('checkArchiveTools', { timeout: 60_000 }, () => {
   it('accepts the GNU tar, zstd and gzip installed here', async () => {
     await checkArchiveTools('zstd')
     await checkArchiveTools('gzip')
@@ -44,7 +44,9 @@ describe('checkArchiveTools', () => {
 
   it('honours IMAGESWARM_GZIP and PATH', async () => {
     const error = await errorOf(
-      checkArchiveTools('gzip', { env: { IMAGESWARM_GZIP: 'no-such-gzip', PATH: '/usr/bin:/bin' } }),
+      checkArchiveTools('gzip', {
+        env: { IMAGESWARM_GZIP: 'no-such-gzip', PATH: '/usr/bin:/bin' },
+      }),
     )
     expectToolMissing(error, 'gzip', 'gzip')
     const noTar = await errorOf(checkArchiveTools('none', { env: { PATH: '/nonexistent' } }))
@@ -62,8 +64,16 @@ describe('checkArchiveTools', () => {
     await writeFile(oldtar, '#!/bin/sh\necho "tar (GNU tar) 1.26"\n')
     await chmod(bsdtar, 0o755)
     await chmod(oldtar, 0o755)
-    expectToolMissing(await errorOf(checkArchiveTools('none', { tools: { tar: bsdtar } })), 'GNU tar', 'tar')
-    expectToolMissing(await errorOf(checkArchiveTools('none', { tools: { tar: oldtar } })), '1.26', 'tar')
+    expectToolMissing(
+      await errorOf(checkArchiveTools('none', { tools: { tar: bsdtar } })),
+      'GNU tar',
+      'tar',
+    )
+    expectToolMissing(
+      await errorOf(checkArchiveTools('none', { tools: { tar: oldtar } })),
+      '1.26',
+      'tar',
+    )
   })
 
   it('makes packArchive and extractArchive fail with E_TOOL_MISSING', async () => {
@@ -97,7 +107,7 @@ describe('checkArchiveTools', () => {
   })
 })
 
-describe('detectCompression', () => {
+describe('detectCompression', { timeout: 60_000 }, () => {
   it('recognises zstd, gzip and plain tar by their magic bytes', async () => {
     const dir = await makeTempDir()
     await mkdir(join(dir, 'root'))
@@ -121,7 +131,7 @@ describe('detectCompression', () => {
   })
 })
 
-describe('archives made by plain GNU tar', () => {
+describe('archives made by plain GNU tar', { timeout: 60_000 }, () => {
   it.skipIf(!hasCommand('gzip'))('extracts a `tar -czf` (gnu format) archive', async () => {
     const dir = await makeTempDir()
     const src = join(dir, 'src')
@@ -148,10 +158,12 @@ describe('archives made by plain GNU tar', () => {
     execFileSync('tar', ['--format=ustar', '-cf', archive, '-C', src, '.'])
     const entries = []
     for await (const entry of listArchive(archive)) entries.push(entry)
-    expect(entries.map((e) => [e.path, e.type, e.size, e.linkname])).toEqual([
-      ['./', 'directory', 0, undefined],
-      ['./f', 'file', 3, undefined],
-      ['./l', 'symlink', 0, 'f'],
-    ].sort((a, b) => String(a[0]).localeCompare(String(b[0]))))
+    expect(entries.map((e) => [e.path, e.type, e.size, e.linkname])).toEqual(
+      [
+        ['./', 'directory', 0, undefined],
+        ['./f', 'file', 3, undefined],
+        ['./l', 'symlink', 0, 'f'],
+      ].sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+    )
   })
 })

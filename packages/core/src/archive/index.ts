@@ -1,15 +1,9 @@
 // The archive format: GNU tar (pax, numeric owners, xattrs, ACLs, sparse) + zstd/gzip.
-export {
-  compressArgs,
-  compressionLevel,
-  DEFAULT_LEVELS,
-  decompressArgs,
-  detectCompression,
-} from './compression.js'
-export { DEFAULT_EXCLUDES, parseExcludeFile, toTarPattern } from './excludes.js'
+export { DEFAULT_LEVELS, detectCompression } from './compression.js'
+export { DEFAULT_EXCLUDES, parseExcludeFile } from './excludes.js'
 export { extractArchive, TAR_EXTRACT_ARGS } from './extract.js'
 export { listArchive } from './list.js'
 export { packArchive, TAR_CREATE_ARGS } from './pack.js'
-export { checkArchiveTools, resolveTool, TOOL_ENV_VARS, TOOL_PACKAGES } from './tools.js'
+export { checkArchiveTools, TOOL_ENV_VARS, TOOL_PACKAGES } from './tools.js'
 export * from './types.js'
-export { EntryGuard, UnsafeEntry, validateArchive } from './validate.js'
+export { validateArchive } from './validate.js'

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { close, createWriteStream, fsync, open as openCallback } from 'node:fs'
 import { open, rename, stat, unlink } from 'node:fs/promises'
-import { basename, dirname, resolve } from 'node:path'
+import { dirname, isAbsolute, relative, resolve } from 'node:path'
 import { Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { promisify } from 'node:util'
@@ -74,6 +74,12 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
   await assertImageRoot(root)
   const tools = await resolveArchiveTools(compression, options)
   const excludes = await collectExcludes(options)
+  const inside = relative(root, output)
+  if (!inside.startsWith('..') && !isAbsolute(inside)) {
+    // An archive written inside the tree it packs would be read while it grows.
+    const escaped = `./${inside}`.replace(/[*?[\]\\]/g, '\\$&')
+    excludes.anchored.push(escaped, `${escaped}.partial-*`)
+  }
   logger.info(
     { root, anchored: excludes.anchored, floating: excludes.floating },
     'packing with these excludes (anchored patterns match from the image root)',
@@ -98,6 +104,7 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
   let tar: RunningTool | undefined
   let compressor: RunningTool | undefined
   let completed = false
+  let fdOpen = true
   try {
     // The compressor starts first so that tar can write straight into its stdin: the
     // uncompressed stream never passes through Node. Node reads only the compressed
@@ -163,10 +170,7 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
         cause: options.signal.reason,
       })
     }
-    checkTarExit(tarExit, tar.stderr(), root, output)
-    if (compressorExit !== undefined && compressor !== undefined) {
-      checkCompressorExit(compression, compressorExit, compressor.stderr(), output)
-    }
+    // A failed write (a full disk) comes first: the tools were killed because of it.
     if (writeError !== undefined) {
       const errno = errnoOf(writeError)
       throw packFailed(`cannot write ${temp}: ${errno ?? String(writeError)}`, output, writeError, {
@@ -174,9 +178,14 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
         hint: `free space in ${dirname(output)} or choose another output directory`,
       })
     }
+    checkTarExit(tarExit, tar.stderr(), root, output)
+    if (compressorExit !== undefined && compressor !== undefined) {
+      checkCompressorExit(compression, compressorExit, compressor.stderr(), output)
+    }
     for (const line of stderrLines(tar.stderr())) logger.warn({ root, tar: line }, 'tar warning')
 
     await fsyncFd(fd)
+    fdOpen = false
     await closeFd(fd)
     await rename(temp, output)
     await syncDirectory(dirname(output))
@@ -189,7 +198,8 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
     if (!completed) {
       tar?.child.kill('SIGKILL')
       compressor?.child.kill('SIGKILL')
-      await closeFd(fd).catch(() => undefined)
+      // Only while still ours: a closed fd number may already belong to someone else.
+      if (fdOpen) await closeFd(fd).catch(() => undefined)
       await unlink(temp).catch(() => undefined)
     }
   }
@@ -309,9 +319,4 @@ async function syncDirectory(dir: string): Promise<void> {
   } finally {
     await handle.close()
   }
-}
-
-/** The temporary name `packArchive` writes to; exported for cleanup of crashed runs. */
-export function isPartialArchive(name: string, output: string): boolean {
-  return name.startsWith(`${basename(output)}.partial-`)
 }

@@ -31,11 +31,11 @@ export async function openTarSource(
     return { stream, finished: async () => undefined, stop: () => stream.destroy() }
   }
   const path = await resolveTool(compression, options)
-  const tool: RunningTool = startTool(path, decompressArgs(compression, archive), [
-    'ignore',
-    'pipe',
-    'pipe',
-  ])
+  const tool: RunningTool = startTool(
+    path,
+    decompressArgs(compression, archive, { verify: false }),
+    ['ignore', 'pipe', 'pipe'],
+  )
   const stdout = tool.child.stdout
   if (stdout === null) throw new Error(`${compression} has no stdout`)
   let stopped = false

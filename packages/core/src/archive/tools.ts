@@ -1,5 +1,5 @@
 import { constants } from 'node:fs'
-import { access } from 'node:fs/promises'
+import { access, stat } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
 import { ImageSwarmError } from '../errors.js'
 import type { Compression } from '../manifest.js'
@@ -34,7 +34,8 @@ export async function resolveTool(
   options: ToolOptions = {},
 ): Promise<string> {
   const env = options.env ?? process.env
-  const wanted = options.tools?.[name] ?? env[TOOL_ENV_VARS[name]] ?? name
+  // `||`, not `??`: an empty variable means unset, not "the current directory".
+  const wanted = options.tools?.[name] || env[TOOL_ENV_VARS[name]] || name
   const candidates = wanted.includes('/')
     ? [wanted]
     : (env.PATH ?? '/usr/local/bin:/usr/bin:/bin')
@@ -44,7 +45,7 @@ export async function resolveTool(
   for (const candidate of candidates) {
     try {
       await access(candidate, constants.X_OK)
-      return candidate
+      if ((await stat(candidate)).isFile()) return candidate
     } catch {
       // Not here; try the next PATH entry.
     }
@@ -61,7 +62,9 @@ export function toolMissing(
   return new ImageSwarmError('E_TOOL_MISSING', message, {
     operation: `find ${name}`,
     path: name,
-    hint: `install the Debian package '${pkg}' (apt-get install ${pkg}) or set ${TOOL_ENV_VARS[name]}`,
+    hint:
+      `install the Debian package '${pkg}' (apt-get install ${pkg}) ` +
+      `or set ${TOOL_ENV_VARS[name]} to its path`,
     cause,
   })
 }

@@ -27,8 +27,18 @@ export class UnsafeEntry extends Error {
     readonly entry: string,
     readonly reason: string,
   ) {
-    super(`entry '${entry}' ${reason}`)
+    super(`entry '${printable(entry)}' ${reason}`)
   }
+}
+
+/** A name for messages: control bytes (a NUL, an escape sequence) shown as `\xNN`. */
+function printable(name: string): string {
+  let out = ''
+  for (const char of name) {
+    const code = char.charCodeAt(0)
+    out += code < 0x20 || code === 0x7f ? `\\x${code.toString(16).padStart(2, '0')}` : char
+  }
+  return out
 }
 
 /**
@@ -36,9 +46,11 @@ export class UnsafeEntry extends Error {
  * order. A member is refused when its name is absolute or has a `..` component, when its
  * name passes through a symlink (one created earlier in this archive: tar would follow it
  * out of the target), or when it is a hardlink whose target is absolute, has `..`, or is not
- * an earlier member. Names are compared after one decoding (UTF-8, invalid bytes to U+FFFD);
- * `/` and `.` survive that decoding unchanged, and two names that decode alike are treated
- * as one, which can only refuse more, never less.
+ * an earlier member. Where GNU tar and tar-stream would read an archive differently, it is
+ * refused too: unknown member types, data on members other than regular files, NUL bytes
+ * in names, pax global headers that rename members. Names are compared after one decoding
+ * (UTF-8, invalid bytes to U+FFFD); `/` and `.` survive it unchanged, and two names that
+ * decode alike are treated as one, which can only refuse more, never less.
  */
 export class EntryGuard {
   /** Members seen so far that are not directories: the valid hardlink targets. */
@@ -53,6 +65,12 @@ export class EntryGuard {
     if (!SAFE_TYPES.has(type)) {
       throw new UnsafeEntry(name, `has an unsupported member type (${type})`)
     }
+    // GNU tar skips the data of a hardlink with a size, tar-stream does not (and both differ
+    // again for directories): a member that is not a regular file must have none, or the two
+    // parsers would disagree on where the next header starts.
+    if (type !== 'file' && type !== 'contiguous-file' && (header.size ?? 0) !== 0) {
+      throw new UnsafeEntry(name, `is a ${type} with ${header.size} bytes of data`)
+    }
     const sparseName = paxRecords(header)['GNU.sparse.name']
     // tar-stream reports a sparse member by its stand-in name (./GNUSparseFile.1/f); tar
     // extracts it under GNU.sparse.name. Both must be safe, and the real one is tracked.
@@ -66,11 +84,11 @@ export class EntryGuard {
     if (type === 'link') {
       const linkname = (header.linkname as string | null) ?? ''
       const target = this.normalize(linkname, name, 'hardlink target')
-      this.refuseThroughSymlink(target, name, `hardlink target '${linkname}'`)
+      this.refuseThroughSymlink(target, name, `hardlink target '${printable(linkname)}'`)
       if (!this.members.has(target)) {
         throw new UnsafeEntry(
           name,
-          `is a hardlink to '${linkname}', which is not an earlier member`,
+          `is a hardlink to '${printable(linkname)}', which is not an earlier member`,
         )
       }
       if (this.symlinks.has(target)) this.symlinks.add(path)
@@ -85,6 +103,8 @@ export class EntryGuard {
   private normalize(raw: string, entry: string, what = 'its path'): string {
     if (raw === '')
       throw new UnsafeEntry(entry, `has an empty ${what === 'its path' ? 'name' : what}`)
+    // GNU tar cuts a pax name at a NUL byte, tar-stream keeps it: they would see two names.
+    if (raw.includes('\u0000')) throw new UnsafeEntry(entry, `has a NUL byte in ${what}`)
     if (raw.startsWith('/')) throw new UnsafeEntry(entry, `has an absolute ${describe(what)}`)
     const parts: string[] = []
     for (const part of raw.split('/')) {
