@@ -14,6 +14,7 @@ import {
   sha256File,
   silentLogger,
   type TransferTotals,
+  validateArchive,
 } from '@imageswarm/core'
 import type { ClientConfig } from './config.js'
 import { ImageCache } from './image-cache.js'
@@ -130,14 +131,19 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
       emit,
     })
     if (cached) {
-      // Verified against the manifest by the cache lookup; the node seeds it at once.
+      // The cache lookup checked the sha256; the node seeds the copy at once.
       state.moveTo('verifying')
     } else {
       state.moveTo('downloading')
       await session.downloadArchive(signal)
       state.moveTo('verifying')
-      await verifyArchive(place.path, manifest, emit, signal)
     }
+    // The headers are checked for hostile paths while the sha256 is computed: two reads
+    // of the archive on two cores, so extraction need not read it a second time first.
+    const validated = await verifyArchive(place.path, manifest, emit, {
+      checkDigest: !cached,
+      ...(signal ? { signal } : {}),
+    })
 
     state.moveTo('extracting')
     const extractStarted = performance.now()
@@ -146,6 +152,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
       archive: place.path,
       target: config.target,
       compression: manifest.compression,
+      alreadyValidated: validated,
       logger,
       ...(signal ? { signal } : {}),
       onProgress: (bytes, size) => emit({ type: 'extract-progress', bytes, size }),
@@ -215,14 +222,19 @@ async function verifyArchive(
   path: string,
   manifest: ImageManifest,
   emit: (event: InstallEvent) => void,
-  signal?: AbortSignal,
-): Promise<void> {
+  options: { checkDigest: boolean; signal?: AbortSignal },
+): Promise<{ entries: number }> {
   const started = performance.now()
-  const sha256 = await sha256File(path, signal)
-  if (sha256 !== manifest.sha256) {
+  const [digest, validation] = await Promise.allSettled([
+    options.checkDigest ? sha256File(path, options.signal) : Promise.resolve(manifest.sha256),
+    validateArchive(path, manifest.compression, { signal: options.signal }),
+  ])
+  // A wrong archive is reported as such, whatever its headers look like.
+  if (digest.status === 'rejected') throw digest.reason
+  if (digest.value !== manifest.sha256) {
     throw new ImageSwarmError(
       'E_ARCHIVE_DIGEST_MISMATCH',
-      `archive sha256 ${sha256} does not match the manifest's ${manifest.sha256}`,
+      `archive sha256 ${digest.value} does not match the manifest's ${manifest.sha256}`,
       {
         operation: 'verify archive',
         path,
@@ -230,7 +242,9 @@ async function verifyArchive(
       },
     )
   }
-  emit({ type: 'verified', sha256, seconds: (performance.now() - started) / 1000 })
+  if (validation.status === 'rejected') throw validation.reason
+  emit({ type: 'verified', sha256: digest.value, seconds: (performance.now() - started) / 1000 })
+  return validation.value
 }
 
 /** After a good install: the archive goes into the cache, stays there, or is deleted. */

@@ -64,12 +64,14 @@ export async function extractArchive(options: ExtractOptions): Promise<ExtractRe
   const compression = options.compression ?? (await detectCompression(archive))
   const tools = await resolveArchiveTools(compression, options)
   const validateStart = Date.now()
-  const { entries } = await validateArchive(archive, compression, {
-    tools: options.tools,
-    env: options.env,
-    logger,
-    signal: options.signal,
-  })
+  const { entries } =
+    options.alreadyValidated ??
+    (await validateArchive(archive, compression, {
+      tools: options.tools,
+      env: options.env,
+      logger,
+      signal: options.signal,
+    }))
   const extractStart = Date.now()
 
   const tar = startTool(

@@ -45,6 +45,12 @@ export interface ExtractOptions extends ToolOptions {
   signal?: AbortSignal
   /** Called with the number of compressed bytes consumed so far. */
   onProgress?: (bytes: number, size: number) => void
+  /**
+   * The caller has run `validateArchive` on this very file, which has not changed since
+   * (the install client validates while it checks the sha256, on the other core), so the
+   * validation pass is not repeated.
+   */
+  alreadyValidated?: { entries: number }
 }
 
 export interface ExtractResult {
