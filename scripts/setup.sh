@@ -12,7 +12,7 @@ PNPM_VERSION=10.34.9
 # sparse members); acl, attr and libcap2-bin let the tests make the metadata a real
 # root has (ACLs, xattrs, file capabilities); Chromium runs the dashboard's browser test.
 RUNTIME_DEBS=(tar zstd gzip util-linux)
-TEST_DEBS=(acl attr libcap2-bin iproute2 chromium)
+TEST_DEBS=(acl attr libcap2-bin iproute2 chromium debootstrap)
 
 debs=("${RUNTIME_DEBS[@]}")
 if [[ "${1:-}" == "--test" ]]; then debs+=("${TEST_DEBS[@]}"); fi
@@ -43,4 +43,6 @@ export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
 
 pnpm install --frozen-lockfile --reporter=silent
 pnpm exec turbo run build --output-logs=errors-only
+# The archive fidelity test installs a real Debian root; it is built once per machine.
+if [[ "${1:-}" == "--test" ]]; then bash scripts/make-debian-root.sh; fi
 echo "setup: ready (node $(node --version), pnpm $(pnpm --version), $(tar --version | head -1), $(zstd --version))"

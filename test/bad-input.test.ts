@@ -94,6 +94,37 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     expect(await readdir(layout.torrentsDir).catch(() => [])).toEqual([])
   })
 
+  it('names a missing archive tool and the Debian package that provides it', async () => {
+    layout = await makeServerLayout()
+    await addSampleImage(layout, 'node')
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'publish',
+        '--image',
+        'node',
+        '--images-dir',
+        layout.imagesDir,
+        '--tarballs-dir',
+        layout.tarballsDir,
+        '--torrents-dir',
+        layout.torrentsDir,
+      ],
+      {
+        env: { ...process.env, IMAGESWARM_ZSTD: join(layout.dir, 'no-zstd-here') },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    )
+    let stderr = ''
+    child.stderr.on('data', (chunk) => (stderr += chunk))
+    const [code] = await once(child, 'exit')
+    expect(code).toBe(11)
+    expect(stderr).toMatch(/E_TOOL_MISSING: zstd not found/)
+    expect(stderr).toMatch(/hint: install the Debian package 'zstd'/)
+    expect(await readdir(layout.tarballsDir).catch(() => [])).toEqual([])
+  })
+
   it('gives up on an unreachable image server within the connect timeout', async () => {
     layout = await makeServerLayout()
     const { staging, target } = clientDirs(layout, 1)

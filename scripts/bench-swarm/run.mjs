@@ -25,10 +25,12 @@ const { values } = parseArgs({
       default: fileURLToPath(new URL('../../docs/benchmarks/swarm', import.meta.url)),
     },
     label: { type: 'string', default: '' },
+    'http-clients': { type: 'string' },
     timeout: { type: 'string' },
     'serve-arg': { type: 'string', multiple: true, default: [] },
     'install-arg': { type: 'string', multiple: true, default: [] },
     env: { type: 'string', multiple: true, default: [] },
+    'client-node-arg': { type: 'string', multiple: true, default: [] },
     verbose: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -36,7 +38,7 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(
     'usage: run.mjs [--clients 1,4,8] [--rate 25mbit] [--size 128MiB] [--transports imageswarm,http,aria2]\n' +
-      '               [--label NAME] [--out DIR] [--work-dir DIR] [--timeout S]\n' +
+      '               [--http-clients 1,4] [--label NAME] [--out DIR] [--work-dir DIR] [--timeout S]\n' +
       '               [--serve-arg ARG]… [--install-arg ARG]… [--env KEY=VALUE]… [--verbose]\n',
   )
   process.exit(0)
@@ -53,9 +55,11 @@ const results = await runBench({
   size,
   transports,
   workDir: values['work-dir'],
+  ...(values['http-clients'] ? { httpClients: values['http-clients'].split(',').map(Number) } : {}),
   ...(values.timeout ? { timeoutSeconds: Number(values.timeout) } : {}),
   serveArgs: values['serve-arg'],
   installArgs: values['install-arg'],
+  clientNodeArgs: values['client-node-arg'],
   clientEnv: Object.fromEntries(values.env.map((kv) => kv.split(/=(.*)/s).slice(0, 2))),
   log: (line) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`),
   ...(values.verbose

@@ -1,9 +1,9 @@
 import { chmod, lchown, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { compareTrees, snapshotTree } from './helpers/compare-trees.js'
-import { buildFidelityTree, FIDELITY_COMMANDS } from './helpers/fixture-tree.js'
-import { missingRequirements, run } from './helpers/system-tools.js'
+import { compareTrees, snapshotTree } from '../src/testing/compare-trees.js'
+import { buildFidelityTree, FIDELITY_COMMANDS } from '../src/testing/fixture-tree.js'
+import { missingRequirements, run } from '../src/testing/system-tools.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 
 const skipReason = missingRequirements(FIDELITY_COMMANDS)

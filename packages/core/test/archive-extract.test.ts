@@ -2,8 +2,8 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { extractArchive, isImageSwarmError, packArchive } from '../src/index.js'
+import { run } from '../src/testing/system-tools.js'
 import { captureLogger, WARN } from './helpers/capture-logger.js'
-import { run } from './helpers/system-tools.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 
 async function errorOf(promise: Promise<unknown>): Promise<unknown> {

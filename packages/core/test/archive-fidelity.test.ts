@@ -2,9 +2,9 @@ import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { extractArchive, packArchive } from '../src/index.js'
-import { compareTrees } from './helpers/compare-trees.js'
-import { buildFidelityTree, FIDELITY_COMMANDS, SPARSE_SIZE } from './helpers/fixture-tree.js'
-import { missingRequirements } from './helpers/system-tools.js'
+import { compareTrees } from '../src/testing/compare-trees.js'
+import { buildFidelityTree, FIDELITY_COMMANDS, SPARSE_SIZE } from '../src/testing/fixture-tree.js'
+import { missingRequirements } from '../src/testing/system-tools.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 
 const skipReason = missingRequirements(FIDELITY_COMMANDS)

@@ -13,9 +13,9 @@ import {
   parseExcludeFile,
   sha256File,
 } from '../src/index.js'
+import { buildFidelityTree, FIDELITY_COMMANDS } from '../src/testing/fixture-tree.js'
+import { hasCommand, isRoot, missingRequirements } from '../src/testing/system-tools.js'
 import { captureLogger, WARN } from './helpers/capture-logger.js'
-import { buildFidelityTree, FIDELITY_COMMANDS } from './helpers/fixture-tree.js'
-import { hasCommand, isRoot, missingRequirements } from './helpers/system-tools.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 
 const fidelitySkip = missingRequirements(FIDELITY_COMMANDS)

@@ -11,8 +11,8 @@ import {
   listArchive,
   packArchive,
 } from '../src/index.js'
+import { hasCommand, isRoot } from '../src/testing/system-tools.js'
 import { captureLogger, WARN } from './helpers/capture-logger.js'
-import { hasCommand, isRoot } from './helpers/system-tools.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 
 async function errorOf(promise: Promise<unknown>): Promise<unknown> {

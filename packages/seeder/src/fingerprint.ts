@@ -1,6 +1,7 @@
-import { createHash } from 'node:crypto'
-import { lstat, opendir, readlink } from 'node:fs/promises'
-import { join } from 'node:path'
+import { createHash, type Hash } from 'node:crypto'
+import { lstat, readdir, readlink } from 'node:fs/promises'
+
+const SLASH = Buffer.from('/')
 
 /**
  * A digest of everything in an image root that the archive records: names, types,
@@ -8,28 +9,29 @@ import { join } from 'node:path'
  * ctime changes on any metadata change (xattrs, ACLs, capabilities, hard link count),
  * so a root whose fingerprint is unchanged packs to the same archive and is not packed
  * again. `extra` folds in the packing settings (compression, excludes).
+ *
+ * Names are handled as bytes: an image may hold file names that are not UTF-8.
  */
 export async function fingerprintTree(root: string, extra: string): Promise<string> {
   const hash = createHash('sha256')
   hash.update(`${extra}\n`)
-  await walk(root, '.', hash)
+  await walk(Buffer.from(root), Buffer.from('.'), hash)
   return hash.digest('hex')
 }
 
-async function walk(root: string, rel: string, hash: ReturnType<typeof createHash>) {
-  const path = rel === '.' ? root : join(root, rel)
+async function walk(path: Buffer, rel: Buffer, hash: Hash): Promise<void> {
   const st = await lstat(path, { bigint: true })
-  let link = ''
-  if (st.isSymbolicLink()) link = await readlink(path)
+  const link = st.isSymbolicLink() ? await readlink(path, { encoding: 'buffer' }) : Buffer.alloc(0)
+  hash.update(rel)
   hash.update(
-    [rel, st.mode, st.uid, st.gid, st.size, st.rdev, st.mtimeNs, st.ctimeNs, st.ino, link].join(
-      '\0',
-    ),
+    `\0${[st.mode, st.uid, st.gid, st.size, st.rdev, st.mtimeNs, st.ctimeNs, st.ino].join('\0')}\0`,
   )
+  hash.update(link)
   hash.update('\n')
   if (!st.isDirectory()) return
-  const names: string[] = []
-  for await (const entry of await opendir(path)) names.push(entry.name)
-  names.sort()
-  for (const name of names) await walk(root, rel === '.' ? name : join(rel, name), hash)
+  const names = await readdir(path, { encoding: 'buffer' })
+  names.sort(Buffer.compare)
+  for (const name of names) {
+    await walk(Buffer.concat([path, SLASH, name]), Buffer.concat([rel, SLASH, name]), hash)
+  }
 }

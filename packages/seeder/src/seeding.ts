@@ -1,6 +1,12 @@
 import { dirname } from 'node:path'
-import { type Logger, lanClientOptions, type SwarmSettings, silentLogger } from '@imageswarm/core'
-import WebTorrent, { type Torrent } from 'webtorrent'
+import {
+  type Logger,
+  lanClientOptions,
+  lanTorrentOptions,
+  type SwarmSettings,
+  silentLogger,
+} from '@imageswarm/core'
+import WebTorrent, { type Torrent, type Wire } from 'webtorrent'
 import type { PublishedImage } from './publish.js'
 
 export interface SeedStats {
@@ -46,8 +52,7 @@ export class ImageSeeder {
         path: dirname(image.archivePath),
         // publishImage has just hashed the whole archive against the manifest.
         skipVerify: true,
-        strategy: this.#settings.strategy,
-        private: true,
+        ...lanTorrentOptions(this.#settings),
       })
       const onError = (err: Error) => reject(err)
       torrent.once('error', onError)
@@ -59,6 +64,11 @@ export class ImageSeeder {
         torrent.on('warning', (err: Error) =>
           this.#logger.debug({ err: err.message, image: manifest.name }, 'seeding warning'),
         )
+        if (this.#settings.firstCopy) {
+          const policy = new FirstCopyPolicy(torrent)
+          for (const wire of torrent.wires) policy.attach(wire)
+          torrent.on('wire', (wire: Wire) => policy.attach(wire))
+        }
         this.#torrents.set(manifest.infoHash, torrent)
         this.#logger.info(
           { image: manifest.name, infoHash: manifest.infoHash, port: this.torrentPort },
@@ -81,5 +91,61 @@ export class ImageSeeder {
   async close(): Promise<void> {
     await new Promise<void>((resolve) => this.#client.destroy(() => resolve()))
     this.#torrents.clear()
+  }
+}
+
+/** How long a piece the server started sending to one client is refused to the others
+ * (unless that client announces it sooner, or disconnects). */
+const IN_FLIGHT_MS = 30_000
+
+/**
+ * Spends the image server's upload on pieces the swarm does not hold yet, as an initial
+ * seeder with super-seeding (BEP 16) does: a request for a piece that another client
+ * already holds, or that the server is sending to another client right now, is
+ * rejected (BEP 6 reject-request), so the client fetches it from its peers and asks
+ * the server for something new instead. Clients are told apart by peer id, as one
+ * client may hold two connections to the server (one each way).
+ */
+class FirstCopyPolicy {
+  readonly #torrent: Torrent
+  /** Piece index → the client (peer id) it is being sent to and since when. */
+  readonly #inFlight = new Map<number, { peer: string; since: number }>()
+
+  constructor(torrent: Torrent) {
+    this.#torrent = torrent
+  }
+
+  attach(wire: Wire): void {
+    if (wire.type === 'webSeed') return
+    // Listeners run in order; the request callback answers once, so a refusal given
+    // here (a reject) wins over webtorrent's own listener, which reads the block.
+    wire.prependListener(
+      'request',
+      (index: number, _offset: number, _length: number, respond: (err?: Error) => void) => {
+        if (this.#refuses(wire, index)) respond(new Error('piece is already in the swarm'))
+      },
+    )
+    wire.on('have', (index: number) => {
+      if (this.#inFlight.get(index)?.peer === wire.peerId) this.#inFlight.delete(index)
+    })
+    wire.once('close', () => {
+      for (const [index, entry] of this.#inFlight) {
+        if (entry.peer === wire.peerId) this.#inFlight.delete(index)
+      }
+    })
+  }
+
+  #refuses(wire: Wire, index: number): boolean {
+    const peer = wire.peerId ?? ''
+    const now = Date.now()
+    const flight = this.#inFlight.get(index)
+    if (flight && flight.peer !== peer && now - flight.since < IN_FLIGHT_MS) return true
+    for (const other of this.#torrent.wires) {
+      if (other.peerId !== peer && other.type !== 'webSeed' && other.peerPieces.get(index)) {
+        return true
+      }
+    }
+    if (!flight || flight.peer !== peer) this.#inFlight.set(index, { peer, since: now })
+    return false
   }
 }

@@ -78,7 +78,7 @@ describe('publishImage', () => {
   it('packs again when the archive on disk no longer matches its manifest', async () => {
     const first = await publishImage({ image: 'node', config, serverUrl })
     const bytes = await readFile(first.archivePath)
-    bytes[bytes.length - 10] ^= 0xff
+    bytes.writeUInt8(bytes.readUInt8(bytes.length - 10) ^ 0xff, bytes.length - 10)
     await writeFile(first.archivePath, bytes)
     const second = await publishImage({ image: 'node', config, serverUrl })
     expect(second.packed).toBe(true)

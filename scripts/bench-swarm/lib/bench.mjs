@@ -94,6 +94,9 @@ export async function runBench(options) {
 
     for (const n of options.clients) {
       for (const transport of options.transports) {
+        // HTTP unicast takes N × T_min; a sweep may measure it at small N only.
+        if (transport === 'http' && options.httpClients && !options.httpClients.includes(n))
+          continue
         const workDir = join(options.workDir, 'runs', `${transport}-${n}`)
         await rm(workDir, { recursive: true, force: true })
         await mkdir(workDir, { recursive: true })
@@ -109,6 +112,7 @@ export async function runBench(options) {
           serveArgs: options.serveArgs,
           installArgs: options.installArgs,
           clientEnv: options.clientEnv,
+          clientNodeArgs: options.clientNodeArgs,
           onClientLog: options.onClientLog,
           onClientEvent: options.onClientEvent,
         }

@@ -102,6 +102,7 @@ async function runImageswarm(ctx) {
       host.ns,
       [
         process.execPath,
+        ...(ctx.clientNodeArgs ?? []),
         CLI,
         'install',
         '--json',
@@ -130,7 +131,22 @@ async function runImageswarm(ctx) {
           const event = parseJson(line)
           if (!event?.type) return
           ctx.onClientEvent?.(host, event, at)
-          if (event.type === 'download-progress') return
+          if (event.type === 'download-progress') {
+            // A coarse trace (every 5 s) to see where a slow run spends its time.
+            const t = (at - t0) / 1000
+            record.progress ??= []
+            if (t - (record.progress.at(-1)?.[0] ?? -5) >= 5) {
+              const { downloaded, downloadedFromServer, uploaded } = event.totals
+              record.progress.push([
+                Math.round(t),
+                downloaded,
+                downloadedFromServer,
+                uploaded,
+                event.peers,
+              ])
+            }
+            return
+          }
           record.events[event.type] ??= (at - t0) / 1000
           if (event.type === 'download-complete') {
             record.verifiedAt = (at - t0) / 1000

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { type BigIntStats, closeSync, openSync } from 'node:fs'
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises'
+import { type BigIntStats, createReadStream } from 'node:fs'
+import { lstat, readdir, readlink } from 'node:fs/promises'
 import { hasCommand } from './system-tools.js'
 
 /** What the comparison looks at for one file, directory or special file. */
@@ -50,14 +50,7 @@ export async function snapshotTree(
     const node = describeNode(rel.length === 0 ? '.' : rel.toString('latin1'), st)
     if (node.type === 'symlink')
       node.symlinkTarget = (await readlink(full, 'buffer')).toString('latin1')
-    if (node.type === 'file')
-      node.sha256 = createHash('sha256')
-        .update(await readFile(full))
-        .digest('hex')
-    if (withXattrs && node.type !== 'socket') node.xattrs = await readXattrs(full, node.type)
-    if (withAcls && node.type !== 'symlink' && node.type !== 'socket') {
-      node.acl = await readAcl(full, node.type)
-    }
+    if (node.type === 'file') node.sha256 = await digestFile(full)
     nodes.set(node.path, node)
     if (node.type === 'dir') {
       const names = await readdir(full, { encoding: 'buffer' })
@@ -67,7 +60,26 @@ export async function snapshotTree(
     }
   }
   await walk(Buffer.alloc(0))
+  // One recursive run of each tool per tree: a spawn per entry takes minutes on a full root.
+  const xattrs = withXattrs
+    ? await readTreeAttributes(root, 'getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex'])
+    : undefined
+  const acls = withAcls ? await readTreeAttributes(root, 'getfacl', ['-R', '-P', '-n']) : undefined
+  for (const node of nodes.values()) {
+    if (xattrs && node.type !== 'socket') node.xattrs = xattrs.get(node.path) ?? ''
+    if (acls && node.type !== 'symlink' && node.type !== 'socket') {
+      node.acl = acls.get(node.path) ?? ''
+    }
+  }
   return nodes
+}
+
+async function digestFile(path: Buffer): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer)
+  }
+  return hash.digest('hex')
 }
 
 function describeNode(path: string, st: BigIntStats): TreeNode {
@@ -97,56 +109,47 @@ function nodeType(st: BigIntStats): NodeType {
 }
 
 /**
- * Runs a tool on one path. Node passes arguments as UTF-8, so a non-UTF-8 name is handed
- * over as an open file descriptor (/dev/fd/3) instead; that works for files and
- * directories, which is all the fixtures give such names.
+ * Runs getfattr or getfacl over a whole tree (from inside it, so names come out relative)
+ * and returns each entry's lines, sorted, by relative path in latin1 (as TreeNode.path).
+ * The tools print a name's unprintable bytes as octal escapes, or raw; both come back
+ * as the original bytes.
  */
-async function runOnPath(
+async function readTreeAttributes(
+  root: string,
   command: string,
   args: string[],
-  path: Buffer,
-  type: NodeType,
-): Promise<string> {
-  const asText = path.toString('utf8')
-  let fd: number | undefined
-  let operand = asText
-  if (!Buffer.from(asText, 'utf8').equals(path)) {
-    if (type !== 'file' && type !== 'dir') return '(non-UTF-8 name: not read)'
-    fd = openSync(path, 'r')
-    operand = '/dev/fd/3'
-    args = args.filter((arg) => arg !== '-h' && arg !== '-P')
-  }
-  try {
-    return await new Promise<string>((resolve, reject) => {
-      const child = spawn(command, [...args, '--', operand], {
-        stdio: ['ignore', 'pipe', 'pipe', fd ?? 'ignore'],
-      })
-      const out: Buffer[] = []
-      const err: Buffer[] = []
-      child.stdout?.on('data', (chunk: Buffer) => out.push(chunk))
-      child.stderr?.on('data', (chunk: Buffer) => err.push(chunk))
-      child.on('error', reject)
-      child.on('close', (code) => {
-        if (code === 0) resolve(Buffer.concat(out).toString('latin1'))
-        else reject(new Error(`${command} ${operand}: ${Buffer.concat(err).toString()}`))
-      })
+): Promise<Map<string, string>> {
+  const output = await new Promise<string>((resolve, reject) => {
+    const child = spawn(command, [...args, '.'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
+    child.stderr.on('data', (chunk: Buffer) => err.push(chunk))
+    child.on('error', reject)
+    child.on('close', (code) => {
+      if (code === 0) resolve(Buffer.concat(out).toString('latin1'))
+      else reject(new Error(`${command} -R ${root}: ${Buffer.concat(err).toString()}`))
     })
-  } finally {
-    if (fd !== undefined) closeSync(fd)
+  })
+  const byPath = new Map<string, string>()
+  for (const block of output.split('\n\n')) {
+    const lines = block.split('\n').filter((line) => line !== '')
+    const header = lines.find((line) => line.startsWith('# file: '))
+    if (!header) continue
+    const name = unescapeOctal(header.slice('# file: '.length)).replace(/^\.\//, '')
+    const body = lines
+      .filter((line) => !/^# (file|owner|group): /.test(line))
+      .sort()
+      .join('\n')
+    byPath.set(name === '' ? '.' : name, body)
   }
+  return byPath
 }
 
-async function readXattrs(path: Buffer, type: NodeType): Promise<string> {
-  const out = await runOnPath('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex'], path, type)
-  return out
-    .split('\n')
-    .filter((line) => line !== '' && !line.startsWith('# file:'))
-    .sort()
-    .join('\n')
-}
-
-async function readAcl(path: Buffer, type: NodeType): Promise<string> {
-  return runOnPath('getfacl', ['-P', '-n', '-c'], path, type)
+function unescapeOctal(text: string): string {
+  return text.replace(/\\([0-7]{3})/g, (_, octal: string) =>
+    String.fromCharCode(Number.parseInt(octal, 8)),
+  )
 }
 
 export interface CompareOptions {

@@ -1,0 +1,18 @@
+// Test fixtures for the image formats core defines, for this package's tests and the
+// repository's end-to-end tests (`@imageswarm/core/testing`); not part of the runtime API.
+export {
+  type CompareOptions,
+  compareTrees,
+  type NodeType,
+  type SnapshotOptions,
+  snapshotTree,
+  type TreeNode,
+} from './compare-trees.js'
+export { buildFidelityTree, FIDELITY_COMMANDS, NON_UTF8_NAME, SPARSE_SIZE } from './fixture-tree.js'
+export {
+  hasCommand,
+  isRoot,
+  missingRequirements,
+  run,
+  TEST_COMMAND_PACKAGES,
+} from './system-tools.js'
