@@ -4,6 +4,7 @@
 # Safe to run again; it only installs what is missing.
 #   scripts/setup.sh           tools for running imageswarm and the demo
 #   scripts/setup.sh --test    also what the test suite uses
+#   scripts/setup.sh --bench   also what the benchmarks use (aria2, ethtool)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,8 +15,12 @@ PNPM_VERSION=10.34.9
 RUNTIME_DEBS=(tar zstd gzip util-linux)
 TEST_DEBS=(acl attr libcap2-bin iproute2 chromium debootstrap)
 
+# The swarm benchmark (scripts/bench-swarm) compares against aria2 and turns offloads off.
+BENCH_DEBS=(aria2 ethtool iproute2 curl)
+
 debs=("${RUNTIME_DEBS[@]}")
 if [[ "${1:-}" == "--test" ]]; then debs+=("${TEST_DEBS[@]}"); fi
+if [[ "${1:-}" == "--bench" ]]; then debs+=("${TEST_DEBS[@]}" "${BENCH_DEBS[@]}"); fi
 
 missing=()
 for deb in "${debs[@]}"; do

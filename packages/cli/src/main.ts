@@ -96,6 +96,11 @@ export function buildProgram(): Command {
       rateFlag('--upload-limit'),
     )
     .option(
+      '--first-copy',
+      'spend the server upload on pieces no client holds yet (experimental: see README)',
+      false,
+    )
+    .option(
       '--no-tracker',
       'serve images over HTTP without the tracker (clients fall back to the web seed)',
     )
