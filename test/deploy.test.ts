@@ -1,6 +1,6 @@
 import { join } from 'node:path'
+import { compareTrees, snapshotTree } from '@imageswarm/core/testing'
 import { afterEach, describe, expect, it } from 'vitest'
-import { compareTrees } from '../scripts/lib/compare-trees.mjs'
 import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
 import {
   addSampleImage,
@@ -45,13 +45,14 @@ describe('deploying an image over a real swarm on loopback', () => {
       expect(result.installed).toBeDefined()
     }
     for (const n of [1, 2, 3]) {
-      const { differences, entries } = await compareTrees(
+      const differences = await compareTrees(
         join(layout.imagesDir, 'compute'),
         clientDirs(layout, n).target,
       )
       expect(differences).toEqual([])
-      expect(entries).toBeGreaterThan(200)
     }
+    // The comparison saw a real tree, not two empty ones.
+    expect((await snapshotTree(clientDirs(layout, 1).target)).size).toBeGreaterThan(200)
     const uploadedToPeers = results.reduce((sum, r) => sum + r.installed.totals.uploaded, 0)
     const fromPeers = results.reduce(
       (sum, r) => sum + r.installed.totals.downloaded - r.installed.totals.downloadedFromServer,
@@ -81,7 +82,7 @@ describe('deploying an image over a real swarm on loopback', () => {
     )
     for (const { image, n, result } of await Promise.all(runs)) {
       expect(result.code, JSON.stringify(result.failed)).toBe(0)
-      const { differences } = await compareTrees(
+      const differences = await compareTrees(
         join(layout.imagesDir, image),
         clientDirs(layout, n, image).target,
       )

@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { compareTrees } from '@imageswarm/core/testing'
 import { afterEach, describe, expect, it } from 'vitest'
-import { compareTrees } from '../scripts/lib/compare-trees.mjs'
 import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
 import { startCorruptPeer } from './helpers/corrupt-peer.js'
 import {
@@ -56,7 +56,7 @@ async function mountTmpfs(dir: string, bytes: number) {
 }
 
 async function expectInstalledImage(target: string) {
-  const { differences } = await compareTrees(join(layout!.imagesDir, 'node'), target)
+  const differences = await compareTrees(join(layout!.imagesDir, 'node'), target)
   expect(differences).toEqual([])
 }
 

@@ -1,6 +1,37 @@
 import type { z } from 'zod'
 import { ImageSwarmError } from './errors.js'
 
+/** The first problem of a failed schema check, said the way a person fixes it. */
+export interface SchemaProblem {
+  /** Dotted path of the bad key (`swarm.uploadLimit`), or `rootLabel` for the whole value. */
+  key: string
+  /** What was expected, in zod's words. */
+  message: string
+  /** What was received, as short JSON (`nothing` when the key was missing). */
+  received: string
+}
+
+/**
+ * Names the key a schema check failed on, what was expected and what was received.
+ *
+ * @example
+ *   const result = schema.safeParse(body)
+ *   if (!result.success) describeSchemaProblem(result.error, body)
+ *   // { key: 'state', message: 'Invalid option: …', received: '"flying"' }
+ */
+export function describeSchemaProblem(
+  error: z.ZodError,
+  input: unknown,
+  rootLabel = '(root)',
+): SchemaProblem {
+  const issue = error.issues[0]
+  return {
+    key: issue?.path.length ? issue.path.join('.') : rootLabel,
+    message: issue?.message ?? 'invalid value',
+    received: describeValue(lookup(input, issue?.path ?? [])),
+  }
+}
+
 /**
  * Validates a package's config, fills its defaults and, when something is wrong, names
  * the exact key, what was expected and what was received.
@@ -15,12 +46,10 @@ export function resolveConfig<S extends z.ZodType>(
 ): z.output<S> {
   const result = schema.safeParse(input ?? {})
   if (result.success) return result.data
-  const issue = result.error.issues[0]
-  const key = issue?.path.length ? issue.path.join('.') : '(root)'
-  const received = lookup(input, issue?.path ?? [])
+  const { key, message, received } = describeSchemaProblem(result.error, input)
   throw new ImageSwarmError(
     'E_CONFIG_INVALID',
-    `invalid ${what} setting ${key}: ${issue?.message ?? 'invalid value'} (received ${describe(received)})`,
+    `invalid ${what} setting ${key}: ${message} (received ${received})`,
     { operation: `configure ${what}`, path: key, hint: `fix the value of ${key}` },
   )
 }
@@ -34,11 +63,13 @@ function lookup(input: unknown, path: PropertyKey[]): unknown {
   return value
 }
 
-function describe(value: unknown): string {
+function describeValue(value: unknown): string {
   if (value === undefined) return 'nothing'
+  let text: string
   try {
-    return JSON.stringify(value) ?? String(value)
+    text = JSON.stringify(value) ?? String(value)
   } catch {
-    return String(value)
+    text = String(value)
   }
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }

@@ -1,4 +1,5 @@
 import {
+  describeSchemaProblem,
   NODE_STATUS_MAX_BYTES,
   NODE_STATUS_PATH,
   type NodeStatusReport,
@@ -26,13 +27,8 @@ export function parseStatusReport(body: Buffer): ParsedReport {
   }
   const result = NodeStatusReportSchema.safeParse(json)
   if (result.success) return { ok: true, report: result.data }
-  const issue = result.error.issues[0]
-  const field = issue?.path.length ? issue.path.join('.') : '(body)'
-  const received = describe(lookup(json, issue?.path ?? []))
-  return {
-    ok: false,
-    error: invalid(`field ${field}: ${issue?.message ?? 'invalid value'} (received ${received})`),
-  }
+  const { key, message, received } = describeSchemaProblem(result.error, json, '(body)')
+  return { ok: false, error: invalid(`field ${key}: ${message} (received ${received})`) }
 }
 
 export function tooLarge(bytes: number | undefined): ApiError {
@@ -51,19 +47,4 @@ function invalid(message: string): ApiError {
     message: `invalid status report: ${message}`,
     hint: `POST ${NODE_STATUS_PATH} takes a JSON NodeStatusReport, e.g. {"image":"compute","infoHash":"<40 hex>","peerId":"<40 hex>","node":"node17","state":"downloading","size":1048576,"downloaded":524288,"downloadedFromServer":0,"uploaded":0,"downloadRate":0,"uploadRate":0,"peers":3}`,
   }
-}
-
-function lookup(input: unknown, path: PropertyKey[]): unknown {
-  let value = input
-  for (const key of path) {
-    if (typeof value !== 'object' || value === null) return undefined
-    value = (value as Record<PropertyKey, unknown>)[key]
-  }
-  return value
-}
-
-function describe(value: unknown): string {
-  if (value === undefined) return 'nothing'
-  const text = JSON.stringify(value) ?? String(value)
-  return text.length > 80 ? `${text.slice(0, 77)}...` : text
 }
