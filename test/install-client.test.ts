@@ -103,6 +103,9 @@ describe('an interrupted install', () => {
     // Only what was missing came again (pieces in flight at the kill may be fetched twice).
     expect(downloaded).toBeLessThan(manifest.size - killedAt * 0.5)
     expect(downloaded).toBeLessThan(manifest.size * 0.8)
+    console.info(
+      `resume: archive ${manifest.size} B; killed after ${killedAt} B; the second run downloaded ${downloaded} B`,
+    )
     await expectInstalledImage(dirs.target)
   })
 })
@@ -122,6 +125,9 @@ describe('the local image cache', () => {
     })
     expectSuccess(miss)
     expect(miss.installed.totals.downloaded).toBeGreaterThanOrEqual(manifest.size)
+    console.info(
+      `cache miss: downloaded ${miss.installed.totals.downloaded} B of ${manifest.size} B`,
+    )
     expect(await sha256(cached)).toBe(manifest.sha256)
 
     // A hit: nothing downloaded, and the node seeds the cached copy to a fresh node at once.
@@ -145,6 +151,9 @@ describe('the local image cache', () => {
     const freshFromPeers =
       fresh.installed.totals.downloaded - fresh.installed.totals.downloadedFromServer
     expect(freshFromPeers).toBeGreaterThan(0)
+    console.info(
+      `cache hit: downloaded ${hit.installed.totals.downloaded} B, uploaded ${hit.installed.totals.uploaded} B to a fresh node, which got ${freshFromPeers} B from peers`,
+    )
     await expectInstalledImage(hitDirs.target)
     // The cache keeps its copy; nothing was staged.
     expect(await sha256(cached)).toBe(manifest.sha256)
@@ -168,6 +177,9 @@ describe('the local image cache', () => {
       ),
     ).toBe(true)
     expect(corrupted.installed.totals.downloaded).toBeGreaterThanOrEqual(manifest.size)
+    console.info(
+      `corrupted cache copy: detected and replaced by a fresh download of ${corrupted.installed.totals.downloaded} B`,
+    )
     expect(await sha256(cached)).toBe(manifest.sha256)
   })
 
@@ -191,6 +203,9 @@ describe('the local image cache', () => {
       })
       expectSuccess(evicting)
       await expect(stat(old)).rejects.toThrow(/ENOENT/)
+      console.info(
+        `full cache: evicted image-old.tar.zst (${Math.floor(manifest.size * 0.8)} B) to admit ${manifest.size} B`,
+      )
       expect(await sha256(join(cache, manifest.archiveFile))).toBe(manifest.sha256)
 
       // A cache too small for the archive: said so, and the install goes through staging.
@@ -254,6 +269,9 @@ describe('getting the bytes', () => {
       expect(result.events.some((e: { type: string }) => e.type === 'webseed-fallback')).toBe(true)
       expect(result.installed.totals.downloadedFromServer).toBeGreaterThanOrEqual(manifest.size)
       await expectInstalledImage(clientDirs(layout!, i + 1).target)
+      console.info(
+        `tracker down: client ${i + 1} used the web seed (${result.events.find((e: { type: string; reason?: string }) => e.type === 'webseed-fallback')?.reason}) and got ${result.installed.totals.downloadedFromServer} B of ${manifest.size} B from the server`,
+      )
     }
   })
 
@@ -273,6 +291,9 @@ describe('getting the bytes', () => {
     expect(rejected.length).toBeGreaterThan(0)
     // The corrupt peer was identified and dropped.
     expect(rejected.some((e: { banned: string[] }) => e.banned.length > 0)).toBe(true)
+    console.info(
+      `corrupt peer: sent ${bad.blocksSent} bad blocks; ${rejected.length} piece(s) rejected; banned ${rejected.flatMap((e: { banned: string[] }) => e.banned).join(', ')}`,
+    )
     await expectInstalledImage(dirs.target)
   })
 })
@@ -310,6 +331,7 @@ describe('staging', () => {
       const result = await runInstall({ server: server.url, image: 'node', ...dirs, seedTime: 0 })
       expect(result.code).toBe(6)
       expect(result.failed.error.code).toBe('E_NO_SPACE')
+      console.info(`staging too small: ${result.failed.error.message}`)
       expect(result.failed.error.message).toMatch(
         /has 1\.0 MiB free; the archive needs \d+\.\d MiB/,
       )
