@@ -96,9 +96,8 @@ export function buildProgram(): Command {
       rateFlag('--upload-limit'),
     )
     .option(
-      '--first-copy',
-      'spend the server upload on pieces no client holds yet (experimental: see README)',
-      false,
+      '--no-first-copy',
+      'serve any piece to any client, not only pieces the swarm does not hold yet',
     )
     .option(
       '--no-tracker',

@@ -48,10 +48,12 @@ export const SwarmSettingsSchema = z.object({
   uploadSlots: z.number().int().min(1).max(10_000).default(10),
   /** The image server sends each piece to one client while no other client holds it,
    * and refuses requests for pieces the swarm already has (as BEP 16 super-seeding).
-   * It cut T_all/T_min from 4.96 to 2.51 at N = 8 in the testbed, but a small swarm can
-   * stall for webtorrent's 30 s request timeout at its last piece (seen with 3 clients
-   * and 6 pieces), so it stays opt-in (`serve --first-copy`) until that is fixed. */
-  firstCopy: z.boolean().default(false),
+   * It cut T_all/T_min from 4.96 to 2.51 at N = 8 in the testbed. A small swarm used to
+   * stall for webtorrent's 30 s request timeout at its last piece: the refusals made
+   * webtorrent hotswap a block away from the server and then cancel it twice, so it was
+   * requested twice from one peer, which answered neither; the webtorrent patch fixes
+   * that (see `_hotswap` there), and test/swarm-first-copy.test.ts guards it. */
+  firstCopy: z.boolean().default(true),
 })
 
 export type SwarmSettings = z.output<typeof SwarmSettingsSchema>

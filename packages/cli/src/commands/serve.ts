@@ -26,6 +26,7 @@ export interface ServeFlags extends PublishingFlags {
   uploadLimit?: number
   /** False with --no-tracker. */
   tracker: boolean
+  /** False with --no-first-copy. */
   firstCopy: boolean
   pidFile: string
 }
@@ -42,7 +43,7 @@ export function seederConfigFrom(flags: PublishingFlags & Partial<ServeFlags>): 
     ...(flags.pieceLength === undefined ? {} : { pieceLength: flags.pieceLength }),
     ...(flags.torrentPort === undefined ? {} : { torrentPort: flags.torrentPort }),
     swarm: {
-      ...(flags.firstCopy ? { firstCopy: true } : {}),
+      ...(flags.firstCopy === undefined ? {} : { firstCopy: flags.firstCopy }),
       ...(flags.maxConnections === undefined ? {} : { maxConnections: flags.maxConnections }),
       ...(flags.uploadLimit === undefined ? {} : { uploadLimit: flags.uploadLimit }),
     },
