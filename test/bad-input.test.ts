@@ -42,6 +42,30 @@ async function cli(args: string[], timeoutMs = 60_000) {
   return { code: code as number, stderr, stdout, seconds: (performance.now() - started) / 1000 }
 }
 
+/** `imageswarm install` with explicit staging and target, ignoring this machine's /proc/cmdline. */
+function installCli(
+  server: string,
+  image: string,
+  staging: string,
+  target: string,
+  extra: string[] = [],
+) {
+  return cli([
+    'install',
+    '--server',
+    server,
+    '--image',
+    image,
+    '--staging',
+    staging,
+    '--target',
+    target,
+    '--cmdline',
+    '/dev/null',
+    ...extra,
+  ])
+}
+
 async function startSampleServer(): Promise<Server> {
   layout = await makeServerLayout()
   await addSampleImage(layout, 'node')
@@ -133,20 +157,9 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     await once(probe, 'listening')
     const port = (probe.address() as AddressInfo).port
     await new Promise((resolve) => probe.close(resolve))
-    const result = await cli([
-      'install',
-      '--server',
-      `127.0.0.1:${port}`,
-      '--image',
-      'node',
-      '--staging',
-      staging,
-      '--target',
-      target,
+    const result = await installCli(`127.0.0.1:${port}`, 'node', staging, target, [
       '--connect-timeout',
       '3',
-      '--cmdline',
-      '/dev/null',
     ])
     expect(result.code).toBe(4)
     expect(result.stderr).toMatch(
@@ -159,19 +172,7 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
   it('names the published images when asked for an unknown one', async () => {
     const { url } = await startSampleServer()
     const { staging, target } = clientDirs(layout!, 1)
-    const result = await cli([
-      'install',
-      '--server',
-      url,
-      '--image',
-      'nosuch',
-      '--staging',
-      staging,
-      '--target',
-      target,
-      '--cmdline',
-      '/dev/null',
-    ])
+    const result = await installCli(url, 'nosuch', staging, target)
     expect(result.code).toBe(3)
     expect(result.stderr).toMatch(/E_UNKNOWN_IMAGE: this server does not publish image nosuch/)
     expect(result.stderr).toMatch(/published images: node/)
@@ -184,19 +185,7 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     // create a directory there.
     const blocker = join(layout!.dir, 'not-a-directory')
     await writeFile(blocker, '')
-    const result = await cli([
-      'install',
-      '--server',
-      url,
-      '--image',
-      'node',
-      '--staging',
-      join(blocker, 'staging'),
-      '--target',
-      target,
-      '--cmdline',
-      '/dev/null',
-    ])
+    const result = await installCli(url, 'node', join(blocker, 'staging'), target)
     expect(result.code).toBe(9)
     expect(result.stderr).toMatch(/E_STAGING_NOT_WRITABLE: staging directory .* is not writable/)
     expect(await readdir(target)).toEqual([])
@@ -212,19 +201,7 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
       return Buffer.from(JSON.stringify(manifest))
     })
     const { staging, target } = clientDirs(layout!, 1)
-    const result = await cli([
-      'install',
-      '--server',
-      url,
-      '--image',
-      'node',
-      '--staging',
-      staging,
-      '--target',
-      target,
-      '--cmdline',
-      '/dev/null',
-    ])
+    const result = await installCli(url, 'node', staging, target)
     expect(result.code).toBe(5)
     expect(result.stderr).toMatch(
       /E_TORRENT_MISMATCH: the \.torrent does not match the manifest of node: infohash/,
@@ -265,19 +242,7 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     const { url } = await startSampleServer()
     const { staging, target } = clientDirs(layout!, 1)
     await mkdir(join(target, 'etc'), { recursive: true })
-    const result = await cli([
-      'install',
-      '--server',
-      url,
-      '--image',
-      'node',
-      '--staging',
-      staging,
-      '--target',
-      target,
-      '--cmdline',
-      '/dev/null',
-    ])
+    const result = await installCli(url, 'node', staging, target)
     expect(result.code).toBe(10)
     expect(result.stderr).toMatch(/E_TARGET_NOT_EMPTY: target root .* is not empty \(etc\)/)
   })
