@@ -37,7 +37,8 @@ describe('first-copy seeding with a small swarm', () => {
       server = await startServer({
         images: ['compute'],
         ...layout,
-        args: ['--upload-limit', '3M', '--first-copy'],
+        // First-copy seeding is the server's default.
+        args: ['--upload-limit', '3M'],
       })
       const started = performance.now()
       const results = await Promise.all(

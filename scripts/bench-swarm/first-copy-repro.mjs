@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Reproduces (or rules out) a first-copy stall: `imageswarm serve --first-copy` with a
+// Reproduces (or rules out) a first-copy stall: `imageswarm serve` (first-copy seeding on) with a
 // slow uplink on loopback and three `imageswarm install` clients started at once, each
 // client's state changes printed with timestamps.
 //
@@ -53,7 +53,7 @@ try {
       args: [
         '--upload-limit',
         values['upload-limit'],
-        ...(values['no-first-copy'] ? [] : ['--first-copy']),
+        ...(values['no-first-copy'] ? ['--no-first-copy'] : []),
       ],
     })
     const t0 = performance.now()
