@@ -13,6 +13,9 @@ export default defineConfig({
           hookTimeout: 120_000,
           // Swarms share two cores; running e2e files one at a time keeps timings sane.
           fileParallelism: false,
+          // After-hooks run in reverse order, so a file's own cleanup (mounts, proxies)
+          // runs before the shared server fixture's (test/helpers/server-fixture.ts).
+          sequence: { hooks: 'stack' },
         },
       },
     ],

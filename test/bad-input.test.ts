@@ -6,26 +6,15 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { CLI, runInstall, startServer } from '../scripts/lib/deployment.mjs'
-import {
-  addSampleImage,
-  clientDirs,
-  makeServerLayout,
-  type ServerLayout,
-} from './helpers/workspace.js'
+import { type Server, useServerFixture } from './helpers/server-fixture.js'
+import { addSampleImage, clientDirs, makeServerLayout } from './helpers/workspace.js'
 
-type Server = Awaited<ReturnType<typeof startServer>>
-
-let layout: ServerLayout | undefined
-let server: Server | undefined
+const env = useServerFixture()
 let proxy: HttpServer | undefined
 
 afterEach(async () => {
   if (proxy) await new Promise((resolve) => proxy!.close(resolve))
   proxy = undefined
-  await server?.stop()
-  server = undefined
-  await layout?.remove()
-  layout = undefined
 })
 
 /** Runs the CLI to completion; resolves with exit code, stderr and elapsed seconds. */
@@ -67,10 +56,10 @@ function installCli(
 }
 
 async function startSampleServer(): Promise<Server> {
-  layout = await makeServerLayout()
-  await addSampleImage(layout, 'node')
-  server = await startServer({ images: ['node'], ...layout })
-  return server
+  env.layout = await makeServerLayout()
+  await addSampleImage(env.layout, 'node')
+  env.server = await startServer({ images: ['node'], ...env.layout })
+  return env.server
 }
 
 /** A server in front of the real one that rewrites what `rewrite` says, like a stale mirror. */
@@ -91,19 +80,19 @@ async function startRewritingProxy(
 
 describe('bad input gets a clear message, a distinct exit code, and nothing half-done', () => {
   it('refuses to serve an image whose directory is missing', async () => {
-    layout = await makeServerLayout()
+    env.layout = await makeServerLayout()
     const result = await cli([
       'serve',
       '--image',
       'missing',
       '--images-dir',
-      layout.imagesDir,
+      env.layout.imagesDir,
       '--tarballs-dir',
-      layout.tarballsDir,
+      env.layout.tarballsDir,
       '--torrents-dir',
-      layout.torrentsDir,
+      env.layout.torrentsDir,
       '--pid-file',
-      layout.pidFile,
+      env.layout.pidFile,
       '--address',
       '127.0.0.1',
       '--port',
@@ -115,12 +104,12 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     expect(result.stderr).toMatch(/E_IMAGE_NOT_FOUND: image missing: no image root at .*missing/)
     expect(result.stderr).toMatch(/hint: .*--images-dir/)
     // Nothing looks published.
-    expect(await readdir(layout.torrentsDir).catch(() => [])).toEqual([])
+    expect(await readdir(env.layout.torrentsDir).catch(() => [])).toEqual([])
   })
 
   it('names a missing archive tool and the Debian package that provides it', async () => {
-    layout = await makeServerLayout()
-    await addSampleImage(layout, 'node')
+    env.layout = await makeServerLayout()
+    await addSampleImage(env.layout, 'node')
     const child = spawn(
       process.execPath,
       [
@@ -129,14 +118,14 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
         '--image',
         'node',
         '--images-dir',
-        layout.imagesDir,
+        env.layout.imagesDir,
         '--tarballs-dir',
-        layout.tarballsDir,
+        env.layout.tarballsDir,
         '--torrents-dir',
-        layout.torrentsDir,
+        env.layout.torrentsDir,
       ],
       {
-        env: { ...process.env, IMAGESWARM_ZSTD: join(layout.dir, 'no-zstd-here') },
+        env: { ...process.env, IMAGESWARM_ZSTD: join(env.layout.dir, 'no-zstd-here') },
         stdio: ['ignore', 'ignore', 'pipe'],
       },
     )
@@ -146,12 +135,12 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     expect(code).toBe(11)
     expect(stderr).toMatch(/E_TOOL_MISSING: zstd not found/)
     expect(stderr).toMatch(/hint: install the Debian package 'zstd'/)
-    expect(await readdir(layout.tarballsDir).catch(() => [])).toEqual([])
+    expect(await readdir(env.layout.tarballsDir).catch(() => [])).toEqual([])
   })
 
   it('gives up on an unreachable image server within the connect timeout', async () => {
-    layout = await makeServerLayout()
-    const { staging, target } = clientDirs(layout, 1)
+    env.layout = await makeServerLayout()
+    const { staging, target } = clientDirs(env.layout, 1)
     // A port nobody listens on: take one from the kernel, then close it.
     const probe = createServer().listen(0, '127.0.0.1')
     await once(probe, 'listening')
@@ -171,7 +160,7 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
 
   it('names the published images when asked for an unknown one', async () => {
     const { url } = await startSampleServer()
-    const { staging, target } = clientDirs(layout!, 1)
+    const { staging, target } = clientDirs(env.layout!, 1)
     const result = await installCli(url, 'nosuch', staging, target)
     expect(result.code).toBe(3)
     expect(result.stderr).toMatch(/E_UNKNOWN_IMAGE: this server does not publish image nosuch/)
@@ -180,10 +169,10 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
 
   it('fails before downloading when the staging directory is not writable', async () => {
     const { url } = await startSampleServer()
-    const { target } = clientDirs(layout!, 1)
+    const { target } = clientDirs(env.layout!, 1)
     // A regular file where the staging directory's parent should be: even root cannot
     // create a directory there.
-    const blocker = join(layout!.dir, 'not-a-directory')
+    const blocker = join(env.layout!.dir, 'not-a-directory')
     await writeFile(blocker, '')
     const result = await installCli(url, 'node', join(blocker, 'staging'), target)
     expect(result.code).toBe(9)
@@ -200,7 +189,7 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
       manifest.infoHash = 'f'.repeat(40)
       return Buffer.from(JSON.stringify(manifest))
     })
-    const { staging, target } = clientDirs(layout!, 1)
+    const { staging, target } = clientDirs(env.layout!, 1)
     const result = await installCli(url, 'node', staging, target)
     expect(result.code).toBe(5)
     expect(result.stderr).toMatch(
@@ -217,7 +206,7 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
       manifest.sha256 = '0'.repeat(64)
       return Buffer.from(JSON.stringify(manifest))
     })
-    const { staging, target } = clientDirs(layout!, 1)
+    const { staging, target } = clientDirs(env.layout!, 1)
     const result = await runInstall({ server: url, image: 'node', staging, target, seedTime: 0 })
     expect(result.code).toBe(5)
     expect(result.failed.error.code).toBe('E_ARCHIVE_DIGEST_MISMATCH')
@@ -240,7 +229,7 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
 
   it('refuses to install into a target root that already holds a system', async () => {
     const { url } = await startSampleServer()
-    const { staging, target } = clientDirs(layout!, 1)
+    const { staging, target } = clientDirs(env.layout!, 1)
     await mkdir(join(target, 'etc'), { recursive: true })
     const result = await installCli(url, 'node', staging, target)
     expect(result.code).toBe(10)

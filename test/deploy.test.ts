@@ -1,40 +1,29 @@
 import { join } from 'node:path'
 import { compareTrees, snapshotTree } from '@imageswarm/core/testing'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
-import {
-  addSampleImage,
-  clientDirs,
-  makeServerLayout,
-  type ServerLayout,
-} from './helpers/workspace.js'
+import { useServerFixture } from './helpers/server-fixture.js'
+import { addSampleImage, clientDirs, makeServerLayout } from './helpers/workspace.js'
 
-type Server = Awaited<ReturnType<typeof startServer>>
-
-let layout: ServerLayout | undefined
-let server: Server | undefined
-
-afterEach(async () => {
-  await server?.stop()
-  server = undefined
-  await layout?.remove()
-  layout = undefined
-})
-
+const env = useServerFixture()
 describe('deploying an image over a real swarm on loopback', () => {
   it('installs one image into three clients, each target equal to the image, with peer-to-peer traffic', async () => {
-    layout = await makeServerLayout()
-    await addSampleImage(layout, 'compute')
+    env.layout = await makeServerLayout()
+    await addSampleImage(env.layout, 'compute')
     // A slow server uplink, as on a real install network: clients must trade pieces
     // rather than each fetching the whole archive from the server.
-    server = await startServer({ images: ['compute'], ...layout, args: ['--upload-limit', '3M'] })
+    env.server = await startServer({
+      images: ['compute'],
+      ...env.layout!,
+      args: ['--upload-limit', '3M'],
+    })
 
     const results = await Promise.all(
       [1, 2, 3].map((n) =>
         runInstall({
-          server: server!.url,
+          server: env.server!.url,
           image: 'compute',
-          ...clientDirs(layout!, n),
+          ...clientDirs(env.layout!, n),
           seedTime: 30,
         }),
       ),
@@ -46,13 +35,13 @@ describe('deploying an image over a real swarm on loopback', () => {
     }
     for (const n of [1, 2, 3]) {
       const differences = await compareTrees(
-        join(layout.imagesDir, 'compute'),
-        clientDirs(layout, n).target,
+        join(env.layout.imagesDir, 'compute'),
+        clientDirs(env.layout, n).target,
       )
       expect(differences).toEqual([])
     }
     // The comparison saw a real tree, not two empty ones.
-    expect((await snapshotTree(clientDirs(layout, 1).target)).size).toBeGreaterThan(200)
+    expect((await snapshotTree(clientDirs(env.layout, 1).target)).size).toBeGreaterThan(200)
     const uploadedToPeers = results.reduce((sum, r) => sum + r.installed.totals.uploaded, 0)
     const fromPeers = results.reduce(
       (sum, r) => sum + r.installed.totals.downloaded - r.installed.totals.downloadedFromServer,
@@ -64,18 +53,18 @@ describe('deploying an image over a real swarm on loopback', () => {
   })
 
   it('serves two images at once to two groups of clients', async () => {
-    layout = await makeServerLayout()
-    await addSampleImage(layout, 'login')
-    await addSampleImage(layout, 'storage')
-    server = await startServer({ images: ['login', 'storage'], ...layout })
+    env.layout = await makeServerLayout()
+    await addSampleImage(env.layout, 'login')
+    await addSampleImage(env.layout, 'storage')
+    env.server = await startServer({ images: ['login', 'storage'], ...env.layout! })
 
     const groups = { login: [1, 2], storage: [1, 2] } as const
     const runs = Object.entries(groups).flatMap(([image, clients]) =>
       clients.map((n) =>
         runInstall({
-          server: server!.url,
+          server: env.server!.url,
           image,
-          ...clientDirs(layout!, n, image),
+          ...clientDirs(env.layout!, n, image),
           seedTime: 10,
         }).then((result) => ({ image, n, result })),
       ),
@@ -83,8 +72,8 @@ describe('deploying an image over a real swarm on loopback', () => {
     for (const { image, n, result } of await Promise.all(runs)) {
       expect(result.code, JSON.stringify(result.failed)).toBe(0)
       const differences = await compareTrees(
-        join(layout.imagesDir, image),
-        clientDirs(layout, n, image).target,
+        join(env.layout.imagesDir, image),
+        clientDirs(env.layout, n, image).target,
       )
       expect(differences).toEqual([])
     }

@@ -10,10 +10,12 @@ import {
   isRoot,
   missingRequirements,
 } from '@imageswarm/core/testing'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { CLI, runInstall, startServer } from '../scripts/lib/deployment.mjs'
-import { clientDirs, makeServerLayout, type ServerLayout } from './helpers/workspace.js'
+import { useServerFixture } from './helpers/server-fixture.js'
+import { clientDirs, makeServerLayout } from './helpers/workspace.js'
 
+const env = useServerFixture()
 const run = promisify(execFile)
 
 /** Built once per machine by scripts/make-debian-root.sh (scripts/setup.sh --test). */
@@ -24,16 +26,6 @@ const missing = !existsSync(join(DEBIAN_ROOT, 'etc/debian_version'))
   ? `no Debian root at ${DEBIAN_ROOT} (scripts/make-debian-root.sh builds it)`
   : missingRequirements([...FIDELITY_COMMANDS, 'cp'])
 if (missing) console.warn(`image fidelity tests skipped: ${missing}`)
-
-let layout: ServerLayout | undefined
-let server: Awaited<ReturnType<typeof startServer>> | undefined
-
-afterEach(async () => {
-  await server?.stop()
-  server = undefined
-  await layout?.remove()
-  layout = undefined
-})
 
 /**
  * The image: a debootstrapped Debian minbase root, plus every special case an OS root
@@ -66,11 +58,16 @@ async function makeDebianImage(imagesDir: string): Promise<string> {
 
 describe.skipIf(Boolean(missing) || !isRoot)('a real Debian root through serve and install', () => {
   it('arrives in the target root with zero differences in any attribute', async () => {
-    layout = await makeServerLayout('imageswarm-fidelity-')
-    const image = await makeDebianImage(layout.imagesDir)
-    server = await startServer({ images: ['debian'], ...layout })
-    const dirs = clientDirs(layout, 1)
-    const result = await runInstall({ server: server.url, image: 'debian', ...dirs, seedTime: 0 })
+    env.layout = await makeServerLayout('imageswarm-fidelity-')
+    const image = await makeDebianImage(env.layout.imagesDir)
+    env.server = await startServer({ images: ['debian'], ...env.layout! })
+    const dirs = clientDirs(env.layout, 1)
+    const result = await runInstall({
+      server: env.server.url,
+      image: 'debian',
+      ...dirs,
+      seedTime: 0,
+    })
     expect(result.failed?.error).toBeUndefined()
     expect(result.code).toBe(0)
 
@@ -90,18 +87,18 @@ describe.skipIf(Boolean(missing) || !isRoot)('a real Debian root through serve a
   })
 
   it('packs the same root to the same archive and infohash with fresh state', async () => {
-    layout = await makeServerLayout('imageswarm-determinism-')
-    await makeDebianImage(layout.imagesDir)
+    env.layout = await makeServerLayout('imageswarm-determinism-')
+    await makeDebianImage(env.layout.imagesDir)
     const publish = async (name: string) => {
-      const tarballs = join(layout!.dir, name, 'tarballs')
-      const torrents = join(layout!.dir, name, 'torrents')
+      const tarballs = join(env.layout!.dir, name, 'tarballs')
+      const torrents = join(env.layout!.dir, name, 'torrents')
       const { stdout } = await run(process.execPath, [
         CLI,
         'publish',
         '--image',
         'debian',
         '--images-dir',
-        layout!.imagesDir,
+        env.layout!.imagesDir,
         '--tarballs-dir',
         tarballs,
         '--torrents-dir',

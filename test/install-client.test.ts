@@ -7,37 +7,29 @@ import { compareTrees } from '@imageswarm/core/testing'
 import { afterEach, describe, expect, it } from 'vitest'
 import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
 import { startCorruptPeer } from './helpers/corrupt-peer.js'
-import {
-  addSampleImage,
-  clientDirs,
-  makeServerLayout,
-  type ServerLayout,
-} from './helpers/workspace.js'
+import { useServerFixture } from './helpers/server-fixture.js'
+import { addSampleImage, clientDirs, makeServerLayout } from './helpers/workspace.js'
 
-type Server = Awaited<ReturnType<typeof startServer>>
 type Install = Awaited<ReturnType<typeof runInstall>>
 
+const env = useServerFixture()
 const run = promisify(execFile)
 const isRoot = process.getuid?.() === 0
 
-let layout: ServerLayout | undefined
-let server: Server | undefined
 const mounts: string[] = []
 const cleanups: (() => Promise<void>)[] = []
 
+// Runs before the fixture's hook, which stops the server and removes the layout.
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0)) await cleanup()
-  await server?.stop()
-  server = undefined
   for (const mount of mounts.splice(0)) await run('umount', [mount]).catch(() => {})
-  await layout?.remove()
-  layout = undefined
 })
 
 async function serve(args: string[] = []) {
-  layout = await makeServerLayout()
-  await addSampleImage(layout, 'node')
-  server = await startServer({ images: ['node'], ...layout, args })
+  env.layout = await makeServerLayout()
+  await addSampleImage(env.layout, 'node')
+  const server = await startServer({ images: ['node'], ...env.layout, args })
+  env.server = server
   const manifest = (await (await fetch(`${server.url}/images/node/manifest.json`)).json()) as {
     size: number
     sha256: string
@@ -56,7 +48,7 @@ async function mountTmpfs(dir: string, bytes: number) {
 }
 
 async function expectInstalledImage(target: string) {
-  const differences = await compareTrees(join(layout!.imagesDir, 'node'), target)
+  const differences = await compareTrees(join(env.layout!.imagesDir, 'node'), target)
   expect(differences).toEqual([])
 }
 
@@ -76,7 +68,7 @@ describe('an interrupted install', () => {
     // A slow server uplink so the client can be killed halfway, and small pieces so
     // that most of what arrived before the kill is whole, verified pieces.
     const { server, manifest } = await serve(['--upload-limit', '1M', '--piece-length', '65536'])
-    const dirs = clientDirs(layout!, 1)
+    const dirs = clientDirs(env.layout!, 1)
     let killedAt = 0
     const first = runInstall({
       server: server.url,
@@ -113,13 +105,13 @@ describe('an interrupted install', () => {
 describe('the local image cache', () => {
   it('downloads on a miss, installs and seeds from the cache on a hit, and replaces a corrupted copy', async () => {
     const { server, manifest } = await serve(['--upload-limit', '512K'])
-    const cache = join(layout!.dir, 'cache')
+    const cache = join(env.layout!.dir, 'cache')
     const cached = join(cache, manifest.archiveFile)
 
     const miss = await runInstall({
       server: server.url,
       image: 'node',
-      ...clientDirs(layout!, 1),
+      ...clientDirs(env.layout!, 1),
       seedTime: 0,
       args: ['--cache', cache],
     })
@@ -131,8 +123,8 @@ describe('the local image cache', () => {
     expect(await sha256(cached)).toBe(manifest.sha256)
 
     // A hit: nothing downloaded, and the node seeds the cached copy to a fresh node at once.
-    const hitDirs = clientDirs(layout!, 2)
-    const freshDirs = clientDirs(layout!, 3)
+    const hitDirs = clientDirs(env.layout!, 2)
+    const freshDirs = clientDirs(env.layout!, 3)
     // Both start at once; the fresh node, behind the server's slow uplink, finds the
     // cache-hit node already holding every piece and takes most of them from it.
     const [hit, fresh] = await Promise.all([
@@ -169,7 +161,7 @@ describe('the local image cache', () => {
     const corrupted = await runInstall({
       server: server.url,
       image: 'node',
-      ...clientDirs(layout!, 4),
+      ...clientDirs(env.layout!, 4),
       seedTime: 0,
       args: ['--cache', cache],
     })
@@ -191,7 +183,7 @@ describe('the local image cache', () => {
     async () => {
       const { server, manifest } = await serve()
       // Room for the archive or an old one, not both.
-      const cache = join(layout!.dir, 'cache')
+      const cache = join(env.layout!.dir, 'cache')
       await mountTmpfs(cache, Math.ceil((manifest.size * 1.6) / 4096) * 4096)
       const old = join(cache, 'image-old.tar.zst')
       await writeFile(old, Buffer.alloc(Math.floor(manifest.size * 0.8), 1))
@@ -200,7 +192,7 @@ describe('the local image cache', () => {
       const evicting = await runInstall({
         server: server.url,
         image: 'node',
-        ...clientDirs(layout!, 1),
+        ...clientDirs(env.layout!, 1),
         seedTime: 0,
         args: ['--cache', cache],
       })
@@ -212,9 +204,9 @@ describe('the local image cache', () => {
       expect(await sha256(join(cache, manifest.archiveFile))).toBe(manifest.sha256)
 
       // A cache too small for the archive: said so, and the install goes through staging.
-      const tiny = join(layout!.dir, 'tiny-cache')
+      const tiny = join(env.layout!.dir, 'tiny-cache')
       await mountTmpfs(tiny, 64 * 1024)
-      const dirs = clientDirs(layout!, 2)
+      const dirs = clientDirs(env.layout!, 2)
       const staged = await runInstall({
         server: server.url,
         image: 'node',
@@ -235,9 +227,9 @@ describe('the local image cache', () => {
 
   it('skips a cache that cannot be used, without failing the install', async () => {
     const { server } = await serve()
-    const blocker = join(layout!.dir, 'a-file')
+    const blocker = join(env.layout!.dir, 'a-file')
     await writeFile(blocker, '')
-    const dirs = clientDirs(layout!, 1)
+    const dirs = clientDirs(env.layout!, 1)
     const result = await runInstall({
       server: server.url,
       image: 'node',
@@ -261,7 +253,7 @@ describe('getting the bytes', () => {
         runInstall({
           server: server.url,
           image: 'node',
-          ...clientDirs(layout!, n),
+          ...clientDirs(env.layout!, n),
           seedTime: 0,
           args: ['--webseed-fallback', '2'],
         }),
@@ -271,7 +263,7 @@ describe('getting the bytes', () => {
       expectSuccess(result)
       expect(result.events.some((e: { type: string }) => e.type === 'webseed-fallback')).toBe(true)
       expect(result.installed.totals.downloadedFromServer).toBeGreaterThanOrEqual(manifest.size)
-      await expectInstalledImage(clientDirs(layout!, i + 1).target)
+      await expectInstalledImage(clientDirs(env.layout!, i + 1).target)
       console.info(
         `tracker down: client ${i + 1} used the web seed (${result.events.find((e: { type: string; reason?: string }) => e.type === 'webseed-fallback')?.reason}) and got ${result.installed.totals.downloadedFromServer} B of ${manifest.size} B from the server`,
       )
@@ -286,7 +278,7 @@ describe('getting the bytes', () => {
       pieces: Math.ceil(manifest.size / manifest.pieceLength),
     })
     cleanups.push(() => bad.stop())
-    const dirs = clientDirs(layout!, 1)
+    const dirs = clientDirs(env.layout!, 1)
     const result = await runInstall({ server: server.url, image: 'node', ...dirs, seedTime: 0 })
     expectSuccess(result)
     const rejected = result.events.filter((e: { type: string }) => e.type === 'piece-rejected')
@@ -308,14 +300,14 @@ describe('getting the bytes', () => {
 describe('the single-file client', () => {
   it('installs an image with nothing but node and the bundle', async () => {
     const { server } = await serve()
-    const alone = join(layout!.dir, 'ramdisk')
+    const alone = join(env.layout!.dir, 'ramdisk')
     await mkdir(alone)
     const bundle = join(alone, 'imageswarm-install.mjs')
     await writeFile(
       bundle,
       await readFile(new URL('../packages/cli/dist/imageswarm-install.mjs', import.meta.url)),
     )
-    const dirs = clientDirs(layout!, 1)
+    const dirs = clientDirs(env.layout!, 1)
     const result = await runInstall({
       command: [bundle],
       server: server.url,
@@ -333,9 +325,14 @@ describe('staging', () => {
     'fails with the numbers, before any download, when staging is too small',
     async () => {
       const { server } = await serve()
-      const dirs = clientDirs(layout!, 1)
+      const dirs = clientDirs(env.layout!, 1)
       await mountTmpfs(dirs.staging, 1024 * 1024)
-      const result = await runInstall({ server: server.url, image: 'node', ...dirs, seedTime: 0 })
+      const result = await runInstall({
+        server: server.url,
+        image: 'node',
+        ...dirs,
+        seedTime: 0,
+      })
       expect(result.code).toBe(6)
       expect(result.failed.error.code).toBe('E_NO_SPACE')
       console.info(`staging too small: ${result.failed.error.message}`)
@@ -352,7 +349,7 @@ describe('staging', () => {
 
   it('stages on the target disk when asked to choose and memory is short, and leaves no trace', async () => {
     const { server } = await serve()
-    const dirs = clientDirs(layout!, 1)
+    const dirs = clientDirs(env.layout!, 1)
     // A memory reserve larger than this machine's memory: tmpfs cannot hold the archive.
     const result = await runInstall({
       server: server.url,

@@ -1,23 +1,7 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
-import {
-  addSampleImage,
-  clientDirs,
-  makeServerLayout,
-  type ServerLayout,
-} from './helpers/workspace.js'
-
-type Server = Awaited<ReturnType<typeof startServer>>
-
-let layout: ServerLayout | undefined
-let server: Server | undefined
-
-afterEach(async () => {
-  await server?.stop()
-  server = undefined
-  await layout?.remove()
-  layout = undefined
-})
+import { useServerFixture } from './helpers/server-fixture.js'
+import { addSampleImage, clientDirs, makeServerLayout } from './helpers/workspace.js'
 
 // A small swarm with the first-copy seeder used to stall at its last piece until
 // webtorrent's 30 s request timeout (in about 3 of 4 runs): the server's refusals made
@@ -25,18 +9,20 @@ afterEach(async () => {
 // time when the refusal arrived, so the block was requested twice from one peer, which
 // answered neither request. Without a stall the three clients are done in a few
 // seconds; the bound below is far from that and far below the 30 s timeout.
+
+const env = useServerFixture()
 const STALL_FREE_SECONDS = 20
 const ROUNDS = 3
 
 describe('first-copy seeding with a small swarm', () => {
   it('lets three clients started at once finish without waiting out a request timeout', async () => {
-    layout = await makeServerLayout('imageswarm-first-copy-')
-    await addSampleImage(layout, 'compute')
+    env.layout = await makeServerLayout('imageswarm-first-copy-')
+    await addSampleImage(env.layout, 'compute')
     // Each round has about a 3 in 4 chance of showing the stall when it is there.
     for (let round = 1; round <= ROUNDS; round++) {
-      server = await startServer({
+      env.server = await startServer({
         images: ['compute'],
-        ...layout,
+        ...env.layout!,
         // First-copy seeding is the server's default.
         args: ['--upload-limit', '3M'],
       })
@@ -45,9 +31,9 @@ describe('first-copy seeding with a small swarm', () => {
         [1, 2, 3].map((n) => {
           let completeAfter = Number.POSITIVE_INFINITY
           return runInstall({
-            server: server!.url,
+            server: env.server!.url,
             image: 'compute',
-            ...clientDirs(layout!, n, `round${round}-client`),
+            ...clientDirs(env.layout!, n, `round${round}-client`),
             seedTime: 30,
             timeoutMs: 90_000,
             onEvent(event: { type: string }) {
@@ -70,8 +56,8 @@ describe('first-copy seeding with a small swarm', () => {
       // The swarm did the work the server refused: clients sent each other pieces.
       const uploadedToPeers = results.reduce((sum, r) => sum + r.installed.totals.uploaded, 0)
       expect(uploadedToPeers).toBeGreaterThan(0)
-      await server.stop()
-      server = undefined
+      await env.server.stop()
+      env.server = undefined
     }
   })
 })
