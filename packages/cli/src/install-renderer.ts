@@ -1,3 +1,4 @@
+import { formatMiB } from '@imageswarm/client'
 import type { InstallEvent, TransferTotals } from '@imageswarm/core'
 import { SingleBar } from 'cli-progress'
 
@@ -30,7 +31,7 @@ export function createInstallRenderer(mode: OutputMode): (event: InstallEvent) =
     switch (event.type) {
       case 'manifest':
         say(
-          `image ${event.manifest.name}: ${mib(event.manifest.size)} ${event.manifest.compression} archive, infohash ${event.manifest.infoHash}`,
+          `image ${event.manifest.name}: ${formatMiB(event.manifest.size)} ${event.manifest.compression} archive, infohash ${event.manifest.infoHash}`,
         )
         break
       case 'staging':
@@ -57,7 +58,7 @@ export function createInstallRenderer(mode: OutputMode): (event: InstallEvent) =
         } else if (Date.now() - lastLine >= LINE_INTERVAL_MS) {
           lastLine = Date.now()
           say(
-            `downloading ${percent.toFixed(1)}% (${mib(downloaded)} of ${mib(event.size)}) ${rate(event.downloadRate)} down, ${rate(event.uploadRate)} up, ${event.peers} peers`,
+            `downloading ${percent.toFixed(1)}% (${formatMiB(downloaded)} of ${formatMiB(event.size)}) ${rate(event.downloadRate)} down, ${rate(event.uploadRate)} up, ${event.peers} peers`,
           )
         }
         break
@@ -89,7 +90,7 @@ export function createInstallRenderer(mode: OutputMode): (event: InstallEvent) =
         if (Date.now() - lastLine >= LINE_INTERVAL_MS) {
           lastLine = Date.now()
           say(
-            `seeding for ${event.leechers} node(s) still downloading, ${mib(event.totals.uploaded)} uploaded`,
+            `seeding for ${event.leechers} node(s) still downloading, ${formatMiB(event.totals.uploaded)} uploaded`,
           )
         }
         break
@@ -109,11 +110,7 @@ export function createInstallRenderer(mode: OutputMode): (event: InstallEvent) =
 
 function describeTotals(totals: TransferTotals): string {
   const fromPeers = totals.downloaded - totals.downloadedFromServer
-  return `${mib(totals.downloadedFromServer)} from the server, ${mib(fromPeers)} from peers, ${mib(totals.uploaded)} uploaded to peers`
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`
+  return `${formatMiB(totals.downloadedFromServer)} from the server, ${formatMiB(fromPeers)} from peers, ${formatMiB(totals.uploaded)} uploaded to peers`
 }
 
 function rate(bytesPerSecond: number): string {

@@ -5,6 +5,7 @@ export {
   DEFAULT_SERVER_PORT,
   normalizeServerUrl,
 } from './config.js'
+export { formatMiB } from './disk-space.js'
 export { CACHE_MOUNT_POINT, ImageCache } from './image-cache.js'
 export { type InstallOptions, type InstallResult, installImage } from './install.js'
 export {
