@@ -43,7 +43,13 @@ export class StatusReporter {
   update(event: InstallEvent): void {
     const report = this.#apply(event)
     if (!report) return
-    const urgent = event.type === 'state' || event.type === 'failed' || event.type === 'installed'
+    // A move to done or failed is posted with the event that closes the install (its
+    // totals, its error), right after it: one post, not a bare state the server would
+    // take as final before the error arrives.
+    const urgent =
+      (event.type === 'state' && event.state !== 'done' && event.state !== 'failed') ||
+      event.type === 'failed' ||
+      event.type === 'installed'
     if (urgent || Date.now() - this.#lastSent >= REPORT_INTERVAL_MS) this.#send()
   }
 
