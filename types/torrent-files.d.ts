@@ -51,7 +51,27 @@ declare module 'bittorrent-tracker' {
     incomplete: number
     downloaded: number
   }
+  export interface AnnounceOptions {
+    numwant?: number
+    uploaded?: number
+    downloaded?: number
+    left?: number
+  }
+  export interface ClientOptions {
+    infoHash: string
+    peerId: string
+    announce: string[]
+    port: number
+    getAnnounceOpts?: () => AnnounceOptions
+  }
+  /** Emits `peer` ("ip:port"), `update`, `warning` and `error`. */
   export default class Client extends EventEmitter {
+    constructor(options: ClientOptions)
+    start(options?: AnnounceOptions): void
+    stop(options?: AnnounceOptions): void
+    complete(options?: AnnounceOptions): void
+    update(options?: AnnounceOptions): void
+    destroy(cb?: (err?: Error) => void): void
     static scrape(
       opts: { announce: string; infoHash: string | string[] },
       cb: (err: Error | null, data?: ScrapeData) => void,
@@ -61,10 +81,45 @@ declare module 'bittorrent-tracker' {
 
 declare module 'bittorrent-protocol' {
   import { Duplex } from 'node:stream'
+  export interface PeerPieces {
+    get(index: number): boolean
+  }
+  /** One BitTorrent connection (BEP 3, with BEP 6 fast and BEP 10 extended messages). */
   export default class Protocol extends Duplex {
-    handshake(infoHash: string, peerId: string, extensions?: unknown): void
-    bitfield(bitfield: unknown): void
+    constructor(type?: string)
+    peerId: string | null
+    peerPieces: PeerPieces
+    peerChoking: boolean
+    peerInterested: boolean
+    amChoking: boolean
+    amInterested: boolean
+    hasFast: boolean
+    requests: unknown[]
+    peerRequests: unknown[]
+    handshake(
+      infoHash: string,
+      peerId: string,
+      extensions?: { fast?: boolean; dht?: boolean },
+    ): void
+    bitfield(bitfield: Uint8Array | unknown): void
+    have(index: number): void
+    haveNone(): void
+    haveAll(): void
+    choke(): void
     unchoke(): void
+    interested(): void
+    uninterested(): void
+    request(
+      index: number,
+      offset: number,
+      length: number,
+      cb: (err: Error | null, block?: Uint8Array) => void,
+    ): void
+    cancel(index: number, offset: number, length: number): void
+    reject(index: number, offset: number, length: number): void
+    setKeepAlive(enable: boolean): void
+    setTimeout(ms: number, unref?: boolean): void
+    override destroy(): this
   }
 }
 

@@ -84,7 +84,7 @@ export class ImageServer {
     const port = (this.#http.address() as AddressInfo).port
     const url = `http://${formatHost(this.advertisedAddress())}:${port}`
     logger.info({ url, listen: `${this.#options.address}:${port}` }, 'image server listening')
-    this.#seeder = new ImageSeeder({
+    this.#seeder = await ImageSeeder.start({
       settings: seeder.swarm,
       torrentPort: seeder.torrentPort,
       logger: logger.child({ component: 'seeder' }),

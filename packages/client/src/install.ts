@@ -118,11 +118,11 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     emit({ type: 'staging', dir: place.dir, archivePath: place.path })
     logger.info({ dir: place.dir, cached: Boolean(cached) }, 'archive location chosen')
 
-    session = new SwarmSession({
+    session = await SwarmSession.start({
       torrent,
       peerId,
       manifest,
-      stagingDir: place.dir,
+      archivePath: place.path,
       alreadyVerified: Boolean(cached),
       settings: config.swarm,
       webSeedFallbackSeconds: config.webSeedFallbackSeconds,

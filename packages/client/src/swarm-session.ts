@@ -3,25 +3,23 @@ import {
   ImageSwarmError,
   type InstallEvent,
   type Logger,
-  lanClientOptions,
-  lanTorrentOptions,
   peerRoleOf,
   type SwarmSettings,
   type TransferTotals,
 } from '@imageswarm/core'
+import { ArchiveSwarm, SwarmHost } from '@imageswarm/swarm'
 import Tracker from 'bittorrent-tracker'
 import type { ParsedTorrent } from 'parse-torrent'
-import WebTorrent, { type Torrent, type Wire } from 'webtorrent'
-import { PeerGuard } from './peer-guard.js'
 
 export interface SwarmSessionOptions {
   torrent: ParsedTorrent
   /** This node's peer id, hex (core's makePeerId('client')); status reports carry it too. */
   peerId: string
-  /** The archive in `stagingDir` is complete and its sha256 checked (a cache hit). */
+  /** The archive in staging is complete and its sha256 checked (a cache hit). */
   alreadyVerified?: boolean
   manifest: ImageManifest
-  stagingDir: string
+  /** Where the archive is downloaded to (in staging or the cache). */
+  archivePath: string
   settings: SwarmSettings
   webSeedFallbackSeconds: number
   stallTimeoutSeconds: number
@@ -40,69 +38,69 @@ export interface SwarmSessionOptions {
  */
 export class SwarmSession {
   readonly #options: SwarmSessionOptions
-  readonly #client: WebTorrent
-  readonly #torrent: Torrent
-  readonly #guard: PeerGuard
+  readonly #host: SwarmHost
+  readonly #swarm: ArchiveSwarm
   readonly #webSeeds: string[]
-  readonly #totals: TransferTotals = { downloaded: 0, downloadedFromServer: 0, uploaded: 0 }
   #webSeedAdded = false
   #lastProgressAt = Date.now()
   #lastDownloaded = 0
   #ticker: NodeJS.Timeout | undefined
   readonly #started = performance.now()
 
-  constructor(options: SwarmSessionOptions) {
+  private constructor(options: SwarmSessionOptions, host: SwarmHost, swarm: ArchiveSwarm) {
     this.#options = options
+    this.#host = host
+    this.#swarm = swarm
     this.#webSeeds = [...options.torrent.urlList]
-    this.#client = new WebTorrent({
-      ...lanClientOptions(options.settings, 'client'),
-      peerId: options.peerId,
-      webSeeds: true,
-    })
-    this.#client.on('error', (err: Error) => options.logger.error({ err }, 'swarm client error'))
-    const withoutWebSeeds: ParsedTorrent = { ...options.torrent, urlList: [] }
-    this.#torrent = this.#client.add(withoutWebSeeds, {
-      path: options.stagingDir,
-      skipVerify: options.alreadyVerified ?? false,
-      ...lanTorrentOptions(options.settings),
-    })
-    this.#torrent.on('wire', (wire: Wire) => this.#countWire(wire))
-    this.#guard = new PeerGuard(this.#torrent, options.logger, (index, banned) =>
-      options.emit({ type: 'piece-rejected', index, rejected: this.#guard.rejected, banned }),
+    swarm.on('rejected', (index, banned) =>
+      options.emit({ type: 'piece-rejected', index, rejected: swarm.rejectedPieces, banned }),
     )
-    this.#torrent.on('warning', (err: Error) =>
-      options.logger.debug({ err: err.message }, 'swarm warning'),
-    )
+  }
+
+  /** Opens the archive (checking what an interrupted download left) and joins the swarm. */
+  static async start(options: SwarmSessionOptions): Promise<SwarmSession> {
+    const host = await SwarmHost.listen(0)
+    try {
+      const swarm = await ArchiveSwarm.start({
+        torrent: options.torrent,
+        path: options.archivePath,
+        peerId: options.peerId,
+        host,
+        settings: options.settings,
+        existing: options.alreadyVerified ? 'held' : 'scan',
+        isServer: (peerId) => peerRoleOf(peerId) === 'server',
+        logger: options.logger,
+      })
+      return new SwarmSession(options, host, swarm)
+    } catch (err) {
+      await host.close()
+      throw new ImageSwarmError(
+        'E_STAGING_NOT_WRITABLE',
+        `cannot open ${options.archivePath}: ${(err as Error).message}`,
+        {
+          operation: 'open archive',
+          path: options.archivePath,
+          hint: 'check that staging is writable and has room (imageswarm.staging=)',
+          cause: err,
+        },
+      )
+    }
   }
 
   get totals(): TransferTotals {
-    return { ...this.#totals, uploaded: this.#torrent.uploaded }
-  }
-
-  get torrent(): Torrent {
-    return this.#torrent
-  }
-
-  #countWire(wire: Wire): void {
-    wire.on('download', (bytes: number) => {
-      this.#totals.downloaded += bytes
-      // The web seed is the server's HTTP endpoint; a peer with the server's id its seeder.
-      if (wire.type === 'webSeed' || peerRoleOf(wire.peerId) === 'server') {
-        this.#totals.downloadedFromServer += bytes
-      }
-    })
+    return this.#swarm.totals
   }
 
   /** Resolves once every piece is downloaded and checked against the piece hashes. */
   async downloadArchive(signal?: AbortSignal): Promise<void> {
-    const torrent = this.#torrent
+    const swarm = this.#swarm
     const { emit, manifest } = this.#options
     await new Promise<void>((resolve, reject) => {
       const finish = (err?: Error) => {
         clearInterval(this.#ticker)
         this.#ticker = undefined
-        torrent.off('done', onDone)
-        torrent.off('error', onError)
+        swarm.off('done', onDone)
+        swarm.off('error', onError)
         signal?.removeEventListener('abort', onAbort)
         if (err) reject(err)
         else resolve()
@@ -115,25 +113,25 @@ export class SwarmSession {
             `download of ${manifest.name} failed: ${err.message}`,
             {
               operation: 'download archive',
-              path: this.#options.stagingDir,
+              path: this.#options.archivePath,
               cause: err,
             },
           ),
         )
       const onAbort = () => finish(signal?.reason as Error)
-      torrent.on('done', onDone)
-      torrent.on('error', onError)
+      swarm.on('done', onDone)
+      swarm.on('error', onError)
       signal?.addEventListener('abort', onAbort, { once: true })
-      if (torrent.done) return finish()
+      if (swarm.done) return finish()
       this.#ticker = setInterval(() => {
         const stalled = this.#watchProgress()
         emit({
           type: 'download-progress',
           size: manifest.size,
           totals: this.totals,
-          downloadRate: torrent.downloadSpeed,
-          uploadRate: torrent.uploadSpeed,
-          peers: torrent.numPeers,
+          downloadRate: swarm.downloadRate,
+          uploadRate: swarm.uploadRate,
+          peers: swarm.peerCount,
         })
         if (stalled) finish(stalled)
       }, 1000)
@@ -148,16 +146,17 @@ export class SwarmSession {
   /** Adds the web seed when the swarm does not help; fails when nothing helps at all. */
   #watchProgress(): ImageSwarmError | undefined {
     const now = Date.now()
-    const torrent = this.#torrent
-    if (torrent.downloaded > this.#lastDownloaded) {
-      this.#lastDownloaded = torrent.downloaded
+    const swarm = this.#swarm
+    const { downloaded } = swarm.totals
+    if (downloaded > this.#lastDownloaded) {
+      this.#lastDownloaded = downloaded
       this.#lastProgressAt = now
     }
     const idle = (now - this.#lastProgressAt) / 1000
     const { webSeedFallbackSeconds, stallTimeoutSeconds } = this.#options
     if (!this.#webSeedAdded && idle >= webSeedFallbackSeconds && this.#webSeeds.length > 0) {
       const reason =
-        torrent.numPeers === 0
+        swarm.peerCount === 0
           ? `no peers for ${Math.round(idle)} s`
           : `no progress for ${Math.round(idle)} s`
       this.#addWebSeeds(reason)
@@ -165,7 +164,7 @@ export class SwarmSession {
     if (idle >= stallTimeoutSeconds) {
       return new ImageSwarmError(
         'E_DOWNLOAD_STALLED',
-        `no data arrived for ${Math.round(idle)} s (${torrent.numPeers} peers, web seed ${this.#webSeedAdded ? 'in use' : 'unavailable'})`,
+        `no data arrived for ${Math.round(idle)} s (${swarm.peerCount} peers, web seed ${this.#webSeedAdded ? 'in use' : 'unavailable'})`,
         {
           operation: 'download archive',
           hint: 'check that the image server is reachable and serving the image',
@@ -179,7 +178,7 @@ export class SwarmSession {
     this.#webSeedAdded = true
     this.#options.logger.info({ reason, webSeeds: this.#webSeeds }, 'adding the server web seed')
     this.#options.emit({ type: 'webseed-fallback', reason })
-    for (const url of this.#webSeeds) this.#torrent.addWebSeed(url)
+    for (const url of this.#webSeeds) this.#swarm.addWebSeed(url)
   }
 
   /**
@@ -189,15 +188,16 @@ export class SwarmSession {
   async leechers(): Promise<number> {
     const announce = this.#options.torrent.announce[0]
     if (announce) {
-      const scraped = await scrape(announce, this.#torrent.infoHash).catch(() => undefined)
+      const scraped = await scrape(announce, this.#swarm.infoHash).catch(() => undefined)
       if (scraped !== undefined) return scraped
     }
-    return this.#torrent.wires.filter((wire) => wire.type !== 'webSeed' && !wire.isSeeder).length
+    return this.#swarm.leecherCount
   }
 
   async close(): Promise<void> {
     clearInterval(this.#ticker)
-    await new Promise<void>((resolve) => this.#client.destroy(() => resolve()))
+    await this.#swarm.close()
+    await this.#host.close()
   }
 }
 

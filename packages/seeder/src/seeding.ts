@@ -1,12 +1,12 @@
-import { dirname } from 'node:path'
 import {
+  ImageSwarmError,
   type Logger,
-  lanClientOptions,
-  lanTorrentOptions,
+  makePeerId,
   type SwarmSettings,
   silentLogger,
 } from '@imageswarm/core'
-import WebTorrent, { type Torrent, type Wire } from 'webtorrent'
+import { ArchiveSwarm, SwarmHost } from '@imageswarm/swarm'
+import parseTorrent from 'parse-torrent'
 import type { PublishedImage } from './publish.js'
 
 export interface SeedStats {
@@ -17,135 +17,82 @@ export interface SeedStats {
 }
 
 /**
- * The image server's BitTorrent seeder: one webtorrent client, tuned for a LAN, that
- * seeds every published image's archive from the tarballs directory.
+ * The image server's BitTorrent seeder: every published image's archive, seeded from the
+ * tarballs directory on one TCP port, with first-copy seeding (see `SwarmSettings`).
  */
 export class ImageSeeder {
-  readonly #client: WebTorrent
+  readonly #host: SwarmHost
   readonly #logger: Logger
   readonly #settings: SwarmSettings
-  readonly #torrents = new Map<string, Torrent>()
+  readonly #peerId = makePeerId('server')
+  readonly #swarms = new Map<string, ArchiveSwarm>()
 
-  constructor(options: { settings: SwarmSettings; torrentPort: number; logger?: Logger }) {
-    this.#logger = options.logger ?? silentLogger()
-    this.#settings = options.settings
-    this.#client = new WebTorrent({
-      ...lanClientOptions(options.settings, 'server', options.torrentPort),
-      // The server never needs its own web seed: it holds the whole archive.
-      webSeeds: false,
+  private constructor(host: SwarmHost, settings: SwarmSettings, logger: Logger) {
+    this.#host = host
+    this.#settings = settings
+    this.#logger = logger
+  }
+
+  /** Listens on `torrentPort` (0: any free port). */
+  static async start(options: {
+    settings: SwarmSettings
+    torrentPort: number
+    logger?: Logger
+  }): Promise<ImageSeeder> {
+    const host = await SwarmHost.listen(options.torrentPort).catch((err: NodeJS.ErrnoException) => {
+      throw new ImageSwarmError(
+        'E_SERVER_RUNNING',
+        `cannot listen for BitTorrent peers on port ${options.torrentPort}: ${err.code ?? err.message}`,
+        {
+          operation: 'start seeder',
+          hint: 'choose another --torrent-port, or stop the server that holds it',
+          cause: err,
+        },
+      )
     })
-    this.#client.on('error', (err: Error) => this.#logger.error({ err }, 'seeder error'))
+    return new ImageSeeder(host, options.settings, options.logger ?? silentLogger())
   }
 
   /** The TCP port peers connect to. */
   get torrentPort(): number {
-    return this.#client.torrentPort
+    return this.#host.port
   }
 
-  /** Starts seeding an image; resolves once the archive is checked and announced. */
+  /** Starts seeding an image; resolves once the archive is open and announced. */
   async seed(image: PublishedImage): Promise<void> {
     const { manifest } = image
-    const existing = this.#torrents.get(manifest.infoHash)
-    if (existing) return
-    await new Promise<void>((resolve, reject) => {
-      const torrent = this.#client.add(image.torrent, {
-        path: dirname(image.archivePath),
-        // publishImage has just hashed the whole archive against the manifest.
-        skipVerify: true,
-        ...lanTorrentOptions(this.#settings),
-      })
-      const onError = (err: Error) => reject(err)
-      torrent.once('error', onError)
-      torrent.once('ready', () => {
-        torrent.off('error', onError)
-        torrent.on('error', (err: Error) =>
-          this.#logger.error({ err, image: manifest.name }, 'seeding failed'),
-        )
-        torrent.on('warning', (err: Error) =>
-          this.#logger.debug({ err: err.message, image: manifest.name }, 'seeding warning'),
-        )
-        if (this.#settings.firstCopy) {
-          const policy = new FirstCopyPolicy(torrent)
-          for (const wire of torrent.wires) policy.attach(wire)
-          torrent.on('wire', (wire: Wire) => policy.attach(wire))
-        }
-        this.#torrents.set(manifest.infoHash, torrent)
-        this.#logger.info(
-          { image: manifest.name, infoHash: manifest.infoHash, port: this.torrentPort },
-          'seeding image',
-        )
-        resolve()
-      })
+    if (this.#swarms.has(manifest.infoHash)) return
+    const swarm = await ArchiveSwarm.start({
+      torrent: await parseTorrent(image.torrent),
+      path: image.archivePath,
+      peerId: this.#peerId,
+      host: this.#host,
+      settings: this.#settings,
+      // publishImage has just hashed the whole archive against the manifest.
+      existing: 'held',
+      firstCopy: this.#settings.firstCopy,
+      logger: this.#logger.child({ image: manifest.name }),
     })
+    swarm.on('error', (err) => this.#logger.error({ err, image: manifest.name }, 'seeding failed'))
+    this.#swarms.set(manifest.infoHash, swarm)
+    this.#logger.info(
+      { image: manifest.name, infoHash: manifest.infoHash, port: this.torrentPort },
+      'seeding image',
+    )
   }
 
   stats(): SeedStats[] {
-    return [...this.#torrents.values()].map((torrent) => ({
-      infoHash: torrent.infoHash,
-      uploaded: torrent.uploaded,
-      uploadRate: torrent.uploadSpeed,
-      peers: torrent.numPeers,
+    return [...this.#swarms.values()].map((swarm) => ({
+      infoHash: swarm.infoHash,
+      uploaded: swarm.totals.uploaded,
+      uploadRate: swarm.uploadRate,
+      peers: swarm.peerCount,
     }))
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.#client.destroy(() => resolve()))
-    this.#torrents.clear()
-  }
-}
-
-/** How long a piece the server started sending to one client is refused to the others
- * (unless that client announces it sooner, or disconnects). */
-const IN_FLIGHT_MS = 30_000
-
-/**
- * Spends the image server's upload on pieces the swarm does not hold yet, as an initial
- * seeder with super-seeding (BEP 16) does: a request for a piece that another client
- * already holds, or that the server is sending to another client right now, is
- * rejected (BEP 6 reject-request), so the client fetches it from its peers and asks
- * the server for something new instead. Clients are told apart by peer id, as one
- * client may hold two connections to the server (one each way).
- */
-class FirstCopyPolicy {
-  readonly #torrent: Torrent
-  /** Piece index → the client (peer id) it is being sent to and since when. */
-  readonly #inFlight = new Map<number, { peer: string; since: number }>()
-
-  constructor(torrent: Torrent) {
-    this.#torrent = torrent
-  }
-
-  attach(wire: Wire): void {
-    if (wire.type === 'webSeed') return
-    // Listeners run in order; the request callback answers once, so a refusal given
-    // here (a reject) wins over webtorrent's own listener, which reads the block.
-    wire.prependListener(
-      'request',
-      (index: number, _offset: number, _length: number, respond: (err?: Error) => void) => {
-        if (this.#refuses(wire, index)) respond(new Error('piece is already in the swarm'))
-      },
-    )
-    wire.on('have', (index: number) => {
-      if (this.#inFlight.get(index)?.peer === wire.peerId) this.#inFlight.delete(index)
-    })
-    wire.once('close', () => {
-      for (const [index, entry] of this.#inFlight) {
-        if (entry.peer === wire.peerId) this.#inFlight.delete(index)
-      }
-    })
-  }
-
-  #refuses(wire: Wire, index: number): boolean {
-    const peer = wire.peerId ?? ''
-    const now = Date.now()
-    const flight = this.#inFlight.get(index)
-    if (flight && flight.peer !== peer && now - flight.since < IN_FLIGHT_MS) return true
-    for (const other of this.#torrent.wires) {
-      if (other.peerId !== peer && other.type !== 'webSeed' && other.peerPieces.get(index)) {
-        return true
-      }
-    }
-    if (!flight || flight.peer !== peer) this.#inFlight.set(index, { peer, since: now })
-    return false
+    await Promise.all([...this.#swarms.values()].map((swarm) => swarm.close()))
+    this.#swarms.clear()
+    await this.#host.close()
   }
 }

@@ -1,0 +1,82 @@
+import { once } from 'node:events'
+import { createServer, type Server, type Socket } from 'node:net'
+import Protocol from 'bittorrent-protocol'
+
+/** How long an incoming connection may take to say which swarm it wants. */
+const HANDSHAKE_TIMEOUT_MS = 10_000
+
+/** What the host hands an accepted connection to: the swarm of one infohash. */
+export interface HostedSwarm {
+  readonly infoHash: string
+  acceptIncoming(socket: Socket, wire: Protocol, peerId: string): void
+}
+
+/**
+ * One TCP port for all of a process's swarms (the image server seeds every image on
+ * one port): accepts connections, reads the BitTorrent handshake and hands the
+ * connection to the swarm of that infohash, or closes it.
+ */
+export class SwarmHost {
+  readonly #server: Server
+  readonly #swarms = new Map<string, HostedSwarm>()
+  readonly #sockets = new Set<Socket>()
+
+  private constructor(server: Server) {
+    this.#server = server
+  }
+
+  /** Listens on `port` (0: any free port) on every address, or on `host`. */
+  static async listen(port = 0, host?: string): Promise<SwarmHost> {
+    const server = createServer()
+    const swarmHost = new SwarmHost(server)
+    server.on('connection', (socket) => swarmHost.#accept(socket))
+    server.listen(port, host)
+    await Promise.race([
+      once(server, 'listening'),
+      once(server, 'error').then(([err]) => {
+        throw err
+      }),
+    ])
+    return swarmHost
+  }
+
+  get port(): number {
+    return (this.#server.address() as { port: number }).port
+  }
+
+  register(swarm: HostedSwarm): void {
+    this.#swarms.set(swarm.infoHash, swarm)
+  }
+
+  unregister(swarm: HostedSwarm): void {
+    if (this.#swarms.get(swarm.infoHash) === swarm) this.#swarms.delete(swarm.infoHash)
+  }
+
+  /** Tracks a connection until it closes, so `close` can end every one. */
+  track(socket: Socket): void {
+    this.#sockets.add(socket)
+    socket.once('close', () => this.#sockets.delete(socket))
+  }
+
+  #accept(socket: Socket): void {
+    this.track(socket)
+    socket.setNoDelay(true)
+    socket.on('error', () => socket.destroy())
+    const wire = new Protocol('tcpIncoming')
+    socket.pipe(wire).pipe(socket)
+    wire.on('error', () => socket.destroy())
+    const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS)
+    socket.once('close', () => clearTimeout(timer))
+    wire.once('handshake', (infoHash: string, peerId: string) => {
+      clearTimeout(timer)
+      const swarm = this.#swarms.get(infoHash)
+      if (swarm) swarm.acceptIncoming(socket, wire, peerId)
+      else socket.destroy()
+    })
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.#sockets) socket.destroy()
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()))
+  }
+}

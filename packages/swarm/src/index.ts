@@ -1,0 +1,7 @@
+export * from './host.js'
+export * from './peer-guard.js'
+export * from './piece-set.js'
+export * from './piece-store.js'
+export * from './rate.js'
+export * from './swarm.js'
+export * from './torrent.js'

@@ -1,0 +1,73 @@
+import type { Socket } from 'node:net'
+import { type PeerRole, peerRoleOf } from '@imageswarm/core'
+import type Protocol from 'bittorrent-protocol'
+import { PieceSet } from './piece-set.js'
+import { RateMeter } from './rate.js'
+import { BLOCK_LENGTH, LARGE_BLOCK_LENGTH } from './torrent.js'
+
+/** Bytes requested and not received yet, per peer: enough to cover this much of the
+ * peer's measured rate, so a fast link never waits for a round trip and a slow one does
+ * not hoard blocks, within these bounds. */
+const QUEUE_SECONDS = 0.5
+const MIN_QUEUE_BYTES = 256 * 1024
+const MAX_QUEUE_BYTES = 16 * 1024 * 1024
+
+/** One connection to another node of the swarm, after the handshake. */
+export class Peer {
+  readonly wire: Protocol
+  readonly socket: Socket
+  readonly outgoing: boolean
+  /** The remote `ip:port` of the connection. */
+  readonly address: string
+  /** The remote peer id, 40 hex digits. */
+  readonly id: string
+  readonly role: PeerRole | undefined
+  /** The pieces the peer holds (its bitfield and haves, as we count them). */
+  pieces: PieceSet
+  /** How many of those this node still lacks; the peer is interesting while above 0. */
+  wanted = 0
+  /** Bytes of our requests to it not answered yet. */
+  inflight = 0
+  /** The largest request it is sent: imageswarm nodes take large blocks. */
+  readonly blockLength: number
+  /** Pieces this peer is fetching for us, so its blocks come from one source. */
+  readonly assigned = new Set<number>()
+  /** First-copy seeding: pieces announced to this peer alone, not confirmed yet. */
+  readonly revealed = new Set<number>()
+  readonly downloadRate = new RateMeter()
+  readonly uploadRate = new RateMeter()
+  downloaded = 0
+  uploaded = 0
+  /** When we last unchoked it, or started making it wait for a slot. */
+  unchokedAt = 0
+  waitingSince = 0
+  closed = false
+
+  constructor(options: {
+    wire: Protocol
+    socket: Socket
+    outgoing: boolean
+    id: string
+    pieceCount: number
+  }) {
+    this.wire = options.wire
+    this.socket = options.socket
+    this.outgoing = options.outgoing
+    this.id = options.id
+    this.role = peerRoleOf(options.id)
+    this.blockLength = this.role ? LARGE_BLOCK_LENGTH : BLOCK_LENGTH
+    this.address = `${options.socket.remoteAddress}:${options.socket.remotePort}`
+    this.pieces = new PieceSet(options.pieceCount)
+  }
+
+  /** Bytes of requests to keep in flight to this peer. */
+  queueBytes(now = Date.now()): number {
+    const bytes = this.downloadRate.rate(now) * QUEUE_SECONDS
+    return Math.min(MAX_QUEUE_BYTES, Math.max(MIN_QUEUE_BYTES, bytes))
+  }
+
+  /** Whether we may send it requests. */
+  get canRequest(): boolean {
+    return !this.closed && !this.wire.peerChoking && this.wire.amInterested
+  }
+}

@@ -1,0 +1,750 @@
+import { EventEmitter } from 'node:events'
+import { connect, type Socket } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import {
+  type Logger,
+  type SwarmSettings,
+  silentLogger,
+  type TransferTotals,
+} from '@imageswarm/core'
+import Protocol from 'bittorrent-protocol'
+import TrackerClient from 'bittorrent-tracker'
+import type { HostedSwarm, SwarmHost } from './host.js'
+import { Peer } from './peer.js'
+import { PeerGuard } from './peer-guard.js'
+import { PieceBuffers, PieceDownload } from './piece-download.js'
+import { PieceSet } from './piece-set.js'
+import { PieceStore } from './piece-store.js'
+import { bucketFor, RateMeter, type TokenBucket } from './rate.js'
+import { MAX_REQUEST_LENGTH, pieceLengthOf, type SwarmTorrent } from './torrent.js'
+
+/** A request a peer has not answered in this long is given to another peer. */
+const REQUEST_TIMEOUT_MS = 20_000
+/** How often unchoke slots rotate when more peers want data than there are slots. */
+const ROTATE_MS = 10_000
+/** Outgoing connection attempts give up after this long. */
+const CONNECT_TIMEOUT_MS = 5_000
+/** First-copy seeding: pieces announced to each client ahead of what it confirmed, so
+ * its request queue never runs dry while it reports the last one: at least this many,
+ * more for a client that takes them fast (a second's worth at its rate, up to the max). */
+const REVEAL_AHEAD = 3
+const MAX_REVEAL_AHEAD = 32
+/** Web seed: pieces fetched over HTTP at once. */
+const WEB_SEED_CONCURRENCY = 2
+
+export interface ArchiveSwarmOptions {
+  torrent: SwarmTorrent
+  /** The archive file: complete for a seeder, the download's destination otherwise. */
+  path: string
+  /** This node's peer id, 40 hex digits (core's `makePeerId`). */
+  peerId: string
+  host: SwarmHost
+  settings: SwarmSettings
+  /** `held`: the file is complete and verified (seeder, cache hit); `scan`: check what an
+   * earlier, interrupted download left (resume). */
+  existing: 'held' | 'scan'
+  /** Announce pieces to each client one at a time, as BEP 16 super-seeding does, so the
+   * server's upload goes to pieces no client has yet (the image server's seeder). */
+  firstCopy?: boolean
+  /** Counted as from the image server: a peer id that says so. */
+  isServer?: (peerId: string) => boolean
+  logger?: Logger
+}
+
+export interface ArchiveSwarmEvents {
+  verified: [index: number]
+  rejected: [index: number, banned: string[]]
+  done: []
+  error: [err: Error]
+}
+
+/**
+ * One node's part in the swarm of one archive: the engine under both the image
+ * server's seeder and the install client, written for install networks where every
+ * node cooperates.
+ *
+ * - Downloads rarest piece first (random among equals), each piece from one peer while
+ *   there are pieces to go round, then from any peer, then, in the endgame, the last
+ *   blocks from two peers at once.
+ * - Uploads to every interested peer up to `uploadSlots`, rotating slots every 10 s.
+ * - With `firstCopy`, tells each client about a few pieces at a time, the ones the swarm
+ *   holds fewest copies of, and the next ones once it has them (BEP 16 super-seeding), so
+ *   the server sends about one copy and the clients trade the rest.
+ * - Checks every piece against its hash off the main thread, and drops peers that send
+ *   bad pieces (see `PeerGuard`).
+ * - Holds only pieces in flight and a small cache in memory, whatever the archive's size.
+ */
+export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements HostedSwarm {
+  readonly torrent: SwarmTorrent
+  readonly infoHash: string
+  readonly #options: ArchiveSwarmOptions
+  readonly #store: PieceStore
+  readonly #logger: Logger
+  readonly #peers = new Set<Peer>()
+  readonly #connecting = new Set<string>()
+  readonly #downloads = new Map<number, PieceDownload>()
+  readonly #buffers: PieceBuffers
+  /** Pieces being downloaded or checked: not to be picked again. */
+  readonly #busy: Uint8Array
+  /** Copies of each piece among connected peers. */
+  readonly #availability: Uint32Array
+  /** First-copy seeding: announcements of each piece not confirmed yet. */
+  readonly #announced: Uint32Array
+  readonly #guard: PeerGuard
+  readonly #uploadBucket: TokenBucket | undefined
+  readonly #downloadBucket: TokenBucket | undefined
+  readonly #downloadRate = new RateMeter()
+  readonly #uploadRate = new RateMeter()
+  readonly #totals: TransferTotals = { downloaded: 0, downloadedFromServer: 0, uploaded: 0 }
+  readonly #webSeeds = new Set<string>()
+  #tracker: TrackerClient | undefined
+  #rotation: NodeJS.Timeout | undefined
+  #refill: NodeJS.Timeout | undefined
+  #closed = false
+
+  private constructor(options: ArchiveSwarmOptions, store: PieceStore) {
+    super()
+    this.torrent = options.torrent
+    this.infoHash = options.torrent.infoHash
+    this.#options = options
+    this.#store = store
+    this.#logger = options.logger ?? silentLogger()
+    const count = options.torrent.pieces.length
+    this.#busy = new Uint8Array(count)
+    this.#buffers = new PieceBuffers(options.torrent.pieceLength)
+    this.#availability = new Uint32Array(count)
+    this.#announced = new Uint32Array(count)
+    this.#guard = new PeerGuard((id) => this.#isServer(id))
+    this.#uploadBucket = bucketFor(options.settings.uploadLimit)
+    this.#downloadBucket = bucketFor(options.settings.downloadLimit)
+  }
+
+  /** Opens the archive, joins the host's port and announces to the tracker. */
+  static async start(options: ArchiveSwarmOptions): Promise<ArchiveSwarm> {
+    const store = await PieceStore.open(options.path, options.torrent, options.existing)
+    const swarm = new ArchiveSwarm(options, store)
+    options.host.register(swarm)
+    swarm.#rotation = setInterval(() => swarm.#rotateSlots(), ROTATE_MS)
+    swarm.#rotation.unref()
+    swarm.#startTracker()
+    if (store.have.complete) queueMicrotask(() => swarm.emit('done'))
+    return swarm
+  }
+
+  get done(): boolean {
+    return this.#store.have.complete
+  }
+
+  /** Verified bytes held. */
+  get verifiedBytes(): number {
+    const { have } = this.#store
+    const last = this.torrent.pieces.length - 1
+    const lastHeld = have.has(last) ? this.torrent.lastPieceLength : this.torrent.pieceLength
+    return have.count === 0 ? 0 : (have.count - 1) * this.torrent.pieceLength + lastHeld
+  }
+
+  get totals(): TransferTotals {
+    return { ...this.#totals }
+  }
+
+  get downloadRate(): number {
+    return this.#downloadRate.rate()
+  }
+
+  get uploadRate(): number {
+    return this.#uploadRate.rate()
+  }
+
+  get peerCount(): number {
+    return this.#peers.size
+  }
+
+  /** Connected peers that do not hold every piece yet. */
+  get leecherCount(): number {
+    let count = 0
+    for (const peer of this.#peers) if (!peer.pieces.complete) count++
+    return count
+  }
+
+  /** Pieces rejected by their hash check so far. */
+  get rejectedPieces(): number {
+    return this.#guard.rejected
+  }
+
+  // ---- connections ------------------------------------------------------------------
+
+  #startTracker(): void {
+    const { torrent, settings } = this.#options
+    if (torrent.announce.length === 0) return
+    const tracker = new TrackerClient({
+      infoHash: this.infoHash,
+      peerId: this.#options.peerId,
+      announce: torrent.announce,
+      port: this.#options.host.port,
+      getAnnounceOpts: () => ({
+        numwant: settings.maxConnections,
+        uploaded: this.#totals.uploaded,
+        downloaded: this.#totals.downloaded,
+        left: this.torrent.length - this.verifiedBytes,
+      }),
+    })
+    tracker.on('peer', (address: string) => this.connect(address))
+    tracker.on('warning', (err: Error) =>
+      this.#logger.debug({ err: err.message }, 'tracker warning'),
+    )
+    tracker.on('error', (err: Error) => this.#logger.warn({ err: err.message }, 'tracker error'))
+    tracker.start()
+    this.#tracker = tracker
+  }
+
+  /** Connects to a peer at `ip:port` unless connected already or at the limit. */
+  connect(address: string): void {
+    if (this.#closed || this.#connecting.has(address)) return
+    if (this.#peers.size + this.#connecting.size >= this.#options.settings.maxConnections) return
+    for (const peer of this.#peers) if (peer.address === address) return
+    const at = address.lastIndexOf(':')
+    const host = address.slice(0, at).replace(/^\[|\]$/g, '')
+    const port = Number(address.slice(at + 1))
+    if (!host || !(port > 0 && port < 65536)) return
+    this.#connecting.add(address)
+    const socket = connect({ host, port, timeout: CONNECT_TIMEOUT_MS })
+    this.#options.host.track(socket)
+    socket.setNoDelay(true)
+    const wire = new Protocol('tcpOutgoing')
+    const giveUp = () => {
+      this.#connecting.delete(address)
+      socket.destroy()
+    }
+    socket.once('timeout', giveUp)
+    socket.once('error', giveUp)
+    socket.once('close', () => this.#connecting.delete(address))
+    socket.pipe(wire).pipe(socket)
+    wire.on('error', giveUp)
+    wire.handshake(this.infoHash, this.#options.peerId, { fast: true })
+    wire.once('handshake', (infoHash: string, peerId: string) => {
+      this.#connecting.delete(address)
+      socket.setTimeout(0)
+      if (infoHash !== this.infoHash) return giveUp()
+      this.#attach(socket, wire, peerId, true)
+    })
+  }
+
+  /** A connection the host accepted for this infohash; the handshake is answered here. */
+  acceptIncoming(socket: Socket, wire: Protocol, peerId: string): void {
+    if (this.#closed || this.#peers.size >= this.#options.settings.maxConnections) {
+      socket.destroy()
+      return
+    }
+    wire.handshake(this.infoHash, this.#options.peerId, { fast: true })
+    this.#attach(socket, wire, peerId, false)
+  }
+
+  #attach(socket: Socket, wire: Protocol, peerId: string, outgoing: boolean): void {
+    if (this.#closed || peerId === this.#options.peerId || this.#guard.isBanned(peerId)) {
+      socket.destroy()
+      return
+    }
+    // Two nodes that dial each other at once keep the connection opened by the lower
+    // peer id; both ends apply the same rule, so they keep the same one.
+    for (const other of this.#peers) {
+      if (other.id !== peerId) continue
+      const opener = (o: boolean) => (o ? this.#options.peerId : peerId)
+      if (opener(outgoing) < opener(other.outgoing)) {
+        other.socket.destroy()
+        break
+      }
+      socket.destroy()
+      return
+    }
+    const peer = new Peer({
+      wire,
+      socket,
+      outgoing,
+      id: peerId,
+      pieceCount: this.torrent.pieces.length,
+    })
+    this.#peers.add(peer)
+    wire.setKeepAlive(true)
+    wire.setTimeout(REQUEST_TIMEOUT_MS, true)
+    socket.once('close', () => this.#detach(peer))
+    wire.on('bitfield', () => this.#onBitfield(peer))
+    wire.on('have-all', () => this.#onBitfield(peer))
+    wire.on('have', (index: number) => this.#onHave(peer, index))
+    wire.on('unchoke', () => this.#fill(peer))
+    wire.on('interested', () => this.#onInterested(peer))
+    wire.on('uninterested', () => this.#onUninterested(peer))
+    wire.on('timeout', () => this.#logger.debug({ peer: peer.address }, 'request timed out'))
+    wire.on('upload', (bytes: number) => {
+      peer.uploaded += bytes
+      peer.uploadRate.add(bytes)
+      this.#totals.uploaded += bytes
+      this.#uploadRate.add(bytes)
+    })
+    wire.on('request', (index: number, offset: number, length: number, respond: Respond) =>
+      this.#onRequest(index, offset, length, respond),
+    )
+    this.#sendPieces(peer)
+    if (this.#options.firstCopy) this.#reveal(peer)
+    this.#logger.debug({ peer: peer.address, role: peer.role, outgoing }, 'peer connected')
+  }
+
+  #sendPieces(peer: Peer): void {
+    const { wire } = peer
+    const have = this.#store.have
+    if (this.#options.firstCopy || have.count === 0) {
+      if (wire.hasFast) wire.haveNone()
+    } else if (have.complete && wire.hasFast) {
+      wire.haveAll()
+    } else {
+      wire.bitfield(have.bits)
+    }
+  }
+
+  #detach(peer: Peer): void {
+    if (!this.#peers.delete(peer)) return
+    peer.closed = true
+    for (let index = 0; index < peer.pieces.size; index++) {
+      if (peer.pieces.has(index)) this.#availability[index]!--
+    }
+    for (const index of peer.revealed) this.#announced[index]!--
+    peer.revealed.clear()
+    peer.assigned.clear()
+    if (peer.unchokedAt) this.#giveSlotAway()
+    // Its unanswered requests fail through their callbacks and free their blocks.
+    peer.wire.destroy()
+    this.#fillAll()
+  }
+
+  // ---- what peers hold ------------------------------------------------------------------
+
+  #onBitfield(peer: Peer): void {
+    for (let index = 0; index < peer.pieces.size; index++) {
+      if (peer.pieces.has(index)) this.#availability[index]!--
+    }
+    peer.pieces = new PieceSet(this.torrent.pieces.length)
+    peer.wanted = 0
+    for (let index = 0; index < peer.pieces.size; index++) {
+      if (peer.wire.peerPieces.get(index)) this.#countHave(peer, index)
+    }
+    this.#updateInterest(peer)
+  }
+
+  #onHave(peer: Peer, index: number): void {
+    if (index >= this.torrent.pieces.length) return
+    this.#countHave(peer, index)
+    this.#updateInterest(peer)
+  }
+
+  #countHave(peer: Peer, index: number): void {
+    if (!peer.pieces.add(index)) return
+    this.#availability[index]!++
+    if (!this.#store.have.has(index)) peer.wanted++
+    if (peer.revealed.delete(index)) {
+      this.#announced[index]!--
+      this.#reveal(peer)
+    }
+  }
+
+  #updateInterest(peer: Peer): void {
+    if (peer.closed) return
+    if (peer.wanted > 0) {
+      peer.wire.interested()
+      this.#fill(peer)
+    } else {
+      peer.wire.uninterested()
+    }
+  }
+
+  // ---- downloading ----------------------------------------------------------------------
+
+  #fillAll(): void {
+    for (const peer of this.#peers) this.#fill(peer)
+  }
+
+  /** Keeps the peer's request queue full. */
+  #fill(peer: Peer): void {
+    if (!peer.canRequest || this.#closed) return
+    const depth = peer.queueBytes()
+    if (peer.inflight >= depth) return
+    // One write for all the requests made here, not one system call each.
+    peer.socket.cork()
+    try {
+      while (peer.inflight < depth) {
+        const next = this.#nextBlock(peer)
+        if (!next) return
+        if (!this.#request(peer, next.download, next.block)) return
+      }
+    } finally {
+      process.nextTick(() => peer.socket.uncork())
+    }
+  }
+
+  #request(peer: Peer, download: PieceDownload, block: number): boolean {
+    const length = download.lengthOf(block)
+    const wait = this.#downloadBucket?.take(length) ?? 0
+    if (wait > 0 && !this.#refill) {
+      this.#refill = setTimeout(() => {
+        this.#refill = undefined
+        this.#fillAll()
+      }, wait)
+    }
+    if (wait > 0) return false
+    download.asked(block, peer)
+    peer.inflight += length
+    let answeredAtOnce = false
+    let asking = true
+    peer.wire.request(download.index, download.blockOffset(block), length, (err, data) => {
+      peer.inflight -= length
+      if (err || !data || data.length !== length) download.failed(block, peer)
+      else this.#onBlock(peer, download, block, data)
+      // A closed or choking wire answers at once with an error: stop asking it then.
+      if (asking) answeredAtOnce = true
+      else this.#fill(peer)
+    })
+    asking = false
+    return !answeredAtOnce
+  }
+
+  /** The block to ask this peer for next, or undefined. */
+  #nextBlock(peer: Peer): { download: PieceDownload; block: number } | undefined {
+    for (const index of peer.assigned) {
+      const download = this.#downloads.get(index)
+      const block = download?.freeBlock() ?? -1
+      if (download && block !== -1) return { download, block }
+    }
+    const index = this.#rarestFor(peer)
+    if (index !== -1) {
+      const length = pieceLengthOf(this.torrent, index)
+      const download = new PieceDownload(
+        index,
+        length,
+        peer.blockLength,
+        this.#buffers.take(length),
+      )
+      this.#downloads.set(index, download)
+      this.#busy[index] = 1
+      peer.assigned.add(index)
+      return { download, block: download.freeBlock() }
+    }
+    // Every piece the peer has is under way: help with others' pieces, then, in the
+    // endgame, ask for blocks already asked of one other peer.
+    for (const download of this.#downloads.values()) {
+      if (!peer.pieces.has(download.index) || download.blockLength > peer.blockLength) continue
+      const block = download.freeBlock()
+      if (block !== -1) return { download, block }
+    }
+    for (const download of this.#downloads.values()) {
+      if (!peer.pieces.has(download.index) || download.blockLength > peer.blockLength) continue
+      const block = download.duplicableBlock(peer)
+      if (block !== -1) return { download, block }
+    }
+    return undefined
+  }
+
+  /** The rarest piece the peer has and we need, chosen at random among equals; -1 if none. */
+  #rarestFor(peer: Peer): number {
+    const have = this.#store.have
+    let best = -1
+    let bestCount = Number.POSITIVE_INFINITY
+    let ties = 0
+    for (let index = 0; index < have.size; index++) {
+      if (this.#busy[index] || have.has(index) || !peer.pieces.has(index)) continue
+      const count = this.#availability[index]!
+      if (count < bestCount) {
+        best = index
+        bestCount = count
+        ties = 1
+      } else if (count === bestCount && Math.random() * ++ties < 1) {
+        best = index
+      }
+    }
+    return best
+  }
+
+  #onBlock(peer: Peer, download: PieceDownload, block: number, data: Uint8Array): void {
+    const others = download.received(block, peer, data)
+    if (!others) return
+    peer.downloaded += data.length
+    peer.downloadRate.add(data.length)
+    this.#countDownload(data.length, this.#isServer(peer.id))
+    const offset = download.blockOffset(block)
+    for (const other of others) other.wire.cancel(download.index, offset, data.length)
+    if (download.complete) void this.#finishPiece(download)
+  }
+
+  #countDownload(bytes: number, fromServer: boolean): void {
+    this.#totals.downloaded += bytes
+    if (fromServer) this.#totals.downloadedFromServer += bytes
+    this.#downloadRate.add(bytes)
+  }
+
+  async #finishPiece(download: PieceDownload): Promise<void> {
+    const { index } = download
+    this.#downloads.delete(index)
+    for (const peer of download.contributors) peer.assigned.delete(index)
+    for (const peer of this.#peers) peer.assigned.delete(index)
+    const contributors = [...download.contributors].map((peer) => peer.id)
+    try {
+      if (this.#store.verify(index, download.data)) {
+        if (this.#closed) return
+        await this.#store.write(index, download.data)
+        this.#guard.credit(contributors)
+        this.#pieceHeld(index)
+      } else {
+        this.#pieceRejected(index, contributors)
+      }
+    } catch (err) {
+      if (!this.#closed) this.emit('error', err as Error)
+    } finally {
+      this.#buffers.give(download.data)
+      this.#busy[index] = 0
+      this.#fillAll()
+    }
+  }
+
+  #pieceHeld(index: number): void {
+    for (const peer of this.#peers) {
+      peer.wire.have(index)
+      if (peer.pieces.has(index) && --peer.wanted === 0) peer.wire.uninterested()
+    }
+    this.emit('verified', index)
+    if (this.#store.have.complete) {
+      this.#logger.info({ infoHash: this.infoHash }, 'archive complete')
+      this.#tracker?.complete()
+      this.emit('done')
+    }
+  }
+
+  #pieceRejected(index: number, contributors: string[]): void {
+    const banned = this.#guard.reject(contributors)
+    for (const peer of this.#peers) if (banned.includes(peer.id)) peer.socket.destroy()
+    this.#logger.warn({ piece: index, contributors, banned }, 'piece failed verification')
+    this.emit('rejected', index, banned)
+  }
+
+  #isServer(peerId: string): boolean {
+    return this.#options.isServer?.(peerId) ?? false
+  }
+
+  // ---- uploading ------------------------------------------------------------------------
+
+  #onRequest(index: number, offset: number, length: number, respond: Respond): void {
+    const pieceLength = index < this.torrent.pieces.length ? pieceLengthOf(this.torrent, index) : 0
+    if (
+      !this.#store.have.has(index) ||
+      length > MAX_REQUEST_LENGTH ||
+      length <= 0 ||
+      offset + length > pieceLength
+    ) {
+      respond(new Error('piece not held or request out of range'))
+      return
+    }
+    const send = () => {
+      this.#store.read(index, offset, length).then(
+        (block) => respond(null, block),
+        (err: Error) => respond(err),
+      )
+    }
+    const wait = this.#uploadBucket?.take(length) ?? 0
+    if (wait > 0) setTimeout(send, wait)
+    else send()
+  }
+
+  get #slots(): number {
+    // The image server serves everyone that asks; first-copy seeding decides what.
+    return this.#options.firstCopy
+      ? this.#options.settings.maxConnections
+      : this.#options.settings.uploadSlots
+  }
+
+  #unchoked(): number {
+    let count = 0
+    for (const peer of this.#peers) if (peer.unchokedAt) count++
+    return count
+  }
+
+  #unchoke(peer: Peer): void {
+    peer.unchokedAt = Date.now()
+    peer.waitingSince = 0
+    peer.wire.unchoke()
+  }
+
+  #choke(peer: Peer): void {
+    peer.unchokedAt = 0
+    peer.wire.choke()
+  }
+
+  #onInterested(peer: Peer): void {
+    if (peer.unchokedAt) return
+    if (this.#unchoked() < this.#slots) this.#unchoke(peer)
+    else peer.waitingSince = Date.now()
+  }
+
+  #onUninterested(peer: Peer): void {
+    peer.waitingSince = 0
+    if (!peer.unchokedAt) return
+    this.#choke(peer)
+    this.#giveSlotAway()
+  }
+
+  /** A slot came free: the peer that has waited longest gets it. */
+  #giveSlotAway(): void {
+    if (this.#unchoked() >= this.#slots) return
+    const next = this.#longestWaiting()
+    if (next) this.#unchoke(next)
+  }
+
+  #longestWaiting(): Peer | undefined {
+    let next: Peer | undefined
+    for (const peer of this.#peers) {
+      if (peer.waitingSince && (!next || peer.waitingSince < next.waitingSince)) next = peer
+    }
+    return next
+  }
+
+  /** When peers wait for a slot, the one unchoked longest ago gives its slot up. */
+  #rotateSlots(): void {
+    const waiting = this.#longestWaiting()
+    if (!waiting) return
+    let longest: Peer | undefined
+    for (const peer of this.#peers) {
+      if (peer.unchokedAt && (!longest || peer.unchokedAt < longest.unchokedAt)) longest = peer
+    }
+    if (!longest || Date.now() - longest.unchokedAt < ROTATE_MS) return
+    this.#choke(longest)
+    longest.waitingSince = Date.now()
+    this.#unchoke(waiting)
+  }
+
+  // ---- first-copy seeding ---------------------------------------------------------------
+
+  /**
+   * Announces pieces to a client a few at a time: those the fewest clients hold or have
+   * been offered, at random among equals. When the client reports one, the next is
+   * announced. So each piece leaves the server once while the swarm lacks it, and the
+   * server keeps sending whatever is rarest, never idle, while clients trade the rest.
+   */
+  #reveal(peer: Peer): void {
+    if (!this.#options.firstCopy || peer.closed) return
+    const ahead = Math.min(
+      MAX_REVEAL_AHEAD,
+      REVEAL_AHEAD + Math.floor(peer.uploadRate.rate() / this.torrent.pieceLength),
+    )
+    while (peer.revealed.size < ahead) {
+      let best = -1
+      let bestCount = Number.POSITIVE_INFINITY
+      let ties = 0
+      for (let index = 0; index < this.#availability.length; index++) {
+        if (peer.pieces.has(index) || peer.revealed.has(index)) continue
+        const count = this.#availability[index]! + this.#announced[index]!
+        if (count < bestCount) {
+          best = index
+          bestCount = count
+          ties = 1
+        } else if (count === bestCount && Math.random() * ++ties < 1) {
+          best = index
+        }
+      }
+      if (best === -1) return
+      peer.revealed.add(best)
+      this.#announced[best]!++
+      peer.wire.have(best)
+    }
+  }
+
+  // ---- web seed ---------------------------------------------------------------------------
+
+  /** Also fetches pieces from a BEP 19 web seed (the server's HTTP URL of the archive). */
+  addWebSeed(url: string): void {
+    if (this.#webSeeds.has(url)) return
+    this.#webSeeds.add(url)
+    for (let lane = 0; lane < WEB_SEED_CONCURRENCY; lane++) {
+      void this.#webSeedLane(url).catch((err: Error) =>
+        this.#logger.warn({ url, err: err.message }, 'web seed stopped'),
+      )
+    }
+  }
+
+  async #webSeedLane(url: string): Promise<void> {
+    while (!this.#closed && !this.#store.have.complete) {
+      const index = this.#rarestUnclaimed()
+      if (index === -1) {
+        await sleep(500)
+        continue
+      }
+      this.#busy[index] = 1
+      const length = pieceLengthOf(this.torrent, index)
+      const start = index * this.torrent.pieceLength
+      let data: Buffer | undefined
+      try {
+        const response = await fetch(url, {
+          headers: { range: `bytes=${start}-${start + length - 1}` },
+          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS * 3),
+        })
+        if (response.status !== 206) {
+          await response.body?.cancel()
+          throw new Error(`web seed answered ${response.status} to a range request`)
+        }
+        data = Buffer.from(await response.arrayBuffer())
+      } catch (err) {
+        this.#busy[index] = 0
+        this.#logger.debug({ url, piece: index, err: String(err) }, 'web seed request failed')
+        await sleep(2000)
+        continue
+      }
+      if (this.#closed) return
+      this.#countDownload(data.length, true)
+      const ok = data.length === length && this.#store.verify(index, data)
+      if (ok && !this.#closed && !this.#store.have.has(index)) {
+        await this.#store.write(index, data)
+        this.#pieceHeld(index)
+      } else if (!ok) {
+        this.#logger.warn({ url, piece: index }, 'web seed piece failed verification')
+        this.emit('rejected', index, [])
+      }
+      this.#busy[index] = 0
+    }
+  }
+
+  #rarestUnclaimed(): number {
+    const have = this.#store.have
+    let best = -1
+    let bestCount = Number.POSITIVE_INFINITY
+    for (let index = 0; index < have.size; index++) {
+      if (this.#busy[index] || have.has(index)) continue
+      const count = this.#availability[index]!
+      if (count < bestCount) {
+        best = index
+        bestCount = count
+      }
+    }
+    return best
+  }
+
+  // ---- the end ------------------------------------------------------------------------------
+
+  /** Leaves the swarm: tells the tracker, closes every connection and the archive. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    clearInterval(this.#rotation)
+    clearTimeout(this.#refill)
+    this.#options.host.unregister(this)
+    const tracker = this.#tracker
+    if (tracker) {
+      tracker.stop()
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 1000)
+        tracker.destroy(() => {
+          clearTimeout(timer)
+          resolve()
+        })
+      })
+    }
+    for (const peer of [...this.#peers]) peer.socket.destroy()
+    this.#downloads.clear()
+    await this.#store.close()
+  }
+}
+
+type Respond = (err: Error | null, block?: Uint8Array) => void

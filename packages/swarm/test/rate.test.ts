@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest'
+import { PieceSet, RateMeter, TokenBucket } from '../src/index.js'
+
+describe('PieceSet', () => {
+  it('is a BitTorrent bitfield: piece 0 is the high bit of the first byte', () => {
+    const set = new PieceSet(10)
+    expect(set.add(0)).toBe(true)
+    expect(set.add(9)).toBe(true)
+    expect(set.add(9)).toBe(false)
+    expect(set.add(10)).toBe(false)
+    expect([...set.bits]).toEqual([0b1000_0000, 0b0100_0000])
+    expect(set.count).toBe(2)
+    set.fill()
+    expect(set.complete).toBe(true)
+  })
+})
+
+describe('RateMeter', () => {
+  it('averages bytes over its window and forgets what is older', () => {
+    const meter = new RateMeter(5)
+    const start = 1_000_000
+    for (let second = 0; second < 5; second++) meter.add(1000, start + second * 1000)
+    expect(meter.rate(start + 4500)).toBe(1000)
+    expect(meter.rate(start + 20_000)).toBe(0)
+  })
+})
+
+describe('TokenBucket', () => {
+  it('lets a second of bytes through at once, then asks the caller to wait', () => {
+    const bucket = new TokenBucket(100_000)
+    expect(bucket.take(100_000)).toBe(0)
+    const wait = bucket.take(50_000)
+    expect(wait).toBeGreaterThan(400)
+    expect(wait).toBeLessThanOrEqual(500)
+  })
+})

@@ -1,0 +1,182 @@
+import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { copyFile, open, readFile } from 'node:fs/promises'
+import { createServer as createHttpServer } from 'node:http'
+import { createServer, type Server, type Socket } from 'node:net'
+import { join } from 'node:path'
+import Protocol from 'bittorrent-protocol'
+import TrackerServer from 'bittorrent-tracker/server'
+import { afterEach, describe, expect, it } from 'vitest'
+import { finished, makeArchive, type Node, PIECE, startNode } from './helpers.js'
+
+const cleanups: (() => Promise<unknown>)[] = []
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+})
+
+async function node(...args: Parameters<typeof startNode>): Promise<Node> {
+  const started = await startNode(...args)
+  cleanups.push(() => started.close())
+  return started
+}
+
+async function archive(bytes: number, announce: string[] = []) {
+  const made = await makeArchive(bytes, announce)
+  cleanups.push(made.cleanup)
+  return made
+}
+
+async function startTracker(): Promise<string> {
+  const tracker = new TrackerServer({ udp: false, ws: false, stats: false })
+  tracker.listen(0, '127.0.0.1')
+  await once(tracker, 'listening')
+  cleanups.push(() => new Promise<void>((resolve) => tracker.close(() => resolve())))
+  return `http://127.0.0.1:${(tracker.http!.address() as { port: number }).port}/announce`
+}
+
+describe('ArchiveSwarm', () => {
+  it('delivers the archive to three clients that find each other through a tracker, and they trade pieces', async () => {
+    const announce = await startTracker()
+    const { dir, path, data, torrent } = await archive(40 * PIECE + 12_345, [announce])
+    const server = await node({ torrent, path, role: 'server' })
+    const clients = await Promise.all(
+      [1, 2, 3].map((n) => node({ torrent, path: join(dir, `client${n}.bin`), role: 'client' })),
+    )
+    await Promise.all(clients.map((client) => finished(client.swarm)))
+    for (const client of clients) {
+      expect((await readFile(client.path)).equals(data)).toBe(true)
+      expect(client.swarm.totals.downloaded).toBeGreaterThanOrEqual(torrent.length)
+    }
+    // First-copy seeding: the clients got much of the archive from each other.
+    const fromPeers = clients.reduce(
+      (sum, c) => sum + c.swarm.totals.downloaded - c.swarm.totals.downloadedFromServer,
+      0,
+    )
+    expect(fromPeers).toBeGreaterThan(torrent.length / 2)
+    // Uploads also count endgame blocks the receiver already had from someone else.
+    expect(clients.reduce((sum, c) => sum + c.swarm.totals.uploaded, 0)).toBeGreaterThanOrEqual(
+      fromPeers,
+    )
+    const serverCopies = server.swarm.totals.uploaded / torrent.length
+    expect(serverCopies).toBeLessThan(2.5)
+  })
+
+  it('serves the whole archive to a single client with first-copy seeding (no peer to trade with)', async () => {
+    const { dir, path, data, torrent } = await archive(20 * PIECE)
+    const server = await node({ torrent, path, role: 'server' })
+    const client = await node({ torrent, path: join(dir, 'client.bin'), role: 'client' })
+    client.swarm.connect(server.address)
+    await finished(client.swarm)
+    expect((await readFile(client.path)).equals(data)).toBe(true)
+    expect(client.swarm.totals.downloadedFromServer).toBe(torrent.length)
+  })
+
+  it('resumes: pieces already in staging are checked and kept, only the rest is fetched', async () => {
+    const { dir, path, data, torrent } = await archive(16 * PIECE)
+    const partial = join(dir, 'client.bin')
+    await copyFile(path, partial)
+    // Corrupt the second half: those pieces fail their check and are downloaded again.
+    const file = await open(partial, 'r+')
+    await file.write(randomBytes(8 * PIECE), 0, 8 * PIECE, 8 * PIECE)
+    await file.close()
+    const server = await node({ torrent, path, role: 'server', settings: { firstCopy: false } })
+    const client = await node({ torrent, path: partial, role: 'client' })
+    expect(client.swarm.verifiedBytes).toBe(8 * PIECE)
+    client.swarm.connect(server.address)
+    await finished(client.swarm)
+    expect(client.swarm.totals.downloaded).toBe(8 * PIECE)
+    expect((await readFile(partial)).equals(data)).toBe(true)
+  })
+
+  it('drops a peer that sends corrupt pieces and finishes from honest ones', async () => {
+    const { dir, path, data, torrent } = await archive(12 * PIECE)
+    const liar = await startLiar(torrent.infoHash, torrent.pieces.length)
+    cleanups.push(liar.close)
+    const server = await node({ torrent, path, role: 'server', settings: { firstCopy: false } })
+    const client = await node({ torrent, path: join(dir, 'client.bin'), role: 'client' })
+    const rejected: { index: number; banned: string[] }[] = []
+    client.swarm.on('rejected', (index, banned) => rejected.push({ index, banned }))
+    client.swarm.connect(`127.0.0.1:${liar.port}`)
+    await once(liar.server, 'connection')
+    client.swarm.connect(server.address)
+    await finished(client.swarm)
+    expect((await readFile(client.path)).equals(data)).toBe(true)
+    if (liar.blocksSent > 0) {
+      expect(rejected.length).toBeGreaterThan(0)
+      expect(rejected.flatMap((r) => r.banned)).toContain(liar.peerId)
+    }
+  })
+
+  it('falls back to the web seed (HTTP ranges) when there are no peers', async () => {
+    const { dir, path, data, torrent } = await archive(10 * PIECE + 7)
+    const http = createHttpServer((request, response) => {
+      const [, start, end] = /bytes=(\d+)-(\d+)/.exec(request.headers.range ?? '') ?? []
+      if (start === undefined || end === undefined) {
+        response.writeHead(200).end(data)
+        return
+      }
+      response.writeHead(206).end(data.subarray(Number(start), Number(end) + 1))
+    })
+    http.listen(0, '127.0.0.1')
+    await once(http, 'listening')
+    cleanups.push(() => new Promise<void>((resolve) => http.close(() => resolve())))
+    const client = await node({ torrent, path: join(dir, 'client.bin'), role: 'client' })
+    client.swarm.addWebSeed(`http://127.0.0.1:${(http.address() as { port: number }).port}/a`)
+    await finished(client.swarm)
+    expect((await readFile(client.path)).equals(data)).toBe(true)
+    expect(client.swarm.totals.downloadedFromServer).toBe(torrent.length)
+    void path
+  })
+
+  it('keeps one connection when two nodes dial each other at once', async () => {
+    const { dir, path, torrent } = await archive(4 * PIECE)
+    const a = await node({ torrent, path, role: 'server', settings: { firstCopy: false } })
+    const b = await node({ torrent, path: join(dir, 'b.bin'), role: 'client' })
+    a.swarm.connect(b.address)
+    b.swarm.connect(a.address)
+    await finished(b.swarm)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(a.swarm.peerCount).toBe(1)
+    expect(b.swarm.peerCount).toBe(1)
+  })
+})
+
+/** A peer that claims every piece and answers every request with random bytes. */
+async function startLiar(infoHash: string, pieces: number) {
+  const peerId = Buffer.concat([Buffer.from('-XX0001-'), randomBytes(12)]).toString('hex')
+  const sockets = new Set<Socket>()
+  let blocksSent = 0
+  const server: Server = createServer((socket) => {
+    sockets.add(socket)
+    socket.on('error', () => {})
+    const wire = new Protocol()
+    socket.pipe(wire).pipe(socket)
+    wire.on('handshake', () => {
+      wire.handshake(infoHash, peerId)
+      const bits = new Uint8Array(Math.ceil(pieces / 8)).fill(0xff)
+      wire.bitfield(bits)
+      wire.unchoke()
+    })
+    wire.on(
+      'request',
+      (_i: number, _o: number, length: number, respond: (e: Error | null, b?: Buffer) => void) => {
+        blocksSent++
+        respond(null, randomBytes(length))
+      },
+    )
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return {
+    server,
+    peerId,
+    port: (server.address() as { port: number }).port,
+    get blocksSent() {
+      return blocksSent
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+}
