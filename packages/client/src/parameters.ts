@@ -91,6 +91,13 @@ export const INSTALL_PARAMETERS: readonly ParameterSpec[] = [
     'integer',
   ),
   spec(
+    'swarm.uploadSlots',
+    '--upload-slots',
+    ['IMAGESWARM_UPLOAD_SLOTS'],
+    ['imageswarm.upload-slots'],
+    'integer',
+  ),
+  spec(
     'swarm.uploadLimit',
     '--upload-limit',
     ['IMAGESWARM_UPLOAD_LIMIT'],

@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
 import Protocol from 'bittorrent-protocol'
+import { connectWire } from './connect-wire.js'
 
 /** How long an incoming connection may take to say which swarm it wants. */
 const HANDSHAKE_TIMEOUT_MS = 10_000
@@ -63,7 +64,7 @@ export class SwarmHost {
     socket.setNoDelay(true)
     socket.on('error', () => socket.destroy())
     const wire = new Protocol('tcpIncoming')
-    socket.pipe(wire).pipe(socket)
+    connectWire(socket, wire)
     wire.on('error', () => socket.destroy())
     const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS)
     socket.once('close', () => clearTimeout(timer))

@@ -9,6 +9,7 @@ import {
 } from '@imageswarm/core'
 import Protocol from 'bittorrent-protocol'
 import TrackerClient from 'bittorrent-tracker'
+import { connectWire } from './connect-wire.js'
 import type { HostedSwarm, SwarmHost } from './host.js'
 import { Peer } from './peer.js'
 import { PeerGuard } from './peer-guard.js'
@@ -218,7 +219,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     socket.once('timeout', giveUp)
     socket.once('error', giveUp)
     socket.once('close', () => this.#connecting.delete(address))
-    socket.pipe(wire).pipe(socket)
+    connectWire(socket, wire)
     wire.on('error', giveUp)
     wire.handshake(this.infoHash, this.#options.peerId, { fast: true })
     wire.once('handshake', (infoHash: string, peerId: string) => {

@@ -14,6 +14,11 @@ import { spawnIn, stopProcess } from './processes.mjs'
 export const CLI = fileURLToPath(
   new URL('../../../packages/cli/bin/imageswarm.js', import.meta.url),
 )
+/** Clients run the single-file install client, as an installer ramdisk does
+ * (docs/installer-ramdisk.md): it starts in a third of the time of the full CLI. */
+export const INSTALL_CLIENT = fileURLToPath(
+  new URL('../../../packages/cli/dist/imageswarm-install.mjs', import.meta.url),
+)
 const TRACKER_ONLY = fileURLToPath(new URL('../tracker-only.mjs', import.meta.url))
 export const HTTP_PORT = 6969
 export const TORRENT_PORT = 6881
@@ -103,8 +108,7 @@ async function runImageswarm(ctx) {
       [
         process.execPath,
         ...(ctx.clientNodeArgs ?? []),
-        CLI,
-        'install',
+        INSTALL_CLIENT,
         '--json',
         '--server',
         server.url,

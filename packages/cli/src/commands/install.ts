@@ -17,6 +17,7 @@ const HELP: Record<string, string> = {
   webSeedFallbackSeconds: 'use the server’s web seed after this long without progress (default 10)',
   stallTimeoutSeconds: 'fail after this long without any data (default 300)',
   'swarm.maxConnections': 'peer connections (default 80)',
+  'swarm.uploadSlots': 'peers uploaded to at once (default 10)',
   'swarm.uploadLimit': 'upload limit, e.g. 50M (bytes/s)',
   'swarm.downloadLimit': 'download limit, e.g. 50M (bytes/s)',
   report: 'report status to the server’s dashboard (default yes)',
