@@ -3,13 +3,11 @@ import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
 import { useServerFixture } from './helpers/server-fixture.js'
 import { addSampleImage, clientDirs, makeServerLayout } from './helpers/workspace.js'
 
-// A small swarm with the first-copy seeder used to stall at its last piece until
-// webtorrent's 30 s request timeout (in about 3 of 4 runs): the server's refusals made
-// webtorrent hotswap a block away from the server wire and then cancel it a second
-// time when the refusal arrived, so the block was requested twice from one peer, which
-// answered neither request. Without a stall the three clients are done in a few
-// seconds; the bound below is far from that and far below the 30 s timeout.
-
+// First-copy seeding makes the server refuse to be the source of most pieces, so a
+// small swarm depends on its clients trading: it once stalled at its last piece until a
+// 30 s request timeout (webtorrent, before the swarm engine replaced it, cancelled a
+// block twice). Without a stall the three clients are done in a few seconds; the bound
+// below is far from that and below any request timeout.
 const env = useServerFixture()
 const STALL_FREE_SECONDS = 20
 const ROUNDS = 3
