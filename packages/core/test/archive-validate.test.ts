@@ -1,5 +1,6 @@
 import type { Header } from 'tar-stream'
 import { describe, expect, it } from 'vitest'
+import { isPlainPath } from '../src/archive/policy.js'
 import { EntryGuard, UnsafeEntry } from '../src/archive/validate.js'
 
 type Member = Partial<Header> & { name: string; type: Header['type'] }
@@ -63,5 +64,21 @@ describe('EntryGuard', () => {
         { name: './h', type: 'link', linkname: './d' },
       ]),
     ).toMatch(/not an earlier member/)
+  })
+})
+
+describe('isPlainPath (the fast path of name normalization)', () => {
+  it('accepts exactly the names that split-and-join leaves unchanged but for one end', () => {
+    const names = ['a', 'a/', 'a/b', 'a/b/', 'a//b', 'a//', '/a', '.', '..', './', 'a/.', 'a/..']
+    names.push('a/./b', 'a/../b', '../a', './a', '.a', 'a.', 'a/.b', 'a/..b', '...', 'a/b/.', '')
+    names.push('a/b//', 'a/b/..', '.../a', 'a/...', 'x/.hidden/', '//')
+    for (const name of names) {
+      const parts = name.split('/').filter((part) => part !== '' && part !== '.')
+      const plain =
+        !name.startsWith('/') &&
+        !parts.includes('..') &&
+        parts.join('/') === name.replace(/\/$/, '')
+      expect(isPlainPath(name), name).toBe(plain && name !== '' && name !== '/')
+    }
   })
 })

@@ -94,19 +94,38 @@ export async function resolveArchiveTools(
   options: ToolOptions = {},
 ): Promise<ResolvedTools> {
   const tar = await resolveTool('tar', options)
-  await checkTarVersion(tar)
-  let compressor: string | undefined
-  if (compression !== 'none') {
-    compressor = await resolveTool(compression, options)
-    // Running it proves it is an executable that works, not just a file with the x bit.
-    const result = await runTool(compressor, ['--version']).catch((err: unknown) => {
-      throw toolMissing(compression, `${compressor} could not be run`, err)
-    })
-    if (result.code !== 0) {
-      throw toolMissing(compression, `${compressor} --version failed: ${result.stderr.trim()}`)
-    }
-  }
+  const compressor = compression === 'none' ? undefined : await resolveTool(compression, options)
+  // The two run at once; each executable is run once per process (see `checkedOnce`).
+  await Promise.all([
+    checkedOnce(tar, () => checkTarVersion(tar)),
+    compression === 'none' || compressor === undefined
+      ? undefined
+      : checkedOnce(compressor, () => checkRuns(compression, compressor)),
+  ])
   return { tar, compressor }
+}
+
+/**
+ * Executables that passed their check, by path and modification time: extracting or
+ * packing again in the same process does not run `tar --version` again (about 10 ms).
+ */
+const passedChecks = new Set<string>()
+
+async function checkedOnce(path: string, check: () => Promise<void>): Promise<void> {
+  const key = `${path}\u0000${(await stat(path)).mtimeMs}`
+  if (passedChecks.has(key)) return
+  await check()
+  passedChecks.add(key)
+}
+
+/** Running it proves it is an executable that works, not just a file with the x bit. */
+async function checkRuns(name: Exclude<Compression, 'none'>, path: string): Promise<void> {
+  const result = await runTool(path, ['--version']).catch((err: unknown) => {
+    throw toolMissing(name, `${path} could not be run`, err)
+  })
+  if (result.code !== 0) {
+    throw toolMissing(name, `${path} --version failed: ${result.stderr.trim()}`)
+  }
 }
 
 async function checkTarVersion(tar: string): Promise<void> {

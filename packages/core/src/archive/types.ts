@@ -46,16 +46,27 @@ export interface ExtractOptions extends ToolOptions {
   /** Called with the number of compressed bytes consumed so far. */
   onProgress?: (bytes: number, size: number) => void
   /**
-   * The caller has run `validateArchive` on this very file, which has not changed since
-   * (the install client validates while it checks the sha256, on the other core), so the
-   * validation pass is not repeated.
+   * The caller has run `validateArchive` on this very file, which has not changed since,
+   * so extraction runs no validation of its own. Leave it out for the cheapest safe path:
+   * into an empty target, `extractArchive` validates while it extracts, at almost no cost.
    */
   alreadyValidated?: { entries: number }
+  /**
+   * Names at the top of the target that do not make it non-empty (see `extractArchive`);
+   * default `IGNORED_TARGET_ENTRIES` (the client's `.imageswarm-incomplete`, `lost+found`).
+   */
+  ignoreEntries?: readonly string[]
 }
 
 export interface ExtractResult {
-  /** Members in the archive, counted by the validation pass. */
+  /** Members in the archive, counted by the validation. */
   entries: number
+  /**
+   * How the archive was validated: `while-extracting` (empty target: one gated pass),
+   * `before-extracting` (a separate `validateArchive` pass first) or `by-caller`
+   * (`alreadyValidated`).
+   */
+  validation: 'while-extracting' | 'before-extracting' | 'by-caller'
 }
 
 /** The external programs the archive format runs. */
