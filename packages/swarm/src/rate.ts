@@ -1,7 +1,10 @@
-/** Bytes per second over the last few seconds, in one-second buckets. */
+/** Bytes per second over the last few seconds, in one-second buckets. A meter younger
+ * than its window averages over its age, so a new connection's rate is not read as a
+ * fraction of what it is (its request queue is sized from it). */
 export class RateMeter {
   readonly #buckets: Float64Array
   #second = 0
+  #firstSecond = 0
 
   constructor(windowSeconds = 5) {
     this.#buckets = new Float64Array(windowSeconds)
@@ -12,17 +15,20 @@ export class RateMeter {
     this.#buckets[this.#second % this.#buckets.length]! += bytes
   }
 
-  /** The mean over the window, the current (partial) second excluded once there is history. */
   rate(now = Date.now()): number {
     this.#advance(now)
     let sum = 0
     for (const bytes of this.#buckets) sum += bytes
-    return sum / this.#buckets.length
+    const age = Math.max(now / 1000 - this.#firstSecond, 0.25)
+    return sum / Math.min(this.#buckets.length, age)
   }
 
   #advance(now: number): void {
     const second = Math.floor(now / 1000)
-    if (this.#second === 0) this.#second = second
+    if (this.#second === 0) {
+      this.#second = second
+      this.#firstSecond = now / 1000
+    }
     const steps = Math.min(second - this.#second, this.#buckets.length)
     for (let step = 1; step <= steps; step++) {
       this.#buckets[(this.#second + step) % this.#buckets.length] = 0

@@ -19,9 +19,16 @@ describe('RateMeter', () => {
   it('averages bytes over its window and forgets what is older', () => {
     const meter = new RateMeter(5)
     const start = 1_000_000
-    for (let second = 0; second < 5; second++) meter.add(1000, start + second * 1000)
-    expect(meter.rate(start + 4500)).toBe(1000)
-    expect(meter.rate(start + 20_000)).toBe(0)
+    for (let second = 0; second < 10; second++) meter.add(1000, start + second * 1000)
+    expect(meter.rate(start + 9999)).toBe(1000)
+    expect(meter.rate(start + 30_000)).toBe(0)
+  })
+
+  it('averages a young meter over its age, not over the whole window', () => {
+    const meter = new RateMeter(5)
+    const start = 2_000_000
+    meter.add(3000, start)
+    expect(meter.rate(start + 500)).toBe(6000)
   })
 })
 

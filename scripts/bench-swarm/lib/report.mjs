@@ -17,10 +17,11 @@ function versionOf(command, args) {
   }
 }
 
-function webtorrentVersion() {
+/** The wire library under imageswarm's swarm engine (packages/swarm). */
+function wireVersion() {
   try {
     const url = new URL(
-      '../../../packages/client/node_modules/webtorrent/package.json',
+      '../../../packages/swarm/node_modules/bittorrent-protocol/package.json',
       import.meta.url,
     )
     return JSON.parse(readFileSync(url, 'utf8')).version
@@ -35,7 +36,7 @@ export function describeMachine() {
     memory: `${Math.round(totalmem() / 1024 ** 3)} GiB`,
     kernel: release(),
     node: process.version,
-    webtorrent: webtorrentVersion(),
+    bittorrentProtocol: wireVersion(),
     aria2: versionOf('aria2c', ['--version']),
   }
 }
@@ -61,7 +62,7 @@ export async function writeReport(run, outDir) {
     run.command,
     '```',
     '',
-    `Machine: ${machine.cpu}, ${machine.memory}, Linux ${machine.kernel}, Node ${machine.node}, webtorrent ${machine.webtorrent}, ${machine.aria2}.`,
+    `Machine: ${machine.cpu}, ${machine.memory}, Linux ${machine.kernel}, Node ${machine.node}, imageswarm's swarm engine on bittorrent-protocol ${machine.bittorrentProtocol}, ${machine.aria2}.`,
     `Every emulated host (one network namespace each, veth into one bridge) is capped at ${run.settings.rate} in both directions with htb, one class per other host; all hosts share this machine's CPUs.`,
     `Archive: ${f1(run.results[0]?.archiveBytes / MiB)} MiB; T_min = F/u (Kumar–Ross with equal links) = ${f1(run.results[0]?.tMin)} s.`,
     '',
