@@ -4,14 +4,8 @@ import { describe, expect, it } from 'vitest'
 import { extractArchive, isImageSwarmError, packArchive } from '../src/index.js'
 import { run } from '../src/testing/system-tools.js'
 import { captureLogger, WARN } from './helpers/capture-logger.js'
+import { errorOf } from './helpers/error-of.js'
 import { makeTempDir } from './helpers/temp-dir.js'
-
-async function errorOf(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => undefined,
-    (err: unknown) => err,
-  )
-}
 
 describe('extractArchive', { timeout: 60_000 }, () => {
   it('logs tar warnings (timestamps before 1970 and in the future) and succeeds', async () => {

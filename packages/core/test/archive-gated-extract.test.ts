@@ -5,23 +5,10 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { extractArchive, isImageSwarmError } from '../src/index.js'
 import { captureLogger, WARN } from './helpers/capture-logger.js'
-import { type RawMember, rawTar } from './helpers/raw-tar.js'
-import { makeTempDir } from './helpers/temp-dir.js'
-
-interface Box {
-  dir: string
-  target: string
-  canary: string
-}
-
-async function box(): Promise<Box> {
-  const dir = await makeTempDir()
-  const target = join(dir, 'target')
-  const canary = join(dir, 'canary')
-  await mkdir(target)
-  await mkdir(canary)
-  return { dir, target, canary }
-}
+import { errorOf } from './helpers/error-of.js'
+import { escapeViaSymlink } from './helpers/hostile-fixtures.js'
+import { type RawMember, rawTar, zstd } from './helpers/raw-tar.js'
+import { makeSandbox, type Sandbox } from './helpers/temp-dir.js'
 
 /** Valid members with some MiB of data that does not compress: tar gets busy with them. */
 function validMembers(count: number, bytes: number): RawMember[] {
@@ -39,28 +26,10 @@ function validMembers(count: number, bytes: number): RawMember[] {
   return members
 }
 
-function hostile(canary: string): RawMember[] {
-  return [
-    { name: './link', type: '2', linkname: canary },
-    { name: './link/evil', type: '0', body: 'x' },
-  ]
-}
-
 /** The tar bytes of `members` without the end-of-archive blocks, to append more. */
-function open_(members: RawMember[]): Buffer {
+function unterminated(members: RawMember[]): Buffer {
   const tar = rawTar(members)
   return tar.subarray(0, tar.length - 1024)
-}
-
-function zstd(tar: Buffer): Buffer {
-  return spawnSync('zstd', ['-q', '-c'], { input: tar, maxBuffer: 1 << 28 }).stdout
-}
-
-async function errorOf(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => undefined,
-    (err: unknown) => err,
-  )
 }
 
 async function waitFor(check: () => boolean, what: string): Promise<void> {
@@ -76,7 +45,7 @@ async function waitFor(check: () => boolean, what: string): Promise<void> {
  * part of the archive already) `rest`. Returns the error.
  */
 async function extractInTwoParts(
-  b: Box,
+  b: Sandbox,
   first: Buffer,
   ready: () => boolean,
   rest: Buffer,
@@ -97,7 +66,7 @@ async function extractInTwoParts(
 
 describe('extractArchive into an empty target: one gated pass', { timeout: 60_000 }, () => {
   it('extracts and reports validation while extracting', async () => {
-    const b = await box()
+    const b = await makeSandbox()
     const archive = join(b.dir, 'ok.tar')
     await writeFile(archive, rawTar(validMembers(3, 1000)))
     const result = await extractArchive({ archive, target: b.target })
@@ -106,7 +75,7 @@ describe('extractArchive into an empty target: one gated pass', { timeout: 60_00
   })
 
   it('reports progress, tar failures (E_EXTRACT_FAILED) and interruption', async () => {
-    const b = await box()
+    const b = await makeSandbox()
     const archive = join(b.dir, 'ok.tar.zst')
     const tar = rawTar(validMembers(16, 256 * 1024))
     await writeFile(archive, zstd(tar))
@@ -116,7 +85,7 @@ describe('extractArchive into an empty target: one gated pass', { timeout: 60_00
     expect(seen.at(-1)).toBe(size)
 
     // ./a is a file, so tar cannot make ./a/b: not unsafe, a tar failure; left in place.
-    const c = await box()
+    const c = await makeSandbox()
     const broken = join(c.dir, 'broken.tar')
     await writeFile(
       broken,
@@ -130,7 +99,7 @@ describe('extractArchive into an empty target: one gated pass', { timeout: 60_00
     expect(String((failed as Error).message)).toMatch(/Not a directory/)
     expect(await readdir(c.target)).toEqual(['a'])
 
-    const d = await box()
+    const d = await makeSandbox()
     const fifo = join(d.dir, 'slow.tar')
     spawnSync('mkfifo', [fifo])
     const controller = new AbortController()
@@ -143,7 +112,7 @@ describe('extractArchive into an empty target: one gated pass', { timeout: 60_00
       }),
     )
     const writer = await open(fifo, 'w')
-    await writer.write(open_(validMembers(4, 64 * 1024)))
+    await writer.write(unterminated(validMembers(4, 64 * 1024)))
     await waitFor(() => existsSync(join(d.target, 'dir/f2')), 'tar to start')
     controller.abort(new Error('test abort'))
     const interrupted = await extraction
@@ -152,13 +121,13 @@ describe('extractArchive into an empty target: one gated pass', { timeout: 60_00
   })
 
   it('a hostile member after valid ones: tar had written them; all removed, nothing outside', async () => {
-    const b = await box()
+    const b = await makeSandbox()
     const { error, lines } = await extractInTwoParts(
       b,
-      open_(validMembers(8, 256 * 1024)),
+      unterminated(validMembers(8, 256 * 1024)),
       // tar reads 10 KiB records: it gets to the last members only with the rest.
       () => existsSync(join(b.target, 'dir/f6')),
-      rawTar(hostile(b.canary)),
+      rawTar(escapeViaSymlink(b.canary, './link')),
     )
     expect(isImageSwarmError(error) && error.code).toBe('E_ARCHIVE_UNSAFE')
     expect(String((error as Error).message)).toMatch(/'\.\/link\/evil' has its path through/)
@@ -169,8 +138,11 @@ describe('extractArchive into an empty target: one gated pass', { timeout: 60_00
   })
 
   it('a hostile member after valid ones in a zstd archive leaves the target empty', async () => {
-    const b = await box()
-    const tar = Buffer.concat([open_(validMembers(16, 256 * 1024)), rawTar(hostile(b.canary))])
+    const b = await makeSandbox()
+    const tar = Buffer.concat([
+      unterminated(validMembers(16, 256 * 1024)),
+      rawTar(escapeViaSymlink(b.canary, './link')),
+    ])
     const archive = join(b.dir, 'hostile.tar.zst')
     await writeFile(archive, zstd(tar))
     const error = await errorOf(extractArchive({ archive, target: b.target }))
@@ -181,10 +153,10 @@ describe('extractArchive into an empty target: one gated pass', { timeout: 60_00
   })
 
   it('a truncated or corrupt archive is refused and what tar wrote is removed', async () => {
-    const b = await box()
+    const b = await makeSandbox()
     const cut = await extractInTwoParts(
       b,
-      open_(validMembers(4, 64 * 1024)),
+      unterminated(validMembers(4, 64 * 1024)),
       () => existsSync(join(b.target, 'dir/f2')),
       rawTar([{ name: './big', type: '0', body: Buffer.alloc(4096, 1) }]).subarray(0, 2000),
     )
@@ -201,18 +173,29 @@ describe('extractArchive into an empty target: one gated pass', { timeout: 60_00
     expect(isImageSwarmError(corrupt) && corrupt.code).toBe('E_ARCHIVE_UNSAFE')
     expect(String((corrupt as Error).message)).toMatch(/cannot be read/)
     expect(await readdir(b.target)).toEqual([])
+
+    // Only zstd's content checksum is wrong: the extracting pass checks it (see decompressArgs).
+    const badChecksum = zstd(tar)
+    const last = badChecksum.length - 1
+    badChecksum[last] = 0xff - badChecksum[last]!
+    await writeFile(archive, badChecksum)
+    const mismatch = await errorOf(extractArchive({ archive, target: b.target }))
+    expect(isImageSwarmError(mismatch) && mismatch.code).toBe('E_ARCHIVE_UNSAFE')
+    expect(String((mismatch as Error).message)).toMatch(/cannot be read/)
+    expect(await readdir(b.target)).toEqual([])
   })
 
   it('counts only the marker and an empty lost+found as empty, and puts them back', async () => {
-    const b = await box()
+    const b = await makeSandbox()
     const marker = join(b.target, '.imageswarm-incomplete')
     await writeFile(marker, 'installing\n')
+    await chmod(marker, 0o640)
     await mkdir(join(b.target, 'lost+found'))
     await chmod(join(b.target, 'lost+found'), 0o700)
     const before = await stat(b.target)
     const { error } = await extractInTwoParts(
       b,
-      open_([
+      unterminated([
         { name: './', type: '5', mode: 0o555 },
         { name: './lost+found/', type: '5', mode: 0o755 },
         { name: './lost+found/found', type: '0', body: 'x' },
@@ -220,24 +203,30 @@ describe('extractArchive into an empty target: one gated pass', { timeout: 60_00
         ...validMembers(2, 64 * 1024).slice(2),
       ]),
       () => existsSync(join(b.target, 'dir/f1')),
-      rawTar(hostile(b.canary)),
+      rawTar(escapeViaSymlink(b.canary, './link')),
     )
     expect(isImageSwarmError(error) && error.code).toBe('E_ARCHIVE_UNSAFE')
     expect((await readdir(b.target)).sort()).toEqual(['.imageswarm-incomplete', 'lost+found'])
     expect(await readFile(marker, 'utf8')).toBe('installing\n')
+    expect((await stat(marker)).mode & 0o7777).toBe(0o640)
     expect(await readdir(join(b.target, 'lost+found'))).toEqual([])
     expect((await stat(join(b.target, 'lost+found'))).mode & 0o7777).toBe(0o700)
-    expect((await stat(b.target)).mode).toBe(before.mode)
+    const after = await stat(b.target)
+    expect(after.mode).toBe(before.mode)
+    expect(Math.abs(after.mtimeMs - before.mtimeMs)).toBeLessThan(1)
     expect(await readdir(b.canary)).toEqual([])
   })
 })
 
 describe('extractArchive into a non-empty target: validation first', { timeout: 60_000 }, () => {
   it('validates the whole archive before tar writes anything', async () => {
-    const b = await box()
+    const b = await makeSandbox()
     await writeFile(join(b.target, 'keep'), 'mine')
     const archive = join(b.dir, 'hostile.tar')
-    await writeFile(archive, rawTar([...validMembers(4, 64 * 1024), ...hostile(b.canary)]))
+    await writeFile(
+      archive,
+      rawTar([...validMembers(4, 64 * 1024), ...escapeViaSymlink(b.canary, './link')]),
+    )
     const error = await errorOf(extractArchive({ archive, target: b.target }))
     expect(isImageSwarmError(error) && error.code).toBe('E_ARCHIVE_UNSAFE')
     // Nothing extracted at all, not even the valid members before the hostile one.
@@ -251,7 +240,7 @@ describe('extractArchive into a non-empty target: validation first', { timeout: 
   })
 
   it('a non-empty lost+found, a big marker or ignoreEntries: [] make a target non-empty', async () => {
-    const b = await box()
+    const b = await makeSandbox()
     const archive = join(b.dir, 'ok.tar')
     await writeFile(archive, rawTar(validMembers(1, 10)))
     await mkdir(join(b.target, 'lost+found'))
@@ -260,13 +249,13 @@ describe('extractArchive into a non-empty target: validation first', { timeout: 
       'before-extracting',
     )
 
-    const c = await box()
+    const c = await makeSandbox()
     await writeFile(join(c.target, '.imageswarm-incomplete'), Buffer.alloc(65 * 1024))
     expect((await extractArchive({ archive, target: c.target })).validation).toBe(
       'before-extracting',
     )
 
-    const d = await box()
+    const d = await makeSandbox()
     await mkdir(join(d.target, 'lost+found'))
     const options = { archive, target: d.target }
     expect((await extractArchive({ ...options, ignoreEntries: [] })).validation).toBe(
@@ -275,7 +264,7 @@ describe('extractArchive into a non-empty target: validation first', { timeout: 
   })
 
   it('alreadyValidated skips validation', async () => {
-    const b = await box()
+    const b = await makeSandbox()
     const archive = join(b.dir, 'ok.tar')
     await writeFile(archive, rawTar(validMembers(1, 10)))
     const result = await extractArchive({

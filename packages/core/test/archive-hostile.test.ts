@@ -1,46 +1,24 @@
 import { spawnSync } from 'node:child_process'
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { extractArchive, isImageSwarmError, validateArchive } from '../src/index.js'
+import { errorOf } from './helpers/error-of.js'
 import { fixtureTar, HOSTILE_FIXTURES } from './helpers/hostile-fixtures.js'
-import { type RawMember, rawTar } from './helpers/raw-tar.js'
+import { type RawMember, rawTar, zstd } from './helpers/raw-tar.js'
 import { tarStreamVerdict } from './helpers/tar-stream-reference.js'
-import { makeTempDir } from './helpers/temp-dir.js'
+import { makeSandbox, type Sandbox } from './helpers/temp-dir.js'
 
-interface Sandbox {
-  dir: string
-  target: string
-  canary: string
-}
-
-async function sandbox(): Promise<Sandbox> {
-  const dir = await makeTempDir()
-  const target = join(dir, 'target')
-  const canary = join(dir, 'canary')
-  await mkdir(target)
-  await mkdir(canary)
-  return { dir, target, canary }
-}
-
-async function writeArchive(box: Sandbox, members: RawMember[], zstd = false): Promise<string> {
+async function writeArchive(box: Sandbox, members: RawMember[], compress = false): Promise<string> {
   const tar = rawTar(members)
-  const path = join(box.dir, zstd ? 'hostile.tar.zst' : 'hostile.tar')
-  if (!zstd) {
-    await writeFile(path, tar)
-    return path
-  }
-  const result = spawnSync('zstd', ['-q', '-c'], { input: tar, maxBuffer: 1 << 26 })
-  await writeFile(path, result.stdout)
+  const path = join(box.dir, compress ? 'hostile.tar.zst' : 'hostile.tar')
+  await writeFile(path, compress ? zstd(tar) : tar)
   return path
 }
 
 /** Extraction must fail with E_ARCHIVE_UNSAFE naming `entry`, and write nothing anywhere. */
 async function expectRefused(box: Sandbox, archive: string, entry: string, reason: RegExp) {
-  const error = await extractArchive({ archive, target: box.target }).then(
-    () => undefined,
-    (err: unknown) => err,
-  )
+  const error = await errorOf(extractArchive({ archive, target: box.target }))
   expect(isImageSwarmError(error), String(error)).toBe(true)
   if (!isImageSwarmError(error)) return
   expect(error.code).toBe('E_ARCHIVE_UNSAFE')
@@ -53,7 +31,7 @@ async function expectRefused(box: Sandbox, archive: string, entry: string, reaso
 
 describe('validateArchive / extractArchive refuse hostile archives', { timeout: 60_000 }, () => {
   it('extracts a benign hand-made archive (the fixtures are valid tar)', async () => {
-    const box = await sandbox()
+    const box = await makeSandbox()
     const archive = await writeArchive(box, [
       { name: './', type: '5' },
       { name: './dir/', type: '5' },
@@ -70,7 +48,7 @@ describe('validateArchive / extractArchive refuse hostile archives', { timeout: 
 
   for (const fixture of HOSTILE_FIXTURES) {
     it(fixture.title, async () => {
-      const box = await sandbox()
+      const box = await makeSandbox()
       const archive = await writeArchive(box, fixture.members(box.canary), fixture.zstd)
       await expectRefused(box, archive, fixture.entry(box.canary), fixture.reason)
     })
@@ -78,7 +56,7 @@ describe('validateArchive / extractArchive refuse hostile archives', { timeout: 
 
   it('the constructs tar-stream missed are real: GNU tar reads members it never saw', async () => {
     for (const fixture of HOSTILE_FIXTURES.filter((f) => f.missedByTarStream)) {
-      const box = await sandbox()
+      const box = await makeSandbox()
       const tar = fixtureTar(fixture, box.canary)
       const reference = await tarStreamVerdict(tar)
       expect(reference.verdict, fixture.title).toBeUndefined()
@@ -89,12 +67,12 @@ describe('validateArchive / extractArchive refuse hostile archives', { timeout: 
   })
 
   it('refuses a truncated archive before extracting anything', async () => {
-    const box = await sandbox()
+    const box = await makeSandbox()
     const good = rawTar([{ name: './big', type: '0', body: Buffer.alloc(100_000, 1) }])
-    const zst = spawnSync('zstd', ['-q', '-c'], { input: good }).stdout
+    const zst = zstd(good)
     const archive = join(box.dir, 'cut.tar.zst')
     await writeFile(archive, zst.subarray(0, zst.length - 20))
-    const error = await extractArchive({ archive, target: box.target }).catch((e: unknown) => e)
+    const error = await errorOf(extractArchive({ archive, target: box.target }))
     expect(isImageSwarmError(error) && error.code).toBe('E_ARCHIVE_UNSAFE')
     expect(String((error as Error).message)).toMatch(/cannot be read/)
     expect(await readdir(box.target)).toEqual([])

@@ -16,6 +16,7 @@ import {
 import { buildFidelityTree, FIDELITY_COMMANDS } from '../src/testing/fixture-tree.js'
 import { hasCommand, isRoot, missingRequirements } from '../src/testing/system-tools.js'
 import { captureLogger, WARN } from './helpers/capture-logger.js'
+import { errorOf } from './helpers/error-of.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 
 const fidelitySkip = missingRequirements(FIDELITY_COMMANDS)
@@ -25,13 +26,6 @@ async function list(archive: string): Promise<ArchiveEntry[]> {
   const entries: ArchiveEntry[] = []
   for await (const entry of listArchive(archive)) entries.push(entry)
   return entries
-}
-
-async function errorOf(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => undefined,
-    (err: unknown) => err,
-  )
 }
 
 describe('packArchive', { timeout: 60_000 }, () => {

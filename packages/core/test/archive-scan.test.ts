@@ -9,8 +9,8 @@ import { TarScanner } from '../src/archive/scan.js'
 import { isImageSwarmError, packArchive, validateArchive } from '../src/index.js'
 import { buildFidelityTree, FIDELITY_COMMANDS } from '../src/testing/fixture-tree.js'
 import { missingRequirements } from '../src/testing/system-tools.js'
-import { fixtureTar, HOSTILE_FIXTURES } from './helpers/hostile-fixtures.js'
-import { paxBody, rawTar } from './helpers/raw-tar.js'
+import { escapeViaSymlink, fixtureTar, HOSTILE_FIXTURES } from './helpers/hostile-fixtures.js'
+import { paxBody, rawTar, zstd } from './helpers/raw-tar.js'
 import { tarStreamVerdict } from './helpers/tar-stream-reference.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 
@@ -64,10 +64,7 @@ describe('TarScanner', { timeout: 120_000 }, () => {
 
       for (const [file, bytes] of [
         [join(dir, 'f.tar'), tar],
-        [
-          join(dir, 'f.tar.zst'),
-          spawnSync('zstd', ['-q', '-c'], { input: tar, maxBuffer: 1 << 28 }).stdout,
-        ],
+        [join(dir, 'f.tar.zst'), zstd(tar)],
       ] as const) {
         await writeFile(file, bytes)
         const error = await validateArchive(file).catch((err: unknown) => err)
@@ -112,7 +109,7 @@ describe('TarScanner', { timeout: 120_000 }, () => {
   it('validateArchive refuses a truncated or corrupt zstd archive', async () => {
     const dir = await makeTempDir()
     const tar = rawTar([{ name: './big', type: '0', body: Buffer.alloc(300_000, 7) }])
-    const zst = spawnSync('zstd', ['-q', '-c'], { input: tar, maxBuffer: 1 << 28 }).stdout
+    const zst = zstd(tar)
     const file = join(dir, 'cut.tar.zst')
     const corrupt = Buffer.from(zst)
     corrupt.fill(0x55, 20, 40)
@@ -155,6 +152,9 @@ describe('TarScanner', { timeout: 120_000 }, () => {
     const v7 = Buffer.from(good)
     v7.fill(0, 257, 265)
     expect(scan(fixChecksum(v7, 0)).verdict).toMatch(/unknown format/)
+    // GNU tar stops at the end-of-archive blocks; what follows them is still checked.
+    const afterEnd = Buffer.concat([good, rawTar(escapeViaSymlink(CANARY, './l'))])
+    expect(scan(afterEnd).verdict).toMatch(/'\.\/l\/evil' has its path through the symlink/)
   })
 
   const skipReason = missingRequirements(FIDELITY_COMMANDS)

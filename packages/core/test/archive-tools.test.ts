@@ -13,14 +13,8 @@ import {
 } from '../src/index.js'
 import { hasCommand, isRoot } from '../src/testing/system-tools.js'
 import { captureLogger, WARN } from './helpers/capture-logger.js'
+import { errorOf } from './helpers/error-of.js'
 import { makeTempDir } from './helpers/temp-dir.js'
-
-async function errorOf(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(
-    () => undefined,
-    (err: unknown) => err,
-  )
-}
 
 function expectToolMissing(error: unknown, tool: string, pkg: string): void {
   expect(isImageSwarmError(error), String(error)).toBe(true)

@@ -1,14 +1,10 @@
-import type { Header } from 'tar-stream'
 import { describe, expect, it } from 'vitest'
-import { isPlainPath } from '../src/archive/policy.js'
-import { EntryGuard, UnsafeEntry } from '../src/archive/validate.js'
+import { EntryGuard, isPlainPath, type MemberHeader, UnsafeEntry } from '../src/archive/policy.js'
 
-type Member = Partial<Header> & { name: string; type: Header['type'] }
-
-function check(members: Member[]): string | undefined {
+function check(members: MemberHeader[]): string | undefined {
   const guard = new EntryGuard()
   try {
-    for (const member of members) guard.check({ size: 0, ...member } as Header)
+    for (const member of members) guard.check({ size: 0, ...member })
   } catch (err) {
     if (err instanceof UnsafeEntry) return err.message
     throw err

@@ -31,7 +31,8 @@ import {
   stderrLines,
   type ToolExit,
 } from './spawn-tool.js'
-import { resolveArchiveTools } from './tools.js'
+import { decompressFailure } from './tar-source.js'
+import { type ResolvedTools, resolveArchiveTools } from './tools.js'
 import type { ExtractOptions, ExtractResult } from './types.js'
 import { unsafe, validateArchive } from './validate.js'
 
@@ -162,10 +163,8 @@ interface Run {
   target: string
   size: number
   compression: Compression
-  tools: ArchiveToolPaths
+  tools: ResolvedTools
 }
-
-type ArchiveToolPaths = Awaited<ReturnType<typeof resolveArchiveTools>>
 
 /** Counts the compressed bytes read, for `onProgress`. */
 function progressCounter(run: Run): Transform {
@@ -225,23 +224,35 @@ function offsetProgress(run: Run, fd: number): { stop(done: boolean): void } {
   }
 }
 
+/** `tar -x` into the target, reading the tar stream on its stdin. */
+function startTar(run: Run): RunningTool {
+  return startTool(
+    run.tools.tar,
+    [...TAR_EXTRACT_ARGS, '--directory', run.target],
+    ['pipe', 'ignore', 'pipe'],
+  )
+}
+
 /**
- * An error from reading the archive file itself, not one a pipeline passed back to it
- * when a later stage failed (EPIPE from a tool that stopped reading, a refusal).
+ * The archive file as a stream, and `error()`: the first error reading the file itself,
+ * not one a pipeline passed back to it when a later stage failed (EPIPE from a tool that
+ * stopped reading, a refusal).
  */
-function isReadError(err: unknown): boolean {
-  const syscall = (err as NodeJS.ErrnoException).syscall
-  return typeof syscall === 'string' && syscall !== 'write'
+function readArchive(run: Run): { stream: ReadStream; error(): unknown } {
+  const stream = createReadStream(run.archive, { highWaterMark: 1 << 20 })
+  let readError: unknown
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (readError === undefined && typeof err.syscall === 'string' && err.syscall !== 'write') {
+      readError = err
+    }
+  })
+  return { stream, error: () => readError }
 }
 
 /** `zstd -dc | tar -x` (or gzip, or the bare file) with no validation: already done. */
 async function extractUnchecked(run: Run): Promise<void> {
   const { options, logger, archive, target, compression, tools } = run
-  const tar = startTool(
-    tools.tar,
-    [...TAR_EXTRACT_ARGS, '--directory', target],
-    ['pipe', 'ignore', 'pipe'],
-  )
+  const tar = startTar(run)
   let decompressor: RunningTool | undefined
   if (compression !== 'none' && tools.compressor !== undefined) {
     // The decompressor writes straight into tar's stdin; Node feeds only the compressed
@@ -260,19 +271,16 @@ async function extractUnchecked(run: Run): Promise<void> {
   }
   options.signal?.addEventListener('abort', onAbort, { once: true })
 
-  const reader = createReadStream(archive, { highWaterMark: 1 << 20 })
-  let readError: unknown
-  reader.on('error', (err) => {
-    if (readError === undefined && isReadError(err)) readError = err
-  })
+  const reader = readArchive(run)
   // tar stops reading at the end-of-archive blocks and exits, so writing what follows them
   // can fail with EPIPE; whether the extraction worked is for tar's exit status to say.
-  const feeding = pipeline(reader, progressCounter(run), sink).catch(() => {
-    if (readError !== undefined) onAbort()
+  const feeding = pipeline(reader.stream, progressCounter(run), sink).catch(() => {
+    if (reader.error() !== undefined) onAbort()
   })
   const [tarExit, decompressorExit] = await Promise.all([tar.exited, decompressor?.exited, feeding])
   options.signal?.removeEventListener('abort', onAbort)
   if (options.signal?.aborted) throw interrupted(run)
+  const readError = reader.error()
   if (readError !== undefined) throw cannotRead(run, readError)
   const tarStderr = tar.stderr()
   checkExit('tar', tarExit, tarStderr, target)
@@ -301,11 +309,7 @@ async function extractGated(run: Run, empty: TargetSnapshot): Promise<number> {
       throw cannotRead(run, err)
     }
   }
-  const tar = startTool(
-    tools.tar,
-    [...TAR_EXTRACT_ARGS, '--directory', target],
-    ['pipe', 'ignore', 'pipe'],
-  )
+  const tar = startTar(run)
   const gate = new TarGate(new TarScanner(), tar.child.stdin as Writable)
   let failure: unknown
   let failScan: (err: unknown) => void = () => undefined
@@ -320,8 +324,7 @@ async function extractGated(run: Run, empty: TargetSnapshot): Promise<number> {
   // decompressor and Node share.
   let decompressor: RunningTool | undefined
   let socket: Socket | undefined
-  let reader: ReadStream | undefined
-  let readError: unknown
+  let reader: ReturnType<typeof readArchive> | undefined
   if (compression !== 'none' && input !== undefined && tools.compressor !== undefined) {
     const pair = await readingSocketPair(4, 512 * 1024, (chunk, release) => {
       try {
@@ -338,10 +341,7 @@ async function extractGated(run: Run, empty: TargetSnapshot): Promise<number> {
     ])
     pair?.theirs.destroy()
   } else {
-    reader = createReadStream(archive, { highWaterMark: 1 << 20 })
-    reader.on('error', (err) => {
-      if (readError === undefined && isReadError(err)) readError = err
-    })
+    reader = readArchive(run)
   }
   const progress = input === undefined ? undefined : offsetProgress(run, input.fd)
   // The whole stream must be known good before tar sees its end: a decompressor that
@@ -349,13 +349,11 @@ async function extractGated(run: Run, empty: TargetSnapshot): Promise<number> {
   const decompressed = async () => {
     if (decompressor === undefined) return
     const exit = await decompressor.exited
-    if (exit.error !== undefined || exit.code !== 0) {
-      const stderr = decompressor.stderr().trim() || '(no message)'
-      throw new Error(`${compression} -d failed (${describeExit(exit)}): ${stderr}`)
-    }
+    const message = decompressFailure(compression, exit, decompressor.stderr())
+    if (message !== undefined) throw new Error(message)
   }
   const stopSources = () => {
-    reader?.destroy()
+    reader?.stream.destroy()
     socket?.destroy()
     decompressor?.child.kill('SIGKILL')
   }
@@ -390,7 +388,7 @@ async function extractGated(run: Run, empty: TargetSnapshot): Promise<number> {
     } else {
       const sink = gateWritable(gate, decompressed)
       failScan = (err) => sink.destroy(err as Error)
-      const source = decompressor?.child.stdout ?? reader
+      const source = decompressor?.child.stdout ?? reader?.stream
       await (decompressor === undefined
         ? pipeline(source as Readable, progressCounter(run), sink)
         : pipeline(source as Readable, sink))
@@ -412,6 +410,7 @@ async function extractGated(run: Run, empty: TargetSnapshot): Promise<number> {
   await input?.close()
   options.signal?.removeEventListener('abort', onAbort)
   if (options.signal?.aborted) throw interrupted(run)
+  const readError = reader?.error()
   if (readError !== undefined || (failure !== undefined && !tarFailed)) {
     const removed = await restoreTarget(target, empty).catch((err: unknown) => {
       logger.error({ target, err }, 'could not remove what tar extracted before the refusal')

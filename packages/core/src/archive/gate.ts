@@ -19,7 +19,7 @@ export class TarGate {
   private received = 0
   private sinkOpen = true
   /** Called when the sink closes: nothing written will be needed any more. */
-  private waiters = new Set<() => void>()
+  private readonly waiters = new Set<() => void>()
 
   constructor(
     readonly scanner: TarScanner,

@@ -54,7 +54,7 @@ export class UnsafeEntry extends Error {
 }
 
 /** A name for messages: control bytes (a NUL, an escape sequence) shown as `\xNN`. */
-export function printable(name: string): string {
+function printable(name: string): string {
   let out = ''
   for (const char of name) {
     const code = char.charCodeAt(0)

@@ -5,7 +5,7 @@ const BLOCK = 512
 const MAX_META_SIZE = 4 * 1024 * 1024
 
 /** The stream is not a tar archive we read the way GNU tar does: corrupt, truncated, odd. */
-export class TarFormatError extends Error {}
+class TarFormatError extends Error {}
 
 /** `ustar` at offset 257, then NUL (POSIX) or `  \0` (GNU). */
 const USTAR_MAGIC = Buffer.from('ustar', 'latin1')
@@ -57,7 +57,7 @@ interface Pending {
  * long-name) headers for one member, and a pax header with no member after it are refused.
  */
 export class TarScanner {
-  readonly guard = new EntryGuard()
+  private readonly guard = new EntryGuard()
   private state = HEADER
   /** Bytes consumed so far. */
   private position = 0
@@ -252,7 +252,8 @@ export class TarScanner {
   }
 
   private finishMeta(): void {
-    const pending = this.pending ?? {}
+    // Set by `startMeta`, which always comes first.
+    const pending = this.pending!
     const body = this.metaBody
     this.metaBody = EMPTY
     switch (this.metaType) {
@@ -323,7 +324,7 @@ function cString(body: Buffer): string {
  * leading spaces, ended by the field's end, a NUL or a space; all NULs is 0; base-256 with
  * a leading 0x80 byte (0xff, negative, is refused). GNU tar's older base-64 form is refused.
  */
-export function parseNumber(block: Buffer, offset: number, length: number): number {
+function parseNumber(block: Buffer, offset: number, length: number): number {
   const end = offset + length
   const first = block[offset]!
   if (first & 0x80) {
@@ -354,7 +355,7 @@ export function parseNumber(block: Buffer, offset: number, length: number): numb
  * as GNU tar requires them; anything else is refused (GNU tar would stop at it and apply
  * only the records before it, tar-stream may read on).
  */
-export function parsePax(body: Buffer): Record<string, string> {
+function parsePax(body: Buffer): Record<string, string> {
   const records: Record<string, string> = Object.create(null)
   let at = 0
   while (at < body.length) {

@@ -41,7 +41,10 @@ export async function openTarSource(
   let stopped = false
   return {
     stream: stdout,
-    finished: async () => describeFailure(compression, await tool.exited, tool.stderr(), stopped),
+    finished: async () => {
+      const exit = await tool.exited
+      return stopped ? undefined : decompressFailure(compression, exit, tool.stderr())
+    },
     stop: () => {
       stopped = true
       tool.child.kill('SIGKILL')
@@ -50,13 +53,13 @@ export async function openTarSource(
   }
 }
 
-function describeFailure(
-  compression: string,
+/** How a decompressor failed (`zstd -d failed (exit 1): …`); `undefined` if it exited 0. */
+export function decompressFailure(
+  compression: Compression,
   exit: ToolExit,
   stderr: string,
-  stopped: boolean,
 ): string | undefined {
-  if (stopped || (exit.error === undefined && exit.code === 0)) return undefined
+  if (exit.error === undefined && exit.code === 0) return undefined
   return `${compression} -d failed (${describeExit(exit)}): ${stderr.trim() || '(no message)'}`
 }
 

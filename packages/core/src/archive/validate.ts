@@ -6,12 +6,10 @@ import { decompressArgs, detectCompression } from './compression.js'
 import { readingSocketPair } from './gate.js'
 import { UnsafeEntry } from './policy.js'
 import { TarScanner } from './scan.js'
-import { describeExit, startTool } from './spawn-tool.js'
-import { openTarSource } from './tar-source.js'
+import { startTool } from './spawn-tool.js'
+import { decompressFailure, openTarSource } from './tar-source.js'
 import { resolveTool } from './tools.js'
 import type { ValidateOptions, ValidateResult } from './types.js'
-
-export { EntryGuard, UnsafeEntry } from './policy.js'
 
 /**
  * Reads every header of an archive, without extracting anything, and refuses it with
@@ -105,11 +103,8 @@ async function scanThroughSocket(
     await decompressor.exited
     await input.close()
   }
-  const exit = await decompressor.exited
-  if (exit.error !== undefined || exit.code !== 0) {
-    const stderr = decompressor.stderr().trim() || '(no message)'
-    throw new Error(`${compression} -d failed (${describeExit(exit)}): ${stderr}`)
-  }
+  const failure = decompressFailure(compression, await decompressor.exited, decompressor.stderr())
+  if (failure !== undefined) throw new Error(failure)
   scanner.end()
   return true
 }
@@ -122,6 +117,7 @@ async function scanSource(
   options: ValidateOptions,
 ): Promise<void> {
   const source = await openTarSource(archive, compression, options)
+  let onAbort: () => void = () => undefined
   const scanned = new Promise<void>((resolveScan, rejectScan) => {
     source.stream.on('data', (chunk: Buffer) => {
       try {
@@ -139,9 +135,8 @@ async function scanSource(
       }
     })
     source.stream.once('error', rejectScan)
-    options.signal?.addEventListener('abort', () => rejectScan(options.signal?.reason), {
-      once: true,
-    })
+    onAbort = () => rejectScan(options.signal?.reason)
+    options.signal?.addEventListener('abort', onAbort, { once: true })
   })
   try {
     await scanned
@@ -149,6 +144,8 @@ async function scanSource(
     source.stop()
     await source.finished()
     throw err
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort)
   }
   const failure = await source.finished()
   if (failure !== undefined) throw new Error(failure)

@@ -19,12 +19,17 @@ export interface HostileFixture {
   missedByTarStream?: boolean
 }
 
-/** A symlink to the canary and a file written through it: what a hidden header hides. */
-function throughSymlink(canary: string, link = './l'): Buffer {
-  return rawTar([
+/** A symlink `link` to the canary and a file `<link>/evil` written through it. */
+export function escapeViaSymlink(canary: string, link: string): RawMember[] {
+  return [
     { name: link, type: '2', linkname: canary },
     { name: `${link}/evil`, type: '0', body: 'x' },
-  ]).subarray(0, 3 * 512)
+  ]
+}
+
+/** `./l` and `./l/evil` as tar blocks (no end-of-archive): what a hidden header hides. */
+function throughSymlink(canary: string): Buffer {
+  return rawTar(escapeViaSymlink(canary, './l')).subarray(0, 3 * 512)
 }
 
 export const HOSTILE_FIXTURES: readonly HostileFixture[] = [
@@ -45,10 +50,7 @@ export const HOSTILE_FIXTURES: readonly HostileFixture[] = [
   },
   {
     title: 'refuses a file written through a symlink from the same archive',
-    members: (canary) => [
-      { name: './link', type: '2', linkname: canary },
-      { name: './link/evil', type: '0', body: 'x' },
-    ],
+    members: (canary) => escapeViaSymlink(canary, './link'),
     entry: () => './link/evil',
     reason: /through the symlink '\.\/link'/,
   },

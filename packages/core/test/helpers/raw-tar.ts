@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process'
+
 /**
  * Hand-made tar archives for the hostile-archive tests: every header field as given, with
  * no library in between deciding what is "valid".
@@ -25,6 +27,11 @@ export function rawTar(members: readonly RawMember[]): Buffer {
   }
   blocks.push(Buffer.alloc(BLOCK * 2))
   return Buffer.concat(blocks)
+}
+
+/** `tar` compressed by the zstd command, as `packArchive` would. */
+export function zstd(tar: Buffer): Buffer {
+  return spawnSync('zstd', ['-q', '-c'], { input: tar, maxBuffer: 1 << 28 }).stdout
 }
 
 /** The body of a pax header: `LEN key=value\n` records, LEN counting itself. */

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream'
 import * as tarStream from 'tar-stream'
-import { EntryGuard, UnsafeEntry } from '../../src/archive/policy.js'
+import { EntryGuard, NAME_KEYWORDS, UnsafeEntry } from '../../src/archive/policy.js'
 
 /**
  * The validator imageswarm used before `TarScanner`: tar-stream reads the headers, the
@@ -21,9 +21,7 @@ export async function tarStreamVerdict(
         try {
           const global = (extract as unknown as { _paxGlobal?: Record<string, string> | null })
             ._paxGlobal
-          const keyword = ['path', 'linkpath', 'GNU.sparse.name'].find(
-            (key) => global != null && key in global,
-          )
+          const keyword = NAME_KEYWORDS.find((key) => global != null && key in global)
           if (keyword !== undefined) {
             throw new UnsafeEntry(header.name, `follows a pax global header that sets '${keyword}'`)
           }
