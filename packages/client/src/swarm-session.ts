@@ -3,12 +3,10 @@ import {
   ImageSwarmError,
   type InstallEvent,
   type Logger,
-  peerRoleOf,
   type SwarmSettings,
   type TransferTotals,
 } from '@imageswarm/core'
 import { ArchiveSwarm, SwarmHost } from '@imageswarm/swarm'
-import Tracker from 'bittorrent-tracker'
 import type { ParsedTorrent } from 'parse-torrent'
 
 export interface SwarmSessionOptions {
@@ -68,7 +66,6 @@ export class SwarmSession {
         host,
         settings: options.settings,
         existing: options.alreadyVerified ? 'held' : 'scan',
-        isServer: (peerId) => peerRoleOf(peerId) === 'server',
         logger: options.logger,
       })
       return new SwarmSession(options, host, swarm)
@@ -181,17 +178,9 @@ export class SwarmSession {
     for (const url of this.#webSeeds) this.#swarm.addWebSeed(url)
   }
 
-  /**
-   * How many nodes still download this image: the tracker's scrape, or, when the
-   * tracker cannot be reached, the connected peers that do not have every piece.
-   */
-  async leechers(): Promise<number> {
-    const announce = this.#options.torrent.announce[0]
-    if (announce) {
-      const scraped = await scrape(announce, this.#swarm.infoHash).catch(() => undefined)
-      if (scraped !== undefined) return scraped
-    }
-    return this.#swarm.leecherCount
+  /** How many nodes still download this image (see `ArchiveSwarm.leechers`). */
+  leechers(): Promise<number> {
+    return this.#swarm.leechers()
   }
 
   async close(): Promise<void> {
@@ -199,13 +188,4 @@ export class SwarmSession {
     await this.#swarm.close()
     await this.#host.close()
   }
-}
-
-function scrape(announce: string, infoHash: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    Tracker.scrape({ announce, infoHash }, (err: Error | null, data?: { incomplete: number }) => {
-      if (err || !data) reject(err ?? new Error('empty scrape'))
-      else resolve(data.incomplete)
-    })
-  })
 }

@@ -1,7 +1,6 @@
 import { once } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
 import Protocol from 'bittorrent-protocol'
-import { connectWire } from './connect-wire.js'
 
 /** How long an incoming connection may take to say which swarm it wants. */
 const HANDSHAKE_TIMEOUT_MS = 10_000
@@ -64,7 +63,7 @@ export class SwarmHost {
     socket.setNoDelay(true)
     socket.on('error', () => socket.destroy())
     const wire = new Protocol('tcpIncoming')
-    connectWire(socket, wire)
+    socket.pipe(wire).pipe(socket)
     wire.on('error', () => socket.destroy())
     const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS)
     socket.once('close', () => clearTimeout(timer))

@@ -36,8 +36,6 @@ export class Peer {
   readonly revealed = new Set<number>()
   readonly downloadRate = new RateMeter()
   readonly uploadRate = new RateMeter()
-  downloaded = 0
-  uploaded = 0
   /** When we last unchoked it, or started making it wait for a slot. */
   unchokedAt = 0
   waitingSince = 0

@@ -69,8 +69,7 @@ export class PieceStore {
         length,
         index * this.#torrent.pieceLength,
       )
-      const digest = createHash('sha1').update(buffer.subarray(0, bytesRead)).digest('hex')
-      if (bytesRead === length && digest === this.#torrent.pieces[index]) this.have.add(index)
+      if (this.verify(index, buffer.subarray(0, bytesRead))) this.have.add(index)
     }
   }
 

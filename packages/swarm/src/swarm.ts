@@ -3,13 +3,13 @@ import { connect, type Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   type Logger,
+  peerRoleOf,
   type SwarmSettings,
   silentLogger,
   type TransferTotals,
 } from '@imageswarm/core'
 import Protocol from 'bittorrent-protocol'
 import TrackerClient from 'bittorrent-tracker'
-import { connectWire } from './connect-wire.js'
 import type { HostedSwarm, SwarmHost } from './host.js'
 import { Peer } from './peer.js'
 import { PeerGuard } from './peer-guard.js'
@@ -53,8 +53,6 @@ export interface ArchiveSwarmOptions {
   /** Announce pieces to each client one at a time, as BEP 16 super-seeding does, so the
    * server's upload goes to pieces no client has yet (the image server's seeder). */
   firstCopy?: boolean
-  /** Counted as from the image server: a peer id that says so. */
-  isServer?: (peerId: string) => boolean
   logger?: Logger
 }
 
@@ -77,8 +75,8 @@ export interface ArchiveSwarmEvents {
  * - With `firstCopy`, tells each client about a few pieces at a time, the ones the swarm
  *   holds fewest copies of, and the next ones once it has them (BEP 16 super-seeding), so
  *   the server sends about one copy and the clients trade the rest.
- * - Checks every piece against its hash off the main thread, and drops peers that send
- *   bad pieces (see `PeerGuard`).
+ * - Checks every piece against its hash, and drops peers that send bad pieces (see
+ *   `PeerGuard`).
  * - Holds only pieces in flight and a small cache in memory, whatever the archive's size.
  */
 export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements HostedSwarm {
@@ -121,7 +119,8 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     this.#buffers = new PieceBuffers(options.torrent.pieceLength)
     this.#availability = new Uint32Array(count)
     this.#announced = new Uint32Array(count)
-    this.#guard = new PeerGuard((id) => this.#isServer(id))
+    // The image server is never banned (see PeerGuard); its peer id says it is the server.
+    this.#guard = new PeerGuard((id) => peerRoleOf(id) === 'server')
     this.#uploadBucket = bucketFor(options.settings.uploadLimit)
     this.#downloadBucket = bucketFor(options.settings.downloadLimit)
   }
@@ -166,8 +165,16 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     return this.#peers.size
   }
 
-  /** Connected peers that do not hold every piece yet. */
-  get leecherCount(): number {
+  /**
+   * How many nodes still download this archive: the tracker's scrape, or, when the
+   * tracker cannot be reached, the connected peers that do not hold every piece.
+   */
+  async leechers(): Promise<number> {
+    const announce = this.torrent.announce[0]
+    if (announce) {
+      const scraped = await scrape(announce, this.infoHash).catch(() => undefined)
+      if (scraped !== undefined) return scraped
+    }
     let count = 0
     for (const peer of this.#peers) if (!peer.pieces.complete) count++
     return count
@@ -225,7 +232,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     socket.once('timeout', giveUp)
     socket.once('error', giveUp)
     socket.once('close', () => this.#connecting.delete(address))
-    connectWire(socket, wire)
+    socket.pipe(wire).pipe(socket)
     wire.on('error', giveUp)
     wire.handshake(this.infoHash, this.#options.peerId, { fast: true })
     wire.once('handshake', (infoHash: string, peerId: string) => {
@@ -282,7 +289,6 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     wire.on('uninterested', () => this.#onUninterested(peer))
     wire.on('timeout', () => this.#logger.debug({ peer: peer.address }, 'request timed out'))
     wire.on('upload', (bytes: number) => {
-      peer.uploaded += bytes
       peer.uploadRate.add(bytes)
       this.#totals.uploaded += bytes
       this.#uploadRate.add(bytes)
@@ -448,32 +454,29 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     return undefined
   }
 
-  /** The rarest piece the peer has and we need, chosen at random among equals; -1 if none. */
+  /** The rarest piece the peer has and we need; -1 if none. */
   #rarestFor(peer: Peer): number {
     const have = this.#store.have
-    let best = -1
-    let bestCount = Number.POSITIVE_INFINITY
-    let ties = 0
-    for (let index = 0; index < have.size; index++) {
-      if (this.#busy[index] || have.has(index) || !peer.pieces.has(index)) continue
-      const count = this.#availability[index]!
-      if (count < bestCount) {
-        best = index
-        bestCount = count
-        ties = 1
-      } else if (count === bestCount && Math.random() * ++ties < 1) {
-        best = index
-      }
-    }
-    return best
+    return rarest(have.size, (index) =>
+      this.#busy[index] || have.has(index) || !peer.pieces.has(index)
+        ? undefined
+        : this.#availability[index],
+    )
+  }
+
+  /** The rarest piece we need that nobody is fetching (for the web seed); -1 if none. */
+  #rarestUnclaimed(): number {
+    const have = this.#store.have
+    return rarest(have.size, (index) =>
+      this.#busy[index] || have.has(index) ? undefined : this.#availability[index],
+    )
   }
 
   #onBlock(peer: Peer, download: PieceDownload, block: number, data: Uint8Array): void {
     const others = download.received(block, peer, data)
     if (!others) return
-    peer.downloaded += data.length
     peer.downloadRate.add(data.length)
-    this.#countDownload(data.length, this.#isServer(peer.id))
+    this.#countDownload(data.length, peer.role === 'server')
     const offset = download.blockOffset(block)
     for (const other of others) other.wire.cancel(download.index, offset, data.length)
     if (download.complete) void this.#finishPiece(download)
@@ -488,18 +491,10 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   async #finishPiece(download: PieceDownload): Promise<void> {
     const { index } = download
     this.#downloads.delete(index)
-    for (const peer of download.contributors) peer.assigned.delete(index)
     for (const peer of this.#peers) peer.assigned.delete(index)
     const contributors = [...download.contributors].map((peer) => peer.id)
     try {
-      if (this.#store.verify(index, download.data)) {
-        if (this.#closed) return
-        await this.#store.write(index, download.data)
-        this.#guard.credit(contributors)
-        this.#pieceHeld(index)
-      } else {
-        this.#pieceRejected(index, contributors)
-      }
+      await this.#completePiece(index, download.data, contributors)
     } catch (err) {
       if (!this.#closed) this.emit('error', err as Error)
     } finally {
@@ -507,6 +502,23 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       this.#busy[index] = 0
       this.#fillAll()
     }
+  }
+
+  /**
+   * Checks a downloaded piece against its hash and keeps it, or rejects it and holds
+   * `contributors` (peer ids; none for the web seed) to account. Returns whether it was
+   * good.
+   */
+  async #completePiece(index: number, data: Buffer, contributors: string[]): Promise<boolean> {
+    if (!this.#store.verify(index, data)) {
+      this.#pieceRejected(index, contributors)
+      return false
+    }
+    if (this.#closed || this.#store.have.has(index)) return true
+    await this.#store.write(index, data)
+    this.#guard.credit(contributors)
+    this.#pieceHeld(index)
+    return true
   }
 
   #pieceHeld(index: number): void {
@@ -527,10 +539,6 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     for (const peer of this.#peers) if (banned.includes(peer.id)) peer.socket.destroy()
     this.#logger.warn({ piece: index, contributors, banned }, 'piece failed verification')
     this.emit('rejected', index, banned)
-  }
-
-  #isServer(peerId: string): boolean {
-    return this.#options.isServer?.(peerId) ?? false
   }
 
   // ---- uploading ------------------------------------------------------------------------
@@ -638,21 +646,11 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       REVEAL_AHEAD + Math.floor(peer.uploadRate.rate() / this.torrent.pieceLength),
     )
     while (peer.revealed.size < ahead) {
-      let best = -1
-      let bestCount = Number.POSITIVE_INFINITY
-      let ties = 0
-      for (let index = 0; index < this.#availability.length; index++) {
-        if (peer.pieces.has(index) || peer.revealed.has(index)) continue
-        const count = this.#availability[index]! + this.#announced[index]!
-        if (count > MAX_SERVER_COPIES - 1) continue
-        if (count < bestCount) {
-          best = index
-          bestCount = count
-          ties = 1
-        } else if (count === bestCount && Math.random() * ++ties < 1) {
-          best = index
-        }
-      }
+      const best = rarest(this.#availability.length, (index) => {
+        if (peer.pieces.has(index) || peer.revealed.has(index)) return undefined
+        const copies = this.#availability[index]! + this.#announced[index]!
+        return copies < MAX_SERVER_COPIES ? copies : undefined
+      })
       if (best === -1) return
       peer.revealed.add(best)
       this.#announced[best]!++
@@ -681,52 +679,34 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
         continue
       }
       this.#busy[index] = 1
-      const length = pieceLengthOf(this.torrent, index)
-      const start = index * this.torrent.pieceLength
-      let data: Buffer | undefined
       try {
-        const response = await fetch(url, {
-          headers: { range: `bytes=${start}-${start + length - 1}` },
-          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS * 3),
-        })
-        if (response.status !== 206) {
-          await response.body?.cancel()
-          throw new Error(`web seed answered ${response.status} to a range request`)
+        const data = await this.#fetchPiece(url, index)
+        if (this.#closed) return
+        this.#countDownload(data.length, true)
+        if (!(await this.#completePiece(index, data, []))) {
+          this.#logger.warn({ url, piece: index }, 'web seed piece failed verification')
         }
-        data = Buffer.from(await response.arrayBuffer())
       } catch (err) {
-        this.#busy[index] = 0
         this.#logger.debug({ url, piece: index, err: String(err) }, 'web seed request failed')
         await sleep(2000)
-        continue
+      } finally {
+        this.#busy[index] = 0
       }
-      if (this.#closed) return
-      this.#countDownload(data.length, true)
-      const ok = data.length === length && this.#store.verify(index, data)
-      if (ok && !this.#closed && !this.#store.have.has(index)) {
-        await this.#store.write(index, data)
-        this.#pieceHeld(index)
-      } else if (!ok) {
-        this.#logger.warn({ url, piece: index }, 'web seed piece failed verification')
-        this.emit('rejected', index, [])
-      }
-      this.#busy[index] = 0
     }
   }
 
-  #rarestUnclaimed(): number {
-    const have = this.#store.have
-    let best = -1
-    let bestCount = Number.POSITIVE_INFINITY
-    for (let index = 0; index < have.size; index++) {
-      if (this.#busy[index] || have.has(index)) continue
-      const count = this.#availability[index]!
-      if (count < bestCount) {
-        best = index
-        bestCount = count
-      }
+  async #fetchPiece(url: string, index: number): Promise<Buffer> {
+    const length = pieceLengthOf(this.torrent, index)
+    const start = index * this.torrent.pieceLength
+    const response = await fetch(url, {
+      headers: { range: `bytes=${start}-${start + length - 1}` },
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS * 3),
+    })
+    if (response.status !== 206) {
+      await response.body?.cancel()
+      throw new Error(`web seed answered ${response.status} to a range request`)
     }
-    return best
+    return Buffer.from(await response.arrayBuffer())
   }
 
   // ---- the end ------------------------------------------------------------------------------
@@ -756,3 +736,32 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
 }
 
 type Respond = (err: Error | null, block?: Uint8Array) => void
+
+/** The index with the lowest score, at random among equals, over `count` indexes;
+ * `score` gives undefined for an index not to pick. -1 when none may be picked. */
+function rarest(count: number, score: (index: number) => number | undefined): number {
+  let best = -1
+  let bestScore = Number.POSITIVE_INFINITY
+  let ties = 0
+  for (let index = 0; index < count; index++) {
+    const value = score(index)
+    if (value === undefined) continue
+    if (value < bestScore) {
+      best = index
+      bestScore = value
+      ties = 1
+    } else if (value === bestScore && Math.random() * ++ties < 1) {
+      best = index
+    }
+  }
+  return best
+}
+
+function scrape(announce: string, infoHash: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    TrackerClient.scrape({ announce, infoHash }, (err, data) => {
+      if (err || !data) reject(err ?? new Error('empty scrape'))
+      else resolve(data.incomplete)
+    })
+  })
+}

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { makePeerId, peerRoleOf, type SwarmSettings, SwarmSettingsSchema } from '@imageswarm/core'
+import { makePeerId, type SwarmSettings, SwarmSettingsSchema } from '@imageswarm/core'
 import createTorrent from 'create-torrent'
 import parseTorrent from 'parse-torrent'
 import { ArchiveSwarm, SwarmHost, type SwarmTorrent } from '../src/index.js'
@@ -51,7 +51,6 @@ export async function startNode(options: {
     settings: SwarmSettingsSchema.parse(options.settings ?? {}),
     existing: options.existing ?? (options.role === 'server' ? 'held' : 'scan'),
     firstCopy: options.role === 'server' && (options.settings?.firstCopy ?? true),
-    isServer: (id) => peerRoleOf(id) === 'server',
   })
   return {
     host,
