@@ -1,16 +1,20 @@
 #!/usr/bin/env node
 // Adds up the JSON reports of every vitest run (each package's and the end-to-end
 // suite's) into one closing line, `N passed, N failed`, so CI and people see the whole.
-import { readFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
+// Every package with a vitest config writes a report; a new package is counted without
+// being listed here.
+const packages = (await readdir(join(root, 'packages'))).filter((p) =>
+  existsSync(join(root, 'packages', p, 'vitest.config.ts')),
+)
 const reports = [
   'test-results.json',
-  ...['core', 'tracker', 'seeder', 'client', 'cli'].map((p) =>
-    join('packages', p, 'test-results.json'),
-  ),
+  ...packages.map((p) => join('packages', p, 'test-results.json')),
 ]
 let passed = 0
 let failed = 0
