@@ -120,6 +120,12 @@ declare module 'bittorrent-protocol' {
     setKeepAlive(enable: boolean): void
     setTimeout(ms: number, unref?: boolean): void
     override destroy(): this
+    /** True once the wire has ended; it sends and parses nothing after that. */
+    protected _finished: boolean
+    /** streamx's write hook, the message parser: `(data, callback)`, no encoding. */
+    _write(data: Uint8Array, callback: unknown): void
+    /** Where every outgoing message goes (streamx's `push` unless overridden). */
+    protected _push(data: Uint8Array): boolean
   }
 }
 

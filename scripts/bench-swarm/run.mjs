@@ -31,6 +31,7 @@ const { values } = parseArgs({
     'install-arg': { type: 'string', multiple: true, default: [] },
     env: { type: 'string', multiple: true, default: [] },
     'client-node-arg': { type: 'string', multiple: true, default: [] },
+    'install-client': { type: 'string' },
     verbose: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -39,7 +40,8 @@ if (values.help) {
   process.stdout.write(
     'usage: run.mjs [--clients 1,4,8] [--rate 25mbit] [--size 128MiB] [--transports imageswarm,http,aria2]\n' +
       '               [--http-clients 1,4] [--label NAME] [--out DIR] [--work-dir DIR] [--timeout S]\n' +
-      '               [--serve-arg ARG]… [--install-arg ARG]… [--env KEY=VALUE]… [--verbose]\n',
+      '               [--serve-arg ARG]… [--install-arg ARG]… [--env KEY=VALUE]… [--verbose]\n' +
+      '               [--client-node-arg ARG]… [--install-client BUNDLE]\n',
   )
   process.exit(0)
 }
@@ -60,6 +62,7 @@ const results = await runBench({
   serveArgs: values['serve-arg'],
   installArgs: values['install-arg'],
   clientNodeArgs: values['client-node-arg'],
+  ...(values['install-client'] ? { installClient: values['install-client'] } : {}),
   clientEnv: Object.fromEntries(values.env.map((kv) => kv.split(/=(.*)/s).slice(0, 2))),
   log: (line) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`),
   ...(values.verbose

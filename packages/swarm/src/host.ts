@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
-import Protocol from 'bittorrent-protocol'
+import type Protocol from 'bittorrent-protocol'
+import { SocketWire } from './socket-wire.js'
 
 /** How long an incoming connection may take to say which swarm it wants. */
 const HANDSHAKE_TIMEOUT_MS = 10_000
@@ -62,8 +63,7 @@ export class SwarmHost {
     this.track(socket)
     socket.setNoDelay(true)
     socket.on('error', () => socket.destroy())
-    const wire = new Protocol('tcpIncoming')
-    socket.pipe(wire).pipe(socket)
+    const wire = new SocketWire('tcpIncoming', socket)
     wire.on('error', () => socket.destroy())
     const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS)
     socket.once('close', () => clearTimeout(timer))

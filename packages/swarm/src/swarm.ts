@@ -8,7 +8,7 @@ import {
   silentLogger,
   type TransferTotals,
 } from '@imageswarm/core'
-import Protocol from 'bittorrent-protocol'
+import type Protocol from 'bittorrent-protocol'
 import TrackerClient from 'bittorrent-tracker'
 import type { HostedSwarm, SwarmHost } from './host.js'
 import { Peer } from './peer.js'
@@ -17,6 +17,7 @@ import { PieceBuffers, PieceDownload } from './piece-download.js'
 import { PieceSet } from './piece-set.js'
 import { PieceStore } from './piece-store.js'
 import { bucketFor, RateMeter, type TokenBucket } from './rate.js'
+import { SocketWire } from './socket-wire.js'
 import { MAX_REQUEST_LENGTH, pieceLengthOf, type SwarmTorrent } from './torrent.js'
 
 /** A request a peer has not answered in this long is given to another peer. */
@@ -224,7 +225,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     const socket = connect({ host, port, timeout: CONNECT_TIMEOUT_MS })
     this.#options.host.track(socket)
     socket.setNoDelay(true)
-    const wire = new Protocol('tcpOutgoing')
+    const wire = new SocketWire('tcpOutgoing', socket)
     const giveUp = () => {
       this.#connecting.delete(address)
       socket.destroy()
@@ -232,7 +233,6 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     socket.once('timeout', giveUp)
     socket.once('error', giveUp)
     socket.once('close', () => this.#connecting.delete(address))
-    socket.pipe(wire).pipe(socket)
     wire.on('error', giveUp)
     wire.handshake(this.infoHash, this.#options.peerId, { fast: true })
     wire.once('handshake', (infoHash: string, peerId: string) => {

@@ -113,6 +113,7 @@ export async function runBench(options) {
           installArgs: options.installArgs,
           clientEnv: options.clientEnv,
           clientNodeArgs: options.clientNodeArgs,
+          installClient: options.installClient,
           onClientLog: options.onClientLog,
           onClientEvent: options.onClientEvent,
         }

@@ -108,7 +108,7 @@ async function runImageswarm(ctx) {
       [
         process.execPath,
         ...(ctx.clientNodeArgs ?? []),
-        INSTALL_CLIENT,
+        ctx.installClient ?? INSTALL_CLIENT,
         '--json',
         '--server',
         server.url,
