@@ -66,7 +66,7 @@ export async function writeReport(run, outDir) {
     `Every emulated host (one network namespace each, veth into one bridge) is capped at ${run.settings.rate} in both directions with htb, one class per other host; all hosts share this machine's CPUs.`,
     `Archive: ${f1(run.results[0]?.archiveBytes / MiB)} MiB; T_min = F/u (Kumar–Ross with equal links) = ${f1(run.results[0]?.tMin)} s.`,
     '',
-    'T_all = time until the last client holds a verified archive (× T_min in brackets); extracted = until the last target root is unpacked; copies = bytes the server host sent, in copies of the archive; CPU = CPU seconds summed over all client hosts / the server host; RSS = largest peak RSS of one client process.',
+    'T_all = time until the last client holds a verified archive (× T_min in brackets); extracted = until the last target root is unpacked; copies = bytes the server host sent, in copies of the archive; CPU = CPU seconds summed over all client hosts (the part spent in the kernel in brackets) / the server host; RSS = largest peak RSS of one client process.',
     '',
     `| N | ${transports.map((t) => `${t}: T_all s (×T_min) | extracted s | copies | CPU client/server s | RSS MiB`).join(' | ')} | ${
       transports.includes('imageswarm')
@@ -99,7 +99,7 @@ export async function writeReport(run, outDir) {
           : `${f1(r.tAllVerified)} (${f2(r.tAllVerified / r.tMin)})`,
         f1(r.tAllExtracted),
         f2(r.serverCopies),
-        `${f1(r.usage.client?.cpu)} / ${f1(r.usage.server?.cpu)}`,
+        `${f1(r.usage.client?.cpu)}${r.usage.client?.sys === undefined ? '' : ` (${f1(r.usage.client.sys)})`} / ${f1(r.usage.server?.cpu)}`,
         f1((r.usage.client?.peakRss ?? 0) / MiB),
       )
     }
