@@ -602,32 +602,56 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     this.#giveSlotAway()
   }
 
-  /** A slot came free: the peer that has waited longest gets it. */
+  /** A slot came free: the waiting peer furthest behind gets it. */
   #giveSlotAway(): void {
     if (this.#unchoked() >= this.#slots) return
-    const next = this.#longestWaiting()
+    const next = this.#neediestWaiting()
     if (next) this.#unchoke(next)
   }
 
-  #longestWaiting(): Peer | undefined {
+  /**
+   * The waiting peer that holds the fewest pieces, the longest waiting among equals.
+   * Every node in an install swarm is ours and the deployment is done when the last
+   * one is, so slots go where they shorten that: to whoever is furthest behind, not by
+   * tit-for-tat. (First come, first served left one node of 16 choked by most others at
+   * once, when their rotations fell together, and finishing 0.1–0.4× T_min after the
+   * rest.)
+   */
+  #neediestWaiting(): Peer | undefined {
     let next: Peer | undefined
     for (const peer of this.#peers) {
-      if (peer.waitingSince && (!next || peer.waitingSince < next.waitingSince)) next = peer
+      if (!peer.waitingSince) continue
+      if (
+        !next ||
+        peer.pieces.count < next.pieces.count ||
+        (peer.pieces.count === next.pieces.count && peer.waitingSince < next.waitingSince)
+      ) {
+        next = peer
+      }
     }
     return next
   }
 
-  /** When peers wait for a slot, the one unchoked longest ago gives its slot up. */
+  /** When peers wait for a slot, the unchoked peer furthest ahead gives its slot to the
+   * neediest waiting one, unless that one is further ahead still. */
   #rotateSlots(): void {
-    const waiting = this.#longestWaiting()
+    const waiting = this.#neediestWaiting()
     if (!waiting) return
-    let longest: Peer | undefined
+    const now = Date.now()
+    let ahead: Peer | undefined
     for (const peer of this.#peers) {
-      if (peer.unchokedAt && (!longest || peer.unchokedAt < longest.unchokedAt)) longest = peer
+      if (!peer.unchokedAt || now - peer.unchokedAt < ROTATE_MS) continue
+      if (
+        !ahead ||
+        peer.pieces.count > ahead.pieces.count ||
+        (peer.pieces.count === ahead.pieces.count && peer.unchokedAt < ahead.unchokedAt)
+      ) {
+        ahead = peer
+      }
     }
-    if (!longest || Date.now() - longest.unchokedAt < ROTATE_MS) return
-    this.#choke(longest)
-    longest.waitingSince = Date.now()
+    if (!ahead || ahead.pieces.count < waiting.pieces.count) return
+    this.#choke(ahead)
+    ahead.waitingSince = now
     this.#unchoke(waiting)
   }
 
