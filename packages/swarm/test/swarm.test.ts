@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { copyFile, open, readFile } from 'node:fs/promises'
 import { createServer as createHttpServer } from 'node:http'
-import { createServer, type Server, type Socket } from 'node:net'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import Protocol from 'bittorrent-protocol'
 import TrackerServer from 'bittorrent-tracker/server'
@@ -140,6 +140,32 @@ describe('ArchiveSwarm', () => {
     expect(client.swarm.totals.downloadedFromServer).toBe(torrent.length)
   })
 
+  it('gives a free upload slot to the waiting peer furthest behind, not the first in line', async () => {
+    const { path, torrent } = await archive(12 * PIECE)
+    const uploader = await node({
+      torrent,
+      path,
+      role: 'server',
+      settings: { firstCopy: false, uploadSlots: 1 },
+    })
+    const holder = await rawPeer(uploader.address, torrent.infoHash, torrent.pieces.length, [])
+    await holder.unchoked
+    // Both wait for the one slot: `ahead` first, holding ten pieces; `behind` later, one.
+    const ahead = await rawPeer(
+      uploader.address,
+      torrent.infoHash,
+      torrent.pieces.length,
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    )
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    const behind = await rawPeer(uploader.address, torrent.infoHash, torrent.pieces.length, [0])
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(ahead.isUnchoked() || behind.isUnchoked()).toBe(false)
+    holder.wire.uninterested()
+    await behind.unchoked
+    expect(ahead.isUnchoked()).toBe(false)
+  })
+
   it('keeps one connection when two nodes dial each other at once', async () => {
     const { dir, path, torrent } = await archive(4 * PIECE)
     const a = await node({ torrent, path, role: 'server', settings: { firstCopy: false } })
@@ -152,6 +178,30 @@ describe('ArchiveSwarm', () => {
     expect(b.swarm.peerCount).toBe(1)
   })
 })
+
+/** A bare peer that dials `address`, announces `held` and says it is interested. */
+async function rawPeer(address: string, infoHash: string, pieces: number, held: number[]) {
+  const [host, port] = address.split(':')
+  const socket = connect(Number(port), host)
+  await once(socket, 'connect')
+  const wire = new Protocol()
+  socket.pipe(wire).pipe(socket)
+  cleanups.push(async () => socket.destroy())
+  let unchoked = false
+  const unchokedOnce = new Promise<void>((resolve) =>
+    wire.on('unchoke', () => {
+      unchoked = true
+      resolve()
+    }),
+  )
+  wire.handshake(infoHash, randomBytes(20).toString('hex'))
+  await once(wire, 'handshake')
+  const bits = new Uint8Array(Math.ceil(pieces / 8))
+  for (const index of held) bits[index >> 3]! |= 128 >> (index & 7)
+  wire.bitfield(bits)
+  wire.interested()
+  return { wire, unchoked: unchokedOnce, isUnchoked: () => unchoked }
+}
 
 /** A peer that claims every piece and answers every request with random bytes. */
 async function startLiar(infoHash: string, pieces: number) {
