@@ -2,28 +2,12 @@
 // for installer ramdisks: dist/imageswarm-install.mjs (see docs/installer-ramdisk.md).
 import { build } from 'esbuild'
 
-// Optional native addons that webtorrent and ws load inside try/catch and work without:
-// uTP (imageswarm speaks TCP only), ws's speed-ups, fs-native-extensions' fallbacks.
+// Optional native addons that dependencies load inside try/catch and work without: ws's
+// speed-ups (bittorrent-tracker's websocket client), uTP and WebRTC (imageswarm speaks
+// TCP only). Left out of the bundle; where they are missing, the code falls back.
 const OPTIONAL_NATIVE = ['utp-native', 'bufferutil', 'utf-8-validate', 'node-datachannel']
 
-// webtorrent's utp.cjs requires utp-native and prints a warning with a stack trace when it
-// is missing; imageswarm never uses uTP, so the bundle gets what utp.cjs returns then.
-const noUtp = {
-  name: 'no-utp',
-  setup(builder) {
-    builder.onResolve({ filter: /\/utp\.cjs$/ }, (args) => ({
-      path: args.path,
-      namespace: 'no-utp',
-    }))
-    builder.onLoad({ filter: /.*/, namespace: 'no-utp' }, () => ({
-      contents: 'module.exports = {}',
-      loader: 'js',
-    }))
-  },
-}
-
 const result = await build({
-  plugins: [noUtp],
   entryPoints: ['bin/imageswarm-install.js'],
   outfile: 'dist/imageswarm-install.mjs',
   bundle: true,
