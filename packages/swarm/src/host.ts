@@ -1,6 +1,5 @@
 import { once } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
-import type Protocol from 'bittorrent-protocol'
 import { SocketWire } from './socket-wire.js'
 
 /** How long an incoming connection may take to say which swarm it wants. */
@@ -9,7 +8,7 @@ const HANDSHAKE_TIMEOUT_MS = 10_000
 /** What the host hands an accepted connection to: the swarm of one infohash. */
 export interface HostedSwarm {
   readonly infoHash: string
-  acceptIncoming(socket: Socket, wire: Protocol, peerId: string): void
+  acceptIncoming(wire: SocketWire, peerId: string): void
 }
 
 /**
@@ -70,7 +69,7 @@ export class SwarmHost {
     wire.once('handshake', (infoHash: string, peerId: string) => {
       clearTimeout(timer)
       const swarm = this.#swarms.get(infoHash)
-      if (swarm) swarm.acceptIncoming(socket, wire, peerId)
+      if (swarm) swarm.acceptIncoming(wire, peerId)
       else socket.destroy()
     })
   }

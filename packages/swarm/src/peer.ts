@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net'
 import { type PeerRole, peerRoleOf } from '@imageswarm/core'
-import type Protocol from 'bittorrent-protocol'
 import { PieceSet } from './piece-set.js'
 import { RateMeter } from './rate.js'
+import type { SocketWire } from './socket-wire.js'
 import { BLOCK_LENGTH, LARGE_BLOCK_LENGTH } from './torrent.js'
 
 /** Bytes requested and not received yet, per peer: enough to cover this much of the
@@ -14,8 +14,7 @@ const MAX_QUEUE_BYTES = 16 * 1024 * 1024
 
 /** One connection to another node of the swarm, after the handshake. */
 export class Peer {
-  readonly wire: Protocol
-  readonly socket: Socket
+  readonly wire: SocketWire
   readonly outgoing: boolean
   /** The remote `ip:port` of the connection. */
   readonly address: string
@@ -42,20 +41,22 @@ export class Peer {
   closed = false
 
   constructor(options: {
-    wire: Protocol
-    socket: Socket
+    wire: SocketWire
     outgoing: boolean
     id: string
     pieceCount: number
   }) {
     this.wire = options.wire
-    this.socket = options.socket
     this.outgoing = options.outgoing
     this.id = options.id
     this.role = peerRoleOf(options.id)
     this.blockLength = this.role ? LARGE_BLOCK_LENGTH : BLOCK_LENGTH
-    this.address = `${options.socket.remoteAddress}:${options.socket.remotePort}`
+    this.address = `${options.wire.socket.remoteAddress}:${options.wire.socket.remotePort}`
     this.pieces = new PieceSet(options.pieceCount)
+  }
+
+  get socket(): Socket {
+    return this.wire.socket
   }
 
   /** Bytes of requests to keep in flight to this peer. */

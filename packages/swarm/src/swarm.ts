@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { connect, type Socket } from 'node:net'
+import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
   type Logger,
@@ -8,7 +8,6 @@ import {
   silentLogger,
   type TransferTotals,
 } from '@imageswarm/core'
-import type Protocol from 'bittorrent-protocol'
 import TrackerClient from 'bittorrent-tracker'
 import type { HostedSwarm, SwarmHost } from './host.js'
 import { Peer } from './peer.js'
@@ -239,21 +238,22 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       this.#connecting.delete(address)
       socket.setTimeout(0)
       if (infoHash !== this.infoHash) return giveUp()
-      this.#attach(socket, wire, peerId, true)
+      this.#attach(wire, peerId, true)
     })
   }
 
   /** A connection the host accepted for this infohash; the handshake is answered here. */
-  acceptIncoming(socket: Socket, wire: Protocol, peerId: string): void {
+  acceptIncoming(wire: SocketWire, peerId: string): void {
     if (this.#closed || this.#peers.size >= this.#options.settings.maxConnections) {
-      socket.destroy()
+      wire.socket.destroy()
       return
     }
     wire.handshake(this.infoHash, this.#options.peerId, { fast: true })
-    this.#attach(socket, wire, peerId, false)
+    this.#attach(wire, peerId, false)
   }
 
-  #attach(socket: Socket, wire: Protocol, peerId: string, outgoing: boolean): void {
+  #attach(wire: SocketWire, peerId: string, outgoing: boolean): void {
+    const { socket } = wire
     if (this.#closed || peerId === this.#options.peerId || this.#guard.isBanned(peerId)) {
       socket.destroy()
       return
@@ -272,7 +272,6 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     }
     const peer = new Peer({
       wire,
-      socket,
       outgoing,
       id: peerId,
       pieceCount: this.torrent.pieces.length,
