@@ -128,10 +128,10 @@ try {
       },
     },
   ])
-  // What an install client does after the download: check the sha256, then extract into
-  // the empty target root. Today it validates on the other core while it hashes, then
-  // extracts without validating again; with the gated extraction it can hash, then extract
-  // once.
+  // What an install client does after the download, into an empty target root: the
+  // client checks the sha256, then extracts in one pass that validates as it goes (the
+  // last row); the middle row is the other order, validating while hashing on two cores,
+  // then extracting without validating again.
   const installRows = await measureInTurns([
     {
       name: 'install: sha256sum f; zstd -dc f | tar -x',

@@ -1,6 +1,7 @@
-// CPU seconds (and the system part of them) and peak memory of every process inside given network namespaces, sampled
-// from /proc. A process is counted by the largest utime+stime and VmHWM seen for it, so
-// the work a process does in its last sampling interval is missed (at most `everyMs`).
+// CPU seconds (and the part of them spent in the kernel) and peak memory of every process
+// inside given network namespaces, sampled from /proc. A process is counted by the largest
+// utime+stime, stime and VmHWM seen for it, so the work a process does in its last
+// sampling interval is missed (at most `everyMs`).
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
 
 const TICKS = 100 // USER_HZ on Linux
