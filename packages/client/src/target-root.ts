@@ -2,16 +2,18 @@ import { execFile } from 'node:child_process'
 import { access, constants, lstat, mkdir, readdir, stat, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { errnoOf, ImageSwarmError } from '@imageswarm/core'
+import {
+  errnoOf,
+  IGNORED_TARGET_ENTRIES,
+  ImageSwarmError,
+  INCOMPLETE_MARKER,
+} from '@imageswarm/core'
 
-/**
- * Written into the target root before extraction starts and removed only once it has
- * finished: a root that still holds it is half-installed, whatever else it contains.
- */
-export const INCOMPLETE_MARKER = '.imageswarm-incomplete'
+export { INCOMPLETE_MARKER }
 
-// A freshly made filesystem has lost+found; nothing else may be in a target we fill.
-const ALLOWED_IN_EMPTY_TARGET = new Set(['lost+found', INCOMPLETE_MARKER])
+// A freshly made filesystem has lost+found; nothing else may be in a target we fill. The
+// same names extraction treats as not making the target non-empty.
+const ALLOWED_IN_EMPTY_TARGET = new Set(IGNORED_TARGET_ENTRIES)
 
 /** Staging on the target disk (`/a/tmp/imageswarm-NAME`), see staging.ts. */
 export const TARGET_STAGING_PREFIX = 'imageswarm-'

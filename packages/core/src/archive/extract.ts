@@ -61,13 +61,20 @@ export const TAR_EXTRACT_ARGS: readonly string[] = [
 ]
 
 /**
+ * Written into the target root by the install client before extraction starts and
+ * removed only once it has finished: a root that still holds it is half-installed,
+ * whatever else it contains.
+ */
+export const INCOMPLETE_MARKER = '.imageswarm-incomplete'
+
+/**
  * Names at the top of a target root that do not make it non-empty for `extractArchive`:
  * the install client's marker of an unfinished install (`.imageswarm-incomplete`, written
  * before extraction starts) and the `lost+found` of a freshly made filesystem. Such an
  * entry counts only while it is a regular file of at most 64 KiB or an empty directory;
  * a refused extraction puts it back as it was (content, mode, owner).
  */
-export const IGNORED_TARGET_ENTRIES: readonly string[] = ['.imageswarm-incomplete', 'lost+found']
+export const IGNORED_TARGET_ENTRIES: readonly string[] = [INCOMPLETE_MARKER, 'lost+found']
 
 /** Kept files are read into memory to be put back after a refusal: small ones only. */
 const KEPT_FILE_LIMIT = 64 * 1024

@@ -1,7 +1,12 @@
 // The archive format: GNU tar (pax, numeric owners, xattrs, ACLs, sparse) + zstd/gzip.
 export { DEFAULT_LEVELS, detectCompression } from './compression.js'
 export { DEFAULT_EXCLUDES, parseExcludeFile } from './excludes.js'
-export { extractArchive, IGNORED_TARGET_ENTRIES, TAR_EXTRACT_ARGS } from './extract.js'
+export {
+  extractArchive,
+  IGNORED_TARGET_ENTRIES,
+  INCOMPLETE_MARKER,
+  TAR_EXTRACT_ARGS,
+} from './extract.js'
 export { listArchive } from './list.js'
 export { packArchive, TAR_CREATE_ARGS } from './pack.js'
 export { checkArchiveTools, TOOL_ENV_VARS, TOOL_PACKAGES } from './tools.js'
