@@ -10,7 +10,7 @@ import { isImageSwarmError, packArchive, validateArchive } from '../src/index.js
 import { buildFidelityTree, FIDELITY_COMMANDS } from '../src/testing/fixture-tree.js'
 import { missingRequirements } from '../src/testing/system-tools.js'
 import { escapeViaSymlink, fixtureTar, HOSTILE_FIXTURES } from './helpers/hostile-fixtures.js'
-import { paxBody, rawTar, zstd } from './helpers/raw-tar.js'
+import { paxBody, rawTar, writeChecksum, zstd } from './helpers/raw-tar.js'
 import { tarStreamVerdict } from './helpers/tar-stream-reference.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 
@@ -27,21 +27,26 @@ interface Scan {
 function scan(tar: Buffer, size = tar.length): Scan {
   const scanner = new TarScanner()
   let fed = 0
-  let validated = 0
   let verdict: string | undefined
+  const steps: { fed: number; validated: number }[] = []
   try {
     while (fed < tar.length) {
       const chunk = tar.subarray(fed, fed + size)
       fed += chunk.length
       scanner.write(chunk)
-      // Only ever forward: never more than was fed, never less than before.
-      expect(scanner.validatedBytes).toBeGreaterThanOrEqual(validated)
-      expect(scanner.validatedBytes).toBeLessThanOrEqual(fed)
-      validated = scanner.validatedBytes
+      steps.push({ fed, validated: scanner.validatedBytes })
     }
     scanner.end()
   } catch (err) {
     verdict = err instanceof Error ? err.message : String(err)
+  }
+  // Only ever forward: never more than was fed, never less than before. (Checked here,
+  // outside the try, so that a failed check fails the test instead of becoming a verdict.)
+  let validated = 0
+  for (const step of steps) {
+    expect(step.validated).toBeGreaterThanOrEqual(validated)
+    expect(step.validated).toBeLessThanOrEqual(step.fed)
+    validated = step.validated
   }
   return { verdict, entries: scanner.entries, validated: scanner.validatedBytes }
 }
@@ -255,10 +260,6 @@ describe('TarGate', { timeout: 60_000 }, () => {
 })
 
 function fixChecksum(tar: Buffer, offset: number): Buffer {
-  const header = tar.subarray(offset, offset + 512)
-  header.fill(0x20, 148, 156)
-  let sum = 0
-  for (const byte of header) sum += byte
-  header.write(`${sum.toString(8).padStart(6, '0')}\u0000 `, 148, 'latin1')
+  writeChecksum(tar.subarray(offset, offset + 512))
   return tar
 }

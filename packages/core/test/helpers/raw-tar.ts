@@ -60,12 +60,17 @@ function headerAndBody(member: RawMember): Buffer[] {
   header.write(member.type, 156, 'latin1')
   if (member.linkname !== undefined) Buffer.from(member.linkname).copy(header, 157, 0, 100)
   header.write('ustar\u000000', 257, 'latin1')
+  writeChecksum(header)
+  const padding = Buffer.alloc((BLOCK - (body.length % BLOCK)) % BLOCK)
+  return [header, body, padding]
+}
+
+/** Fills in a 512-byte header's checksum field (after the rest is written). */
+export function writeChecksum(header: Buffer): void {
   header.fill(0x20, 148, 156)
   let sum = 0
   for (const byte of header) sum += byte
   header.write(`${sum.toString(8).padStart(6, '0')}\u0000 `, 148, 'latin1')
-  const padding = Buffer.alloc((BLOCK - (body.length % BLOCK)) % BLOCK)
-  return [header, body, padding]
 }
 
 function writeOctal(buf: Buffer, offset: number, length: number, value: number): void {
