@@ -214,12 +214,8 @@ function offsetProgress(run: Run, fd: number): { stop(done: boolean): void } {
   const onProgress = run.options.onProgress
   if (onProgress === undefined) return { stop: () => undefined }
   const report = () => {
-    try {
-      const pos = /^pos:\s*(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))
-      if (pos?.[1] !== undefined) onProgress(Number(pos[1]), run.size)
-    } catch {
-      // No /proc: no progress until the end.
-    }
+    const offset = fileOffset(fd)
+    if (offset !== undefined) onProgress(offset, run.size)
   }
   const timer = setInterval(report, 100)
   timer.unref()
@@ -228,6 +224,18 @@ function offsetProgress(run: Run, fd: number): { stop(done: boolean): void } {
       clearInterval(timer)
       if (done) onProgress(run.size, run.size)
     },
+  }
+}
+
+/** Where the kernel's file offset of `fd` is (Linux's /proc/self/fdinfo); undefined
+ * without /proc. The decompressor reads the archive through this fd, so it is how far
+ * extraction has got. */
+export function fileOffset(fd: number): number | undefined {
+  try {
+    const pos = /^pos:\s*(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))
+    return pos?.[1] === undefined ? undefined : Number(pos[1])
+  } catch {
+    return undefined
   }
 }
 
