@@ -151,7 +151,9 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
       compression: manifest.compression,
       // No alreadyValidated: into an empty target root, extractArchive checks every
       // header for hostile paths as the stream passes on its way to tar (one
-      // decompression); a refused archive leaves the target as it was.
+      // decompression); a refused archive leaves the target as it was. With staging on
+      // the target's disk (/a/tmp/imageswarm-*), the root holds tmp/, so it validates
+      // the whole archive first, then extracts.
       logger,
       ...(signal ? { signal } : {}),
       onProgress: (bytes, size) => emit({ type: 'extract-progress', bytes, size }),
