@@ -1,4 +1,5 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --initial-old-space-size=64
+// The option: see docs/installer-ramdisk.md, "Node options".
 import { installMain } from '../dist/install-main.js'
 
 process.exitCode = await installMain(process.argv.slice(2))

@@ -31,6 +31,9 @@ export class Peer {
   readonly blockLength: number
   /** Pieces this peer is fetching for us, so its blocks come from one source. */
   readonly assigned = new Set<number>()
+  /** Pieces we completed that the peer already holds: their haves only update its count
+   * of our pieces, so they wait and leave in one write (see `ArchiveSwarm#pieceHeld`). */
+  readonly lateHaves: number[] = []
   /** First-copy seeding: pieces announced to this peer alone, not confirmed yet. */
   readonly revealed = new Set<number>()
   readonly downloadRate = new RateMeter()

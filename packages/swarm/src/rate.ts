@@ -53,11 +53,31 @@ export class TokenBucket {
   }
 
   take(bytes: number): number {
+    this.#refill()
+    this.#tokens -= bytes
+    return this.#tokens >= 0 ? 0 : Math.ceil((-this.#tokens / this.#rate) * 1000)
+  }
+
+  /**
+   * Takes the bytes only if they may go now (returns 0); else returns the milliseconds
+   * until they may and takes nothing, so a caller that asks again later is not pushed
+   * further back by its own refusals. More than a second's worth goes once the bucket
+   * is full.
+   */
+  tryTake(bytes: number): number {
+    this.#refill()
+    const needed = Math.min(bytes, this.#rate)
+    if (this.#tokens >= needed) {
+      this.#tokens -= bytes
+      return 0
+    }
+    return Math.ceil(((needed - this.#tokens) / this.#rate) * 1000)
+  }
+
+  #refill(): void {
     const now = performance.now()
     this.#tokens = Math.min(this.#rate, this.#tokens + ((now - this.#updated) * this.#rate) / 1000)
     this.#updated = now
-    this.#tokens -= bytes
-    return this.#tokens >= 0 ? 0 : Math.ceil((-this.#tokens / this.#rate) * 1000)
   }
 }
 

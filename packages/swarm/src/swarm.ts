@@ -23,6 +23,8 @@ import { MAX_REQUEST_LENGTH, pieceLengthOf, type SwarmTorrent } from './torrent.
 const REQUEST_TIMEOUT_MS = 20_000
 /** How often unchoke slots rotate when more peers want data than there are slots. */
 const ROTATE_MS = 10_000
+/** How long the haves a peer does not need (pieces it holds) may wait for one write. */
+const LATE_HAVES_MS = 5_000
 /** Outgoing connection attempts give up after this long. */
 const CONNECT_TIMEOUT_MS = 5_000
 /** First-copy seeding: pieces announced to each client ahead of what it confirmed, so
@@ -104,6 +106,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   readonly #webSeeds = new Set<string>()
   #tracker: TrackerClient | undefined
   #rotation: NodeJS.Timeout | undefined
+  #lateHaves: NodeJS.Timeout | undefined
   #refill: NodeJS.Timeout | undefined
   #closed = false
 
@@ -132,6 +135,10 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     options.host.register(swarm)
     swarm.#rotation = setInterval(() => swarm.#rotateSlots(), ROTATE_MS)
     swarm.#rotation.unref()
+    swarm.#lateHaves = setInterval(() => {
+      for (const peer of swarm.#peers) swarm.#sendLateHaves(peer)
+    }, LATE_HAVES_MS)
+    swarm.#lateHaves.unref()
     swarm.#startTracker()
     if (store.have.complete) queueMicrotask(() => swarm.emit('done'))
     return swarm
@@ -380,6 +387,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     if (peer.inflight >= depth) return
     // One write for all the requests made here, not one system call each.
     peer.socket.cork()
+    this.#sendLateHaves(peer)
     try {
       while (peer.inflight < depth) {
         const next = this.#nextBlock(peer)
@@ -393,7 +401,8 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
 
   #request(peer: Peer, download: PieceDownload, block: number): boolean {
     const length = download.lengthOf(block)
-    const wait = this.#downloadBucket?.take(length) ?? 0
+    // A request not made now is asked again later: only a request made takes its bytes.
+    const wait = this.#downloadBucket?.tryTake(length) ?? 0
     if (wait > 0 && !this.#refill) {
       this.#refill = setTimeout(() => {
         this.#refill = undefined
@@ -439,12 +448,15 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       return { download, block: download.freeBlock() }
     }
     // Every piece the peer has is under way: help with others' pieces, then, in the
-    // endgame, ask for blocks already asked of one other peer.
+    // endgame, ask for a block already asked of one other peer. Only of an idle peer, one
+    // block at a time: a duplicate's bytes are wasted on both links (at N = 32, filling
+    // every queue with them moved 7 % more bytes than the archive).
     for (const download of this.#downloads.values()) {
       if (!peer.pieces.has(download.index) || download.blockLength > peer.blockLength) continue
       const block = download.freeBlock()
       if (block !== -1) return { download, block }
     }
+    if (peer.inflight > 0) return undefined
     for (const download of this.#downloads.values()) {
       if (!peer.pieces.has(download.index) || download.blockLength > peer.blockLength) continue
       const block = download.duplicableBlock(peer)
@@ -520,17 +532,35 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     return true
   }
 
+  /**
+   * Tells peers about a piece we now hold. A peer that lacks it hears at once, and so does
+   * the server, which counts copies for first-copy seeding. To a peer that holds it the
+   * have only updates a count, so it waits for the next write to that peer: at N = 32
+   * these were half of all haves, each a packet of its own through both hosts' stacks.
+   */
   #pieceHeld(index: number): void {
+    const complete = this.#store.have.complete
     for (const peer of this.#peers) {
-      peer.wire.have(index)
+      if (!peer.pieces.has(index) || peer.role === 'server') peer.wire.have(index)
+      else peer.lateHaves.push(index)
+      if (complete) this.#sendLateHaves(peer)
       if (peer.pieces.has(index) && --peer.wanted === 0) peer.wire.uninterested()
     }
     this.emit('verified', index)
-    if (this.#store.have.complete) {
+    if (complete) {
       this.#logger.info({ infoHash: this.infoHash }, 'archive complete')
       this.#tracker?.complete()
       this.emit('done')
     }
+  }
+
+  #sendLateHaves(peer: Peer): void {
+    const { lateHaves } = peer
+    if (lateHaves.length === 0 || peer.closed) return
+    peer.socket.cork()
+    for (const index of lateHaves) peer.wire.have(index)
+    lateHaves.length = 0
+    process.nextTick(() => peer.socket.uncork())
   }
 
   #pieceRejected(index: number, contributors: string[]): void {
@@ -739,6 +769,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     if (this.#closed) return
     this.#closed = true
     clearInterval(this.#rotation)
+    clearInterval(this.#lateHaves)
     clearTimeout(this.#refill)
     this.#options.host.unregister(this)
     const tracker = this.#tracker

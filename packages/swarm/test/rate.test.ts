@@ -40,4 +40,15 @@ describe('TokenBucket', () => {
     expect(wait).toBeGreaterThan(400)
     expect(wait).toBeLessThanOrEqual(500)
   })
+
+  it('takes nothing for a download it refuses, so asking again does not push it back', () => {
+    const bucket = new TokenBucket(100_000)
+    expect(bucket.tryTake(80_000)).toBe(0)
+    const first = bucket.tryTake(50_000)
+    expect(first).toBeGreaterThan(250)
+    for (let asked = 0; asked < 10; asked++)
+      expect(bucket.tryTake(50_000)).toBeLessThanOrEqual(first)
+    // A block larger than a second's worth goes once the bucket is full.
+    expect(new TokenBucket(1000).tryTake(5000)).toBe(0)
+  })
 })

@@ -166,6 +166,52 @@ describe('ArchiveSwarm', () => {
     expect(ahead.isUnchoked()).toBe(false)
   })
 
+  it('tells a peer lacking a new piece at once, and one holding it later, in one write', async () => {
+    const { dir, path, torrent } = await archive(8 * PIECE)
+    const server = await node({ torrent, path, role: 'server' })
+    // Two pieces a second, so the first have leaves well before the last piece is in.
+    const client = await node({
+      torrent,
+      path: join(dir, 'client.bin'),
+      role: 'client',
+      settings: { downloadLimit: 2 * PIECE },
+    })
+    const all = torrent.pieces.map((_, index) => index)
+    const holder = await rawPeer(client.address, torrent.infoHash, all.length, all)
+    const lacker = await rawPeer(client.address, torrent.infoHash, all.length, [])
+    // The client has counted the holder's pieces once it says it wants them.
+    await until(() => holder.wire.peerInterested)
+    const toHolder = havesHeard(holder.wire)
+    const toLacker = havesHeard(lacker.wire)
+    let holderHeardAtFirst = -1
+    lacker.wire.once('have', () => {
+      holderHeardAtFirst = toHolder.length
+    })
+    client.swarm.connect(server.address)
+    await finished(client.swarm)
+    // The holder hears when the client completes, well before the periodic send.
+    await until(() => toHolder.length === all.length)
+    expect(holderHeardAtFirst).toBe(0)
+    expect(toLacker.sort((a, b) => a - b)).toEqual(all)
+    expect(toHolder.sort((a, b) => a - b)).toEqual(all)
+  }, 20_000)
+
+  it('finishes from an idle peer when another never answers its requests (endgame)', async () => {
+    const { dir, path, data, torrent } = await archive(6 * PIECE)
+    const server = await node({ torrent, path, role: 'server', settings: { firstCopy: false } })
+    const client = await node({ torrent, path: join(dir, 'client.bin'), role: 'client' })
+    const all = torrent.pieces.map((_, index) => index)
+    const staller = await rawPeer(client.address, torrent.infoHash, all.length, all)
+    let swallowed = 0
+    staller.wire.on('request', () => swallowed++)
+    staller.wire.unchoke()
+    await until(() => swallowed > 0)
+    client.swarm.connect(server.address)
+    // Well before the request timeout (20 s) would free the swallowed blocks.
+    await finished(client.swarm, 10_000)
+    expect((await readFile(client.path)).equals(data)).toBe(true)
+  }, 15_000)
+
   it('keeps one connection when two nodes dial each other at once', async () => {
     const { dir, path, torrent } = await archive(4 * PIECE)
     const a = await node({ torrent, path, role: 'server', settings: { firstCopy: false } })
@@ -201,6 +247,22 @@ async function rawPeer(address: string, infoHash: string, pieces: number, held: 
   wire.bitfield(bits)
   wire.interested()
   return { wire, unchoked: unchokedOnce, isUnchoked: () => unchoked }
+}
+
+/** The pieces a wire is told about with have messages, in order of arrival. */
+function havesHeard(wire: Protocol): number[] {
+  const haves: number[] = []
+  wire.on('have', (index: number) => haves.push(index))
+  return haves
+}
+
+/** Resolves once `condition` holds; fails after `timeoutMs`. */
+async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
 }
 
 /** A peer that claims every piece and answers every request with random bytes. */
