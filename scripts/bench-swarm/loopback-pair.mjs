@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// One pair on plain loopback: `imageswarm serve` and one `imageswarm install`, no
-// namespaces, no rate caps. Reports the client's download rate (from the swarm session
+// One pair on plain loopback: `imageswarm serve` and one install client (the single-file
+// bundle, started as docs/installer-ramdisk.md starts it), no namespaces, no rate caps.
+// Reports the client's download rate (from the swarm session
 // starting to its 'download-complete' event), its CPU seconds per GiB while
 // downloading, and its peak RSS (VmHWM) at 'download-complete' and over the whole
 // install; with --aria2, the same archive between two aria2c processes as the reference.
@@ -20,6 +21,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { runInstall, startServer } from '../lib/deployment.mjs'
 import { withoutWebSeeds } from './lib/bencode.mjs'
+import { INSTALL_CLIENT, INSTALL_CLIENT_NODE_ARGS } from './lib/transports.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -88,6 +90,8 @@ async function imageswarmPair(layout, dir) {
   let serverCpu = Number.NaN
   const pending = []
   const run = runInstall({
+    // The single-file client with its Node options, as an installer ramdisk starts it.
+    command: [...INSTALL_CLIENT_NODE_ARGS, INSTALL_CLIENT],
     server: server.url,
     image: 'pair',
     staging: join(dir, 'staging'),
