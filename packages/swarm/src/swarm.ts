@@ -536,7 +536,8 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
    * Tells peers about a piece we now hold. A peer that lacks it hears at once, and so does
    * the server, which counts copies for first-copy seeding. To a peer that holds it the
    * have only updates a count, so it waits for the next write to that peer: at N = 32
-   * these were half of all haves, each a packet of its own through both hosts' stacks.
+   * these were almost half of all haves, each a packet of its own through both hosts'
+   * network stacks.
    */
   #pieceHeld(index: number): void {
     const complete = this.#store.have.complete
