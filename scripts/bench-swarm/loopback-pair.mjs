@@ -4,9 +4,11 @@
 // Reports the client's download rate (from the swarm session
 // starting to its 'download-complete' event), its CPU seconds per GiB while
 // downloading, and its peak RSS (VmHWM) at 'download-complete' and over the whole
-// install; with --aria2, the same archive between two aria2c processes as the reference.
+// install; with --aria2 and --libtorrent, the same archive between two aria2c processes
+// and between two libtorrent peers (libtorrent-peer.py, Debian's python3-libtorrent) as
+// references.
 //
-//   node scripts/bench-swarm/loopback-pair.mjs [--sizes 128,1024] [--aria2] [--runs 1]
+//   node scripts/bench-swarm/loopback-pair.mjs [--sizes 128,1024] [--aria2] [--libtorrent] [--runs 1]
 //
 // The archive is incompressible random data, published uncompressed, so its size is
 // the size asked for. Run it on a quiet machine: it measures CPU per byte.
@@ -28,10 +30,12 @@ const { values } = parseArgs({
     sizes: { type: 'string', default: '128,1024' },
     runs: { type: 'string', default: '1' },
     aria2: { type: 'boolean', default: false },
+    libtorrent: { type: 'boolean', default: false },
     'work-dir': { type: 'string', default: '/var/tmp/imageswarm-loopback' },
   },
 })
 const TRACKER_ONLY = fileURLToPath(new URL('./tracker-only.mjs', import.meta.url))
+const LIBTORRENT_PEER = fileURLToPath(new URL('./libtorrent-peer.py', import.meta.url))
 const CLK_TCK = 100
 const MiB = 1 << 20
 
@@ -226,6 +230,49 @@ async function aria2Pair(layout, dir) {
   }
 }
 
+/** libtorrent → libtorrent (Debian's python3-libtorrent), timed like aria2's leecher. */
+async function libtorrentPair(layout, dir) {
+  const archive = (await readdir(layout.tarballsDir)).find((f) => f.startsWith('image-pair'))
+  const archiveBytes = (await stat(join(layout.tarballsDir, archive))).size
+  const torrent = join(dir, 'pair.libtorrent.torrent')
+  await mkdir(dir, { recursive: true })
+  await writeFile(
+    torrent,
+    withoutWebSeeds(await readFile(join(layout.torrentsDir, `${archive}.torrent`))),
+  )
+  const seeder = spawn(
+    '/usr/bin/python3',
+    [LIBTORRENT_PEER, 'seed', torrent, layout.tarballsDir, '6993'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  await new Promise((resolve) => seeder.stdout.once('data', resolve))
+  const leecher = timed([
+    '/usr/bin/python3',
+    LIBTORRENT_PEER,
+    'leech',
+    torrent,
+    join(dir, 'libtorrent'),
+    '6994',
+    '6993',
+  ])
+  const limit = setTimeout(() => leecher.child.kill('SIGTERM'), 300_000)
+  const timing = await leecher.done
+  clearTimeout(limit)
+  seeder.kill('SIGTERM')
+  await once(seeder, 'exit')
+  if (timing.code !== 0) throw new Error(`libtorrent leecher exited with ${timing.code}`)
+  return {
+    transport: 'libtorrent',
+    archiveBytes,
+    seconds: timing.wall,
+    mbPerSecond: archiveBytes / 1e6 / timing.wall,
+    cpuSeconds: timing.cpu,
+    cpuPerGiB: timing.cpu / (archiveBytes / 2 ** 30),
+    peakRssAtDownloadMiB: timing.rssMiB,
+    peakRssInstallMiB: Number.NaN,
+  }
+}
+
 const results = []
 for (const sizeMiB of values.sizes.split(',').map(Number)) {
   const root = join(values['work-dir'], `${sizeMiB}MiB`)
@@ -245,6 +292,10 @@ for (const sizeMiB of values.sizes.split(',').map(Number)) {
     await rm(join(dir, 'imageswarm'), { recursive: true, force: true })
     if (values.aria2) {
       results.push({ sizeMiB, run, ...(await aria2Pair(layout, dir)) })
+      console.error(JSON.stringify(results.at(-1)))
+    }
+    if (values.libtorrent) {
+      results.push({ sizeMiB, run, ...(await libtorrentPair(layout, dir)) })
       console.error(JSON.stringify(results.at(-1)))
     }
     await rm(dir, { recursive: true, force: true })
