@@ -15,6 +15,7 @@ const result = await build({
   format: 'esm',
   target: 'node20',
   external: OPTIONAL_NATIVE,
+  alias: { 'cross-fetch-ponyfill': './bundle/fetch.js' },
   // CommonJS dependencies call require(); give the ES module bundle one.
   banner: {
     js: [
