@@ -565,7 +565,11 @@ async function assertTarget(target: string): Promise<void> {
 function checkExit(tool: string, exit: ToolExit, stderr: string, target: string): void {
   if (exit.error === undefined && exit.code === 0) return
   const detail = stderr.trim() || '(no message)'
-  const noSpace = /No space left on device/.test(stderr)
+  // A full disk shows as tar's "Wrote only 8704 of 10240 bytes" when a write falls
+  // short before one fails with ENOSPC; on a regular file nothing else cuts a write short.
+  const noSpace = /No space left on device|Disk quota exceeded|Wrote only \d+ of \d+ bytes/.test(
+    stderr,
+  )
   throw new ImageSwarmError(
     noSpace ? 'E_NO_SPACE' : 'E_EXTRACT_FAILED',
     `${tool} failed extracting into ${target} (${describeExit(exit)}): ${detail}`,
@@ -573,7 +577,7 @@ function checkExit(tool: string, exit: ToolExit, stderr: string, target: string)
       operation: 'extract',
       path: target,
       hint: noSpace
-        ? 'the target file system is full; make the partitions larger'
+        ? 'the target file system is full (or over quota); make the partitions larger'
         : 'see the tar message; the target root may now be partly written',
       cause: exit.error,
     },
