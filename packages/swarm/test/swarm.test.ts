@@ -4,6 +4,7 @@ import { copyFile, open, readFile } from 'node:fs/promises'
 import { createServer as createHttpServer } from 'node:http'
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
+import { makePeerId } from '@imageswarm/core'
 import Protocol from 'bittorrent-protocol'
 import TrackerServer from 'bittorrent-tracker/server'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -166,7 +167,7 @@ describe('ArchiveSwarm', () => {
     expect(ahead.isUnchoked()).toBe(false)
   })
 
-  it('tells a peer lacking a new piece at once, and one holding it later, in one write', async () => {
+  it('tells a peer lacking a new piece and the server at once, and one holding it later, in one write', async () => {
     const { dir, path, torrent } = await archive(8 * PIECE)
     const server = await node({ torrent, path, role: 'server' })
     // Two pieces a second, so the first have leaves well before the last piece is in.
@@ -179,19 +180,35 @@ describe('ArchiveSwarm', () => {
     const all = torrent.pieces.map((_, index) => index)
     const holder = await rawPeer(client.address, torrent.infoHash, all.length, all)
     const lacker = await rawPeer(client.address, torrent.infoHash, all.length, [])
-    // The client has counted the holder's pieces once it says it wants them.
-    await until(() => holder.wire.peerInterested)
+    // A second image server: it holds every piece, yet counts copies by the haves.
+    const otherServer = await rawPeer(
+      client.address,
+      torrent.infoHash,
+      all.length,
+      all,
+      makePeerId('server'),
+    )
+    // The client has counted the holders' pieces once it says it wants them.
+    await until(() => holder.wire.peerInterested && otherServer.wire.peerInterested)
     const toHolder = havesHeard(holder.wire)
     const toLacker = havesHeard(lacker.wire)
+    const toServer = havesHeard(otherServer.wire)
     let holderHeardAtFirst = -1
     lacker.wire.once('have', () => {
       holderHeardAtFirst = toHolder.length
+    })
+    // Halfway through, the server has heard about as much as the lacker (one may be on
+    // its way), long before the client completes and the holder hears.
+    let serverHeardHalfway = -1
+    lacker.wire.on('have', () => {
+      if (toLacker.length === all.length / 2) serverHeardHalfway = toServer.length
     })
     client.swarm.connect(server.address)
     await finished(client.swarm)
     // The holder hears when the client completes, well before the periodic send.
     await until(() => toHolder.length === all.length)
     expect(holderHeardAtFirst).toBe(0)
+    expect(serverHeardHalfway).toBeGreaterThanOrEqual(all.length / 2 - 1)
     expect(toLacker.sort((a, b) => a - b)).toEqual(all)
     expect(toHolder.sort((a, b) => a - b)).toEqual(all)
   }, 20_000)
@@ -226,7 +243,13 @@ describe('ArchiveSwarm', () => {
 })
 
 /** A bare peer that dials `address`, announces `held` and says it is interested. */
-async function rawPeer(address: string, infoHash: string, pieces: number, held: number[]) {
+async function rawPeer(
+  address: string,
+  infoHash: string,
+  pieces: number,
+  held: number[],
+  peerId = randomBytes(20).toString('hex'),
+) {
   const [host, port] = address.split(':')
   const socket = connect(Number(port), host)
   await once(socket, 'connect')
@@ -240,7 +263,7 @@ async function rawPeer(address: string, infoHash: string, pieces: number, held: 
       resolve()
     }),
   )
-  wire.handshake(infoHash, randomBytes(20).toString('hex'))
+  wire.handshake(infoHash, peerId)
   await once(wire, 'handshake')
   const bits = new Uint8Array(Math.ceil(pieces / 8))
   for (const index of held) bits[index >> 3]! |= 128 >> (index & 7)
