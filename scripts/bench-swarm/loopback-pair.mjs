@@ -172,14 +172,39 @@ const ARIA2 = [
   '--check-certificate=false',
 ]
 
-async function aria2Pair(layout, dir) {
+/** The pair's archive size and its .torrent minus the web seed, for a reference client. */
+async function referenceTorrent(layout, dir, transport) {
   const archive = (await readdir(layout.tarballsDir)).find((f) => f.startsWith('image-pair'))
   const archiveBytes = (await stat(join(layout.tarballsDir, archive))).size
-  const torrent = join(dir, 'pair.aria2.torrent')
+  const torrent = join(dir, `pair.${transport}.torrent`)
+  await mkdir(dir, { recursive: true })
   await writeFile(
     torrent,
     withoutWebSeeds(await readFile(join(layout.torrentsDir, `${archive}.torrent`))),
   )
+  return { archiveBytes, torrent }
+}
+
+/** Waits for a reference leecher (at most 300 s): its exit code, and the figures of its
+ * whole process. */
+async function leecherFigures(transport, archiveBytes, leecher) {
+  const limit = setTimeout(() => leecher.child.kill('SIGTERM'), 300_000)
+  const timing = await leecher.done.finally(() => clearTimeout(limit))
+  const figures = {
+    transport,
+    archiveBytes,
+    seconds: timing.wall,
+    mbPerSecond: archiveBytes / 1e6 / timing.wall,
+    cpuSeconds: timing.cpu,
+    cpuPerGiB: timing.cpu / (archiveBytes / 2 ** 30),
+    peakRssAtDownloadMiB: timing.rssMiB,
+    peakRssInstallMiB: Number.NaN,
+  }
+  return { code: timing.code, figures }
+}
+
+async function aria2Pair(layout, dir) {
+  const { archiveBytes, torrent } = await referenceTorrent(layout, dir, 'aria2')
   const { infoHash } = JSON.parse(
     await readFile(join(layout.torrentsDir, 'image-pair.manifest.json'), 'utf8'),
   )
@@ -212,34 +237,16 @@ async function aria2Pair(layout, dir) {
     '--seed-time=0',
     torrent,
   ])
-  const limit = setTimeout(() => leecher.child.kill('SIGTERM'), 300_000)
-  const timing = await leecher.done
-  clearTimeout(limit)
+  const { figures } = await leecherFigures('aria2', archiveBytes, leecher)
   seeder.kill('SIGTERM')
   tracker.kill('SIGTERM')
   await Promise.all([once(seeder, 'exit'), once(tracker, 'exit')])
-  return {
-    transport: 'aria2',
-    archiveBytes,
-    seconds: timing.wall,
-    mbPerSecond: archiveBytes / 1e6 / timing.wall,
-    cpuSeconds: timing.cpu,
-    cpuPerGiB: timing.cpu / (archiveBytes / 2 ** 30),
-    peakRssAtDownloadMiB: timing.rssMiB,
-    peakRssInstallMiB: Number.NaN,
-  }
+  return figures
 }
 
 /** libtorrent → libtorrent (Debian's python3-libtorrent), timed like aria2's leecher. */
 async function libtorrentPair(layout, dir) {
-  const archive = (await readdir(layout.tarballsDir)).find((f) => f.startsWith('image-pair'))
-  const archiveBytes = (await stat(join(layout.tarballsDir, archive))).size
-  const torrent = join(dir, 'pair.libtorrent.torrent')
-  await mkdir(dir, { recursive: true })
-  await writeFile(
-    torrent,
-    withoutWebSeeds(await readFile(join(layout.torrentsDir, `${archive}.torrent`))),
-  )
+  const { archiveBytes, torrent } = await referenceTorrent(layout, dir, 'libtorrent')
   const seeder = spawn(
     '/usr/bin/python3',
     [LIBTORRENT_PEER, 'seed', torrent, layout.tarballsDir, '6993'],
@@ -255,22 +262,11 @@ async function libtorrentPair(layout, dir) {
     '6994',
     '6993',
   ])
-  const limit = setTimeout(() => leecher.child.kill('SIGTERM'), 300_000)
-  const timing = await leecher.done
-  clearTimeout(limit)
+  const { code, figures } = await leecherFigures('libtorrent', archiveBytes, leecher)
   seeder.kill('SIGTERM')
   await once(seeder, 'exit')
-  if (timing.code !== 0) throw new Error(`libtorrent leecher exited with ${timing.code}`)
-  return {
-    transport: 'libtorrent',
-    archiveBytes,
-    seconds: timing.wall,
-    mbPerSecond: archiveBytes / 1e6 / timing.wall,
-    cpuSeconds: timing.cpu,
-    cpuPerGiB: timing.cpu / (archiveBytes / 2 ** 30),
-    peakRssAtDownloadMiB: timing.rssMiB,
-    peakRssInstallMiB: Number.NaN,
-  }
+  if (code !== 0) throw new Error(`libtorrent leecher exited with ${code}`)
+  return figures
 }
 
 const results = []
