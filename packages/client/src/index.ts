@@ -18,4 +18,3 @@ export {
 } from './parameters.js'
 export { fetchManifest, fetchTorrent } from './server-api.js'
 export { StatusReporter } from './status-reporter.js'
-export { INCOMPLETE_MARKER } from './target-root.js'

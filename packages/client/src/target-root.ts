@@ -9,8 +9,6 @@ import {
   INCOMPLETE_MARKER,
 } from '@imageswarm/core'
 
-export { INCOMPLETE_MARKER }
-
 // A freshly made filesystem has lost+found; nothing else may be in a target we fill. The
 // same names extraction treats as not making the target non-empty.
 const ALLOWED_IN_EMPTY_TARGET = new Set(IGNORED_TARGET_ENTRIES)
