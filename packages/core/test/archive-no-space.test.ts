@@ -1,7 +1,6 @@
 import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, readdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { extractArchive, isImageSwarmError, packArchive } from '../src/index.js'
@@ -22,14 +21,14 @@ function tmpfsSkipReason(): string | undefined {
 const skipReason = tmpfsSkipReason()
 const skipped = skipReason ? ` (skipped: ${skipReason})` : ''
 
-/** A 1 MiB tmpfs, unmounted and removed when the test ends: a disk that fills up. */
+/** A 1 MiB tmpfs, unmounted when the test ends (vitest runs these hooks last-registered
+ * first, so before the temp dir is removed): a disk that fills up. */
 async function fullDisk(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'imageswarm-full-'))
+  const dir = await makeTempDir('imageswarm-full-')
   const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir])
   if (mounted.status !== 0) throw new Error(`mount failed: ${String(mounted.stderr)}`)
-  onTestFinished(async () => {
+  onTestFinished(() => {
     spawnSync('umount', [dir])
-    await rm(dir, { recursive: true, force: true })
   })
   return dir
 }
