@@ -42,13 +42,14 @@ async function imageRoot(dir: string): Promise<string> {
 }
 
 describe('a full disk', { timeout: 60_000 }, () => {
-  it.skipIf(skipReason !== undefined)(
-    `fails packing with E_NO_SPACE and leaves no partial archive${skipped}`,
-    async () => {
+  // The archive's last writer differs: zstd or gzip, or tar itself ("Wrote only N of M bytes").
+  it.skipIf(skipReason !== undefined).each(['zstd', 'gzip', 'none'] as const)(
+    `fails packing (%s) with E_NO_SPACE and leaves no partial archive${skipped}`,
+    async (compression) => {
       const root = await imageRoot(await makeTempDir())
       const full = await fullDisk()
       const error = await errorOf(
-        packArchive({ root, output: join(full, 'image.tar.zst'), compression: 'zstd' }),
+        packArchive({ root, output: join(full, 'image.tar'), compression }),
       )
       expect(isImageSwarmError(error) && error.code).toBe('E_NO_SPACE')
       expect(isImageSwarmError(error) && error.hint).toMatch(/free space/)

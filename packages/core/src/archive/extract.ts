@@ -27,6 +27,7 @@ import { TarScanner } from './scan.js'
 import {
   describeExit,
   type RunningTool,
+  reportsNoSpace,
   startTool,
   stderrLines,
   type ToolExit,
@@ -565,11 +566,7 @@ async function assertTarget(target: string): Promise<void> {
 function checkExit(tool: string, exit: ToolExit, stderr: string, target: string): void {
   if (exit.error === undefined && exit.code === 0) return
   const detail = stderr.trim() || '(no message)'
-  // A full disk shows as tar's "Wrote only 8704 of 10240 bytes" when a write falls
-  // short before one fails with ENOSPC; on a regular file nothing else cuts a write short.
-  const noSpace = /No space left on device|Disk quota exceeded|Wrote only \d+ of \d+ bytes/.test(
-    stderr,
-  )
+  const noSpace = reportsNoSpace(stderr)
   throw new ImageSwarmError(
     noSpace ? 'E_NO_SPACE' : 'E_EXTRACT_FAILED',
     `${tool} failed extracting into ${target} (${describeExit(exit)}): ${detail}`,

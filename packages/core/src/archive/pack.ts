@@ -1,18 +1,18 @@
-import { createHash, randomBytes } from 'node:crypto'
-import { close, createWriteStream, fsync, open as openCallback } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { close, fsync, open as openCallback } from 'node:fs'
 import { open, rename, stat, unlink } from 'node:fs/promises'
 import { dirname, isAbsolute, relative, resolve } from 'node:path'
-import { Transform } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import { promisify } from 'node:util'
 import type { Logger } from 'pino'
 import { errnoOf, ImageSwarmError } from '../errors.js'
 import { silentLogger } from '../logging.js'
 import { compressArgs, compressionLevel } from './compression.js'
+import { digestAsWritten } from './digest-as-written.js'
 import { collectExcludes, excludeArgs } from './excludes.js'
 import {
   describeExit,
   type RunningTool,
+  reportsNoSpace,
   runTool,
   startTool,
   stderrLines,
@@ -54,7 +54,7 @@ export const TAR_CREATE_ARGS: readonly string[] = [
  * Packs an image root into one compressed archive, deterministically: the same tree gives
  * the same bytes, so an unchanged image keeps its infohash. The archive is written to
  * `output.partial-<random>` beside `output`, synced, then renamed into place; the sha256 is
- * computed from the bytes as they are written.
+ * computed from the file as it is written.
  *
  * @example
  *   const { sha256, size } = await packArchive({
@@ -92,7 +92,8 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
   // stream with autoClose: false has used it (Node 20).
   let fd: number
   try {
-    fd = await openFd(temp, 'wx', 0o644)
+    // Read as well as write: the archive is hashed from the file as it grows.
+    fd = await openFd(temp, 'wx+', 0o644)
   } catch (err) {
     throw packFailed(`cannot create ${temp}: ${errnoOf(err) ?? String(err)}`, output, err, {
       hint: `check that ${dirname(output)} exists and is writable`,
@@ -106,17 +107,17 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
   let completed = false
   let fdOpen = true
   try {
-    // The compressor starts first so that tar can write straight into its stdin: the
-    // uncompressed stream never passes through Node. Node reads only the compressed
-    // bytes, hashing them on their way to the file.
+    // The last tool writes straight into the file and tar straight into the compressor:
+    // no archive byte passes through Node on its way. Node reads the file behind the
+    // writer to hash it, while the page cache still holds what was just written.
     if (tools.compressor !== undefined && level !== undefined && compression !== 'none') {
       compressor = startTool(tools.compressor, compressArgs(compression, level), [
         'pipe',
-        'pipe',
+        fd,
         'pipe',
       ])
     }
-    const tarStdout = compressor?.child.stdin ?? 'pipe'
+    const tarStdout = compressor?.child.stdin ?? fd
     tar =
       namespace === undefined
         ? startTool(tools.tar, tarArgs, ['ignore', tarStdout, 'pipe'])
@@ -128,40 +129,21 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
     // Our copy of the pipe's write end must go, or the compressor never sees end-of-file.
     compressor?.child.stdin?.destroy()
 
-    const source = (compressor ?? tar).child.stdout
-    if (source === null) throw new Error('archive tool has no stdout')
     const running = [tar, compressor].filter((tool) => tool !== undefined)
     const onAbort = () => {
       // SIGKILL: `unshare --fork` does not pass SIGTERM on, and --kill-child then kills tar.
       for (const tool of running) tool.child.kill('SIGKILL')
     }
     options.signal?.addEventListener('abort', onAbort, { once: true })
-
-    const hash = createHash('sha256')
-    let size = 0
-    const tee = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        hash.update(chunk)
-        size += chunk.length
-        callback(null, chunk)
-      },
-    })
-    const writing = pipeline(
-      source,
-      tee,
-      createWriteStream('', { fd, autoClose: false, highWaterMark: 1 << 20 }),
-    ).then(
-      () => undefined,
+    const exits = Promise.all([tar.exited, compressor?.exited])
+    const digesting = digestAsWritten(fd, exits).then(
+      (digest) => digest,
       (err: unknown) => {
         onAbort()
-        return err
+        return err instanceof Error ? err : new Error(String(err))
       },
     )
-    const [writeError, tarExit, compressorExit] = await Promise.all([
-      writing,
-      tar.exited,
-      compressor?.exited,
-    ])
+    const [[tarExit, compressorExit], digest] = await Promise.all([exits, digesting])
     options.signal?.removeEventListener('abort', onAbort)
     if (options.signal?.aborted) {
       throw new ImageSwarmError('E_INTERRUPTED', `packing ${root} was interrupted`, {
@@ -170,28 +152,26 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
         cause: options.signal.reason,
       })
     }
-    // A failed write (a full disk) comes first: the tools were killed because of it.
-    if (writeError !== undefined) {
-      const errno = errnoOf(writeError)
-      throw packFailed(`cannot write ${temp}: ${errno ?? String(writeError)}`, output, writeError, {
-        code: errno === 'ENOSPC' ? 'E_NO_SPACE' : 'E_PACK_FAILED',
-        hint: `free space in ${dirname(output)} or choose another output directory`,
-      })
-    }
-    checkTarExit(tarExit, tar.stderr(), root, output)
+    // The compressor first: when it fails (a full disk), tar dies of the broken pipe.
     if (compressorExit !== undefined && compressor !== undefined) {
       checkCompressorExit(compression, compressorExit, compressor.stderr(), output)
     }
+    checkTarExit(tarExit, tar.stderr(), root, output)
+    if (digest instanceof Error) throw writeFailed(digest, temp, output)
     for (const line of stderrLines(tar.stderr())) logger.warn({ root, tar: line }, 'tar warning')
 
-    await fsyncFd(fd)
+    try {
+      await fsyncFd(fd)
+    } catch (err) {
+      throw writeFailed(err, temp, output)
+    }
     fdOpen = false
     await closeFd(fd)
     await rename(temp, output)
     await syncDirectory(dirname(output))
     completed = true
     const seconds = (Date.now() - started) / 1000
-    const sha256 = hash.digest('hex')
+    const { sha256, size } = digest
     logger.info({ output, size, sha256, seconds, compression }, 'packed image')
     return { output, size, sha256, deterministic: namespace !== undefined }
   } finally {
@@ -268,6 +248,8 @@ async function pidNamespaceWrapper(
 function checkTarExit(exit: ToolExit, stderr: string, root: string, output: string): void {
   if (exit.error === undefined && exit.code === 0) return
   const detail = stderr.trim() || '(no message)'
+  // Uncompressed, tar writes the archive itself.
+  if (reportsNoSpace(stderr)) throw noSpace(`tar failed writing the archive: ${detail}`, output)
   if (exit.code === 1) {
     throw packFailed(
       `files in ${root} changed while they were packed; the archive would be inconsistent: ` +
@@ -289,6 +271,9 @@ function checkCompressorExit(
   output: string,
 ): void {
   if (exit.error === undefined && exit.code === 0) return
+  if (reportsNoSpace(stderr)) {
+    throw noSpace(`${compression} failed writing the archive: ${stderr.trim()}`, output)
+  }
   throw packFailed(
     `${compression} failed (${describeExit(exit)}): ${stderr.trim() || '(no message)'}`,
     output,
@@ -308,6 +293,24 @@ function packFailed(
     path: output,
     hint: extra.hint,
     cause,
+  })
+}
+
+function noSpace(message: string, output: string): ImageSwarmError {
+  return packFailed(message, output, undefined, {
+    code: 'E_NO_SPACE',
+    hint: `free space in ${dirname(output)} or choose another output directory`,
+  })
+}
+
+/** Reading the archive back (to hash it) or syncing it failed: an I/O error, or no space. */
+function writeFailed(err: unknown, temp: string, output: string): ImageSwarmError {
+  const errno = errnoOf(err)
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') {
+    return noSpace(`cannot write ${temp}: ${errno}`, output)
+  }
+  return packFailed(`cannot write ${temp}: ${errno ?? String(err)}`, output, err, {
+    hint: `check the disk holding ${dirname(output)} (dmesg may name an I/O error)`,
   })
 }
 

@@ -98,3 +98,12 @@ export function stderrLines(text: string): string[] {
     .map((line) => line.trimEnd())
     .filter((line) => line !== '')
 }
+
+/**
+ * Whether a tool's stderr says its output disk is full. GNU tar reports a full disk as
+ * "Wrote only 8704 of 10240 bytes" when a write falls short before one fails with ENOSPC;
+ * on a regular file nothing else cuts a write short.
+ */
+export function reportsNoSpace(stderr: string): boolean {
+  return /No space left on device|Disk quota exceeded|Wrote only \d+ of \d+ bytes/.test(stderr)
+}
