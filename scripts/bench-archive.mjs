@@ -2,7 +2,7 @@
 // Benchmark of the archive format against the plain shell pipelines it wraps.
 //
 //   node scripts/bench-archive.mjs [TREE] [--runs N] [--size-mb M] [--level L] [--target-dir D]
-//                                  [--replicate K] [--work-dir W]
+//                                  [--replicate K] [--work-dir W] [--only pack|extract|install]
 //
 // Without TREE, generates a tree of about M MiB (default 256) resembling an OS image: many
 // small files, some medium and a few large ones, compressing about 3:1. `--replicate K`
@@ -40,6 +40,7 @@ const {
   sha256File,
   TAR_CREATE_ARGS,
   TAR_EXTRACT_ARGS,
+  DEFAULT_EXCLUDES,
 } = await import(dist)
 
 const args = process.argv.slice(2)
@@ -55,6 +56,11 @@ const sizeMb = Number(option('--size-mb', '256'))
 const level = Number(option('--level', '3'))
 const targetDir = option('--target-dir', undefined)
 const replicate = Number(option('--replicate', '0'))
+const only = option('--only', undefined)
+if (only !== undefined && !['pack', 'extract', 'install'].includes(only)) {
+  console.error('--only takes pack, extract or install')
+  process.exit(2)
+}
 const loadAverage = () => readFileSync('/proc/loadavg', 'utf8').split(' ')[0]
 const loadAtStart = loadAverage()
 const clockTicks = Number(execFileSync('getconf', ['CLK_TCK']).toString())
@@ -71,21 +77,40 @@ try {
 
   const plainArchive = join(work, 'plain.tar.zst')
   const ourArchive = join(work, 'ours.tar.zst')
-  const tarCreate = [...TAR_CREATE_ARGS, '-C', tree, '.'].map(quote).join(' ')
+  // The same options and default excludes as packArchive, so both do the same work.
+  const defaultExcludes = DEFAULT_EXCLUDES.map((pattern) => `--exclude=${pattern}`)
+  const tarCreate = [
+    ...TAR_CREATE_ARGS,
+    '--anchored',
+    ...defaultExcludes,
+    '--no-anchored',
+    '-C',
+    tree,
+    '.',
+  ]
+    .map(quote)
+    .join(' ')
   const fresh = async () => {
     await rm(target, { recursive: true, force: true })
     await mkdir(target)
     // Start each extraction with no writeback left over from the one before.
     execFileSync('sync')
   }
+  // Each pack writes a new file, with no writeback left over from the run before (the plain
+  // pipeline leaves its archive in the page cache, to be flushed during the next run).
+  const noArchive = (archive) => async () => {
+    await rm(archive, { force: true })
+    execFileSync('sync')
+  }
   const tarExtract = [...TAR_EXTRACT_ARGS.filter((a) => a !== '--file=-'), '-C', target]
     .map(quote)
     .join(' ')
   // Each group's variants take turns run by run, so a busy moment hits all of them alike.
-  const packRows = await measureInTurns([
+  const packRows = await measureInTurns('pack', [
     {
       name: 'pack: tar -c | zstd > f',
       fn: () => sh(`tar ${tarCreate} | zstd -q -T0 -${level} > ${quote(plainArchive)}`),
+      before: noArchive(plainArchive),
     },
     {
       name: 'pack: tar -c | zstd > f; sha256sum f',
@@ -94,18 +119,23 @@ try {
           `tar ${tarCreate} | zstd -q -T0 -${level} > ${quote(plainArchive)} && ` +
             `sha256sum ${quote(plainArchive)} > /dev/null`,
         ),
+      before: noArchive(plainArchive),
     },
     {
       name: 'pack: packArchive (sha256 while writing)',
       fn: () => packArchive({ root: tree, output: ourArchive, compression: 'zstd', level }),
+      before: noArchive(ourArchive),
     },
   ])
   const archiveBytes = (await stat(ourArchive)).size
   // The same tar options and zstd level: unless the tree has sparse files (tar's PID in the
   // plain run), both pipelines must have written the very same bytes.
-  const identical = (await sha256File(plainArchive)) === (await sha256File(ourArchive))
-  await rm(plainArchive)
-  const extractRows = await measureInTurns([
+  const identical =
+    packRows.length === 0
+      ? undefined
+      : (await sha256File(plainArchive)) === (await sha256File(ourArchive))
+  await rm(plainArchive, { force: true })
+  const extractRows = await measureInTurns('extract', [
     {
       name: 'extract: zstd -dc f | tar -x',
       fn: () => sh(`zstd -dc -q ${quote(ourArchive)} | tar ${tarExtract}`),
@@ -132,7 +162,7 @@ try {
   // client checks the sha256, then extracts in one pass that validates as it goes (the
   // last row); the middle row is the other order, validating while hashing on two cores,
   // then extracting without validating again.
-  const installRows = await measureInTurns([
+  const installRows = await measureInTurns('install', [
     {
       name: 'install: sha256sum f; zstd -dc f | tar -x',
       fn: () =>
@@ -171,7 +201,9 @@ try {
       `${(archiveBytes / 2 ** 20).toFixed(0)} MiB (zstd -${level}); extracted to ` +
       `${targetDir ?? tmpdir()}; median of ${runs} runs, warm cache, ` +
       `${execFileSync('nproc').toString().trim()} cores. MiB/s = tree MiB per second. ` +
-      `packArchive and the plain pipeline wrote ${identical ? 'identical' : 'DIFFERENT'} bytes. ` +
+      (identical === undefined
+        ? ''
+        : `packArchive and the plain pipeline wrote ${identical ? 'identical' : 'DIFFERENT'} bytes. `) +
       `1-minute load average ${loadAtStart} at the start, ${loadAverage()} at the end.\n`,
   )
   console.log('| operation | median s | MiB/s | vs plain | CPU s | CPU vs plain |')
@@ -194,7 +226,12 @@ try {
   await rm(work, { recursive: true, force: true })
 }
 
-async function measureInTurns(variants) {
+/** The group's rows (none when --only names another group: the pack still runs once). */
+async function measureInTurns(group, variants) {
+  if (only !== undefined && only !== group) {
+    if (group === 'pack') await variants.at(-1).fn()
+    return []
+  }
   const results = variants.map(() => ({ times: [], cpus: [] }))
   for (let i = 0; i < runs; i++) {
     for (const [index, variant] of variants.entries()) {
