@@ -11,7 +11,8 @@
 // reproducible 2.1 GiB tree of 74,000 entries. Archives (and the copies) go to a fresh
 // directory under --work-dir (default: the temp dir). Compares, as the median of N runs
 // (default 3), warm page cache:
-//   pack:    `tar -c … | zstd -T0 -3 > f` (+ `sha256sum f`)   vs  packArchive
+//   pack:    `tar -c … | zstd -T0 -3 > f` (+ `sync f`, or `sha256sum f`)  vs  packArchive, alone and
+//            with the torrent's piece hashes
 //   extract: `zstd -dc f | tar -x …`                          vs  extractArchive into an
 //            empty target (validates while extracting, one pass) and into a non-empty one
 //            (validateArchive first, then extract), and validateArchive alone
@@ -113,6 +114,16 @@ try {
       before: noArchive(plainArchive),
     },
     {
+      // coreutils `sync FILE` is fsync(2): the archive on disk, as packArchive leaves it.
+      name: 'pack: tar -c | zstd > f; sync f',
+      fn: () =>
+        sh(
+          `tar ${tarCreate} | zstd -q -T0 -${level} > ${quote(plainArchive)} && ` +
+            `sync ${quote(plainArchive)}`,
+        ),
+      before: noArchive(plainArchive),
+    },
+    {
       name: 'pack: tar -c | zstd > f; sha256sum f',
       fn: () =>
         sh(
@@ -124,6 +135,19 @@ try {
     {
       name: 'pack: packArchive (sha256 while writing)',
       fn: () => packArchive({ root: tree, output: ourArchive, compression: 'zstd', level }),
+      before: noArchive(ourArchive),
+    },
+    {
+      // What publishing does: the torrent's piece hashes come from the same read.
+      name: 'pack: packArchive + 1 MiB piece hashes (as publish does)',
+      fn: () =>
+        packArchive({
+          root: tree,
+          output: ourArchive,
+          compression: 'zstd',
+          level,
+          pieceLength: 1 << 20,
+        }),
       before: noArchive(ourArchive),
     },
   ])

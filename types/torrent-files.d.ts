@@ -1,4 +1,4 @@
-// Narrow declarations for create-torrent 6 and parse-torrent 11.
+// Narrow declarations for create-torrent 6, parse-torrent 11 and bencode 4.
 declare module 'create-torrent' {
   export interface CreateTorrentOptions {
     name?: string
@@ -135,4 +135,12 @@ declare module 'bitfield' {
     set(index: number, value: boolean): void
     get(index: number): boolean
   }
+}
+
+declare module 'bencode' {
+  const bencode: {
+    encode(value: unknown): Uint8Array
+    decode(data: Uint8Array, start?: number, end?: number, encoding?: string): unknown
+  }
+  export default bencode
 }

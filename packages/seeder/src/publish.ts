@@ -98,6 +98,7 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
     root,
     output: archivePath,
     compression: config.compression,
+    pieceLength: config.pieceLength,
     ...(config.compressionLevel === undefined ? {} : { level: config.compressionLevel }),
     ...(config.excludeFile === undefined ? {} : { excludeFile: config.excludeFile }),
     logger,
@@ -105,10 +106,11 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   })
   const packSeconds = (performance.now() - started) / 1000
   const created = new Date()
-  const torrent = await createImageTorrent({
-    archivePath,
+  const torrent = createImageTorrent({
     name: archiveFile,
+    length: packed.size,
     pieceLength: config.pieceLength,
+    pieces: packed.pieces,
     announce,
     webSeed,
     created,

@@ -1,10 +1,15 @@
-import createTorrent from 'create-torrent'
+import { PIECE_HASH_BYTES } from '@imageswarm/core'
+import bencode from 'bencode'
 import parseTorrent, { type ParsedTorrent, toTorrentFile } from 'parse-torrent'
 
 export interface ImageTorrentOptions {
-  archivePath: string
+  /** The archive's file name: the torrent's (single) file. */
   name: string
+  /** The archive's size in bytes. */
+  length: number
   pieceLength: number
+  /** The archive's piece hashes, 20 bytes a piece, as packArchive computes them. */
+  pieces: Uint8Array
   announce: string
   webSeed: string
   created: Date
@@ -14,22 +19,34 @@ export interface ImageTorrentOptions {
  * Builds the image's `.torrent`: private (no DHT or PEX: only the server's tracker
  * hands out peers), this server's tracker as the only announce URL, and the archive's
  * HTTP URL as a BEP 19 web seed for when no peer can help.
+ *
+ * The piece hashes come from the pack, which hashes the archive as it is written, so
+ * building the torrent reads nothing. The bytes are what create-torrent 6 writes for the
+ * same file and options (a test holds us to it); it took 0.4 s to hash an 80 MiB archive
+ * again.
  */
-export async function createImageTorrent(options: ImageTorrentOptions): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    createTorrent(
-      options.archivePath,
-      {
-        name: options.name,
-        pieceLength: options.pieceLength,
-        private: true,
-        announceList: [[options.announce]],
-        urlList: [options.webSeed],
-        createdBy: 'imageswarm',
-        creationDate: options.created,
-      },
-      (err, torrent) => (err ? reject(err) : resolve(torrent)),
+export function createImageTorrent(options: ImageTorrentOptions): Uint8Array {
+  const pieceCount = Math.ceil(options.length / options.pieceLength)
+  if (options.pieces.length !== pieceCount * PIECE_HASH_BYTES) {
+    throw new Error(
+      `${options.name}: ${options.pieces.length / PIECE_HASH_BYTES} piece hashes for ` +
+        `${pieceCount} pieces of ${options.pieceLength} bytes`,
     )
+  }
+  return bencode.encode({
+    info: {
+      name: options.name,
+      private: 1,
+      'piece length': options.pieceLength,
+      pieces: options.pieces,
+      length: options.length,
+    },
+    announce: options.announce,
+    'announce-list': [[options.announce]],
+    'url-list': [options.webSeed],
+    'created by': 'imageswarm',
+    'creation date': Math.ceil(options.created.getTime() / 1000),
+    encoding: 'UTF-8',
   })
 }
 

@@ -128,11 +128,3 @@ declare module 'bittorrent-tracker' {
 
   export default Client
 }
-
-declare module 'bencode' {
-  const bencode: {
-    encode(value: unknown): Uint8Array
-    decode(data: Uint8Array, start?: number, end?: number, encoding?: string): unknown
-  }
-  export default bencode
-}

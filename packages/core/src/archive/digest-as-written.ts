@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { fdatasync, read } from 'node:fs'
 import { promisify } from 'node:util'
+import { PieceHasher } from '../piece-hashes.js'
 
 const readAt = promisify(read)
 const dataSync = promisify(fdatasync)
@@ -15,10 +16,12 @@ const FLUSH_BEHIND_BYTES = 16 << 20
 export interface WrittenDigest {
   sha256: string
   size: number
+  /** BitTorrent v1 piece hashes (20 bytes a piece), when a piece length was given. */
+  pieces: Buffer | undefined
 }
 
 /**
- * The SHA-256 and size of a file that another process is appending to through `fd`
+ * The SHA-256, size and (given `pieceLength`) torrent piece hashes of a file that another process is appending to through `fd`
  * (open for reading and writing), read behind the writer while it works and finished once
  * `writerDone` settles. The writer's bytes never pass through Node on their way to the
  * file, and the hash costs no pass of its own after the writer exits.
@@ -31,8 +34,11 @@ export interface WrittenDigest {
 export async function digestAsWritten(
   fd: number,
   writerDone: Promise<unknown>,
+  options: { pieceLength?: number | undefined } = {},
 ): Promise<WrittenDigest> {
   const hash = createHash('sha256')
+  const pieces =
+    options.pieceLength === undefined ? undefined : new PieceHasher(options.pieceLength)
   const buffer = Buffer.allocUnsafe(READ_BYTES)
   let writerFinished = false
   const finished = writerDone.then(
@@ -53,7 +59,9 @@ export async function digestAsWritten(
       const lastRead = writerFinished
       const { bytesRead } = await readAt(fd, buffer, 0, buffer.length, size)
       if (bytesRead > 0) {
-        hash.update(buffer.subarray(0, bytesRead))
+        const chunk = buffer.subarray(0, bytesRead)
+        hash.update(chunk)
+        pieces?.update(chunk)
         size += bytesRead
         if (size - flushedAt >= FLUSH_BEHIND_BYTES && flushing === undefined) {
           flushedAt = size
@@ -80,5 +88,5 @@ export async function digestAsWritten(
     await flushing
   }
   if (flushError !== undefined) throw flushError
-  return { sha256: hash.digest('hex'), size }
+  return { sha256: hash.digest('hex'), size, pieces: pieces?.digest() }
 }

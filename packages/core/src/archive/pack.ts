@@ -53,16 +53,21 @@ export const TAR_CREATE_ARGS: readonly string[] = [
 /**
  * Packs an image root into one compressed archive, deterministically: the same tree gives
  * the same bytes, so an unchanged image keeps its infohash. The archive is written to
- * `output.partial-<random>` beside `output`, synced, then renamed into place; the sha256 is
- * computed from the file as it is written.
+ * `output.partial-<random>` beside `output`, synced, then renamed into place; its sha256
+ * (and, given `pieceLength`, its piece hashes) is computed from the file as it is written.
  *
  * @example
- *   const { sha256, size } = await packArchive({
+ *   const { sha256, size, pieces } = await packArchive({
  *     root: '/var/lib/systemimager/images/demo',
  *     output: '/var/lib/systemimager/tarballs/image-demo.tar.zst',
  *     compression: 'zstd',
+ *     pieceLength: 1 << 20, // and the torrent's piece hashes, from the same read
  *   })
  */
+export async function packArchive(
+  options: PackOptions & { pieceLength: number },
+): Promise<PackResult & { pieces: Buffer }>
+export async function packArchive(options: PackOptions): Promise<PackResult>
 export async function packArchive(options: PackOptions): Promise<PackResult> {
   const logger = options.logger ?? silentLogger()
   const root = resolve(options.root)
@@ -70,6 +75,13 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
   const compression = options.compression
   const level = compression === 'none' ? undefined : compressionLevel(compression, options.level)
   options.signal?.throwIfAborted()
+  const { pieceLength } = options
+  if (pieceLength !== undefined && !(Number.isInteger(pieceLength) && pieceLength >= 16384)) {
+    throw new ImageSwarmError('E_USAGE', `piece length must be ≥ 16 KiB, got ${pieceLength}`, {
+      operation: 'pack',
+      hint: 'use a power of two, e.g. 1 MiB (1048576)',
+    })
+  }
 
   await assertImageRoot(root)
   const tools = await resolveArchiveTools(compression, options)
@@ -88,8 +100,7 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
 
   const tarArgs = [...TAR_CREATE_ARGS, ...excludeArgs(excludes), '--directory', root, '.']
   const temp = `${output}.partial-${randomBytes(6).toString('hex')}`
-  // A numeric fd, not a FileHandle: a FileHandle's sync() never settles after a write
-  // stream with autoClose: false has used it (Node 20).
+  // A numeric fd: it becomes the stdout of the tool that writes the archive.
   let fd: number
   try {
     // Read as well as write: the archive is hashed from the file as it grows.
@@ -136,13 +147,11 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
     }
     options.signal?.addEventListener('abort', onAbort, { once: true })
     const exits = Promise.all([tar.exited, compressor?.exited])
-    const digesting = digestAsWritten(fd, exits).then(
-      (digest) => digest,
-      (err: unknown) => {
-        onAbort()
-        return err instanceof Error ? err : new Error(String(err))
-      },
-    )
+    // A failed read stops the tools; the error is reported after theirs.
+    const digesting = digestAsWritten(fd, exits, { pieceLength }).catch((err: unknown) => {
+      onAbort()
+      return err instanceof Error ? err : new Error(String(err))
+    })
     const [[tarExit, compressorExit], digest] = await Promise.all([exits, digesting])
     options.signal?.removeEventListener('abort', onAbort)
     if (options.signal?.aborted) {
@@ -171,9 +180,9 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
     await syncDirectory(dirname(output))
     completed = true
     const seconds = (Date.now() - started) / 1000
-    const { sha256, size } = digest
+    const { sha256, size, pieces } = digest
     logger.info({ output, size, sha256, seconds, compression }, 'packed image')
-    return { output, size, sha256, deterministic: namespace !== undefined }
+    return { output, size, sha256, pieces, deterministic: namespace !== undefined }
   } finally {
     if (!completed) {
       tar?.child.kill('SIGKILL')

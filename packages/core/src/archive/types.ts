@@ -18,6 +18,11 @@ export interface PackOptions extends ToolOptions {
    * DEFAULT_EXCLUDES); the directories themselves are kept.
    */
   defaultExcludes?: boolean
+  /**
+   * Also hash the archive into BitTorrent pieces of this length, in the same read as its
+   * SHA-256 (see PackResult.pieces): a torrent then needs no pass over the archive.
+   */
+  pieceLength?: number
   logger?: Logger
   signal?: AbortSignal
 }
@@ -28,6 +33,8 @@ export interface PackResult {
   size: number
   /** SHA-256 of the compressed archive, hex. */
   sha256: string
+  /** The archive's piece hashes (SHA-1, 20 bytes a piece) when `pieceLength` was given. */
+  pieces: Buffer | undefined
   /**
    * False when tar could not run in its own PID namespace: sparse members then carry
    * tar's PID in their names, and packing the same tree twice may give different bytes.
