@@ -84,8 +84,12 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
   }
 
   await assertImageRoot(root)
-  const tools = await resolveArchiveTools(compression, options)
-  const excludes = await collectExcludes(options)
+  // Independent look-ups (each spawns or reads something), side by side.
+  const [tools, excludes, namespace] = await Promise.all([
+    resolveArchiveTools(compression, options),
+    collectExcludes(options),
+    pidNamespaceWrapper(options, logger),
+  ])
   const inside = relative(root, output)
   if (!inside.startsWith('..') && !isAbsolute(inside)) {
     // An archive written inside the tree it packs would be read while it grows.
@@ -96,7 +100,6 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
     { root, anchored: excludes.anchored, floating: excludes.floating },
     'packing with these excludes (anchored patterns match from the image root)',
   )
-  const namespace = await pidNamespaceWrapper(options, logger)
 
   const tarArgs = [...TAR_CREATE_ARGS, ...excludeArgs(excludes), '--directory', root, '.']
   const temp = `${output}.partial-${randomBytes(6).toString('hex')}`
