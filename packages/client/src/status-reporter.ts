@@ -4,12 +4,14 @@ import {
   type Logger,
   NODE_STATUS_PATH,
   type NodeState,
+  NodeStatusReplySchema,
   type NodeStatusReport,
+  REPORT_INTERVAL_LIMITS_MS,
   serverUrl,
 } from '@imageswarm/core'
 
-/** How often progress is reported between state changes. */
-const REPORT_INTERVAL_MS = 1000
+/** How often progress is reported between state changes, until the server says. */
+const DEFAULT_REPORT_INTERVAL_MS = REPORT_INTERVAL_LIMITS_MS.min
 
 export interface StatusReporterOptions {
   server: string
@@ -23,14 +25,16 @@ export interface StatusReporterOptions {
 
 /**
  * Tells the image server where this node's install is, so the dashboard can show it:
- * every state change at once, progress at most once a second. Reporting is best
- * effort: a server that cannot take reports never slows or fails an install.
+ * every state change at once, progress at most once a second, or as rarely as the
+ * server's replies ask (a large cluster's nodes spread their posts out). Reporting is
+ * best effort: a server that cannot take reports never slows or fails an install.
  */
 export class StatusReporter {
   readonly #options: StatusReporterOptions
   #report: NodeStatusReport | undefined
   #manifest: { size: number; infoHash: string } | undefined
   #lastSent = 0
+  #intervalMs: number = DEFAULT_REPORT_INTERVAL_MS
   #inFlight: Promise<void> | undefined
   #pending = false
   #warned = false
@@ -50,7 +54,7 @@ export class StatusReporter {
       (event.type === 'state' && event.state !== 'done' && event.state !== 'failed') ||
       event.type === 'failed' ||
       event.type === 'installed'
-    if (urgent || Date.now() - this.#lastSent >= REPORT_INTERVAL_MS) this.#send()
+    if (urgent || Date.now() - this.#lastSent >= this.#intervalMs) this.#send()
   }
 
   /** Waits for the last report to be delivered (or to fail), at most `timeoutMs`. */
@@ -145,13 +149,28 @@ export class StatusReporter {
         body: JSON.stringify(report),
         signal: AbortSignal.timeout(5000),
       })
-      await response.arrayBuffer()
+      const body = await response.text()
       if (!response.ok) throw new Error(`HTTP ${response.status}`)
+      this.#adoptInterval(body)
     } catch (err) {
       // Logged once: an old server without the status API must not flood the log.
       const level = this.#warned ? 'debug' : 'warn'
       this.#warned = true
       this.#options.logger[level]({ err: String(err) }, 'could not report status to the server')
+    }
+  }
+
+  /** Takes the report interval from the server's reply; keeps the current one otherwise. */
+  #adoptInterval(body: string): void {
+    let json: unknown
+    try {
+      json = JSON.parse(body)
+    } catch {
+      return
+    }
+    const reply = NodeStatusReplySchema.safeParse(json)
+    if (reply.success && reply.data.reportIntervalMs !== undefined) {
+      this.#intervalMs = reply.data.reportIntervalMs
     }
   }
 }

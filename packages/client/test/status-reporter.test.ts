@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import {
   type ImageManifest,
+  type InstallEvent,
   makePeerId,
   type NodeStatusReport,
   silentLogger,
@@ -17,14 +18,20 @@ afterEach(async () => {
   server = undefined
 })
 
-/** A status endpoint that records every post, answering each after `delayMs`. */
-async function recordPosts(delayMs: number) {
+/**
+ * A status endpoint that records every post, answering each after `delayMs`: with no body,
+ * or with `reply` as JSON.
+ */
+async function recordPosts(delayMs: number, reply?: unknown) {
   const posts: NodeStatusReport[] = []
   server = createServer(async (req, res) => {
     let body = ''
     for await (const chunk of req) body += chunk
     posts.push(JSON.parse(body))
-    setTimeout(() => res.writeHead(204).end(), delayMs)
+    setTimeout(() => {
+      if (reply === undefined) res.writeHead(204).end()
+      else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(reply))
+    }, delayMs)
   })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -36,6 +43,17 @@ const manifest = {
   size: 1000,
   infoHash: 'a'.repeat(40),
 } as ImageManifest
+
+function progress(downloaded: number): InstallEvent {
+  return {
+    type: 'download-progress',
+    size: 1000,
+    totals: { downloaded, downloadedFromServer: 0, uploaded: 0 },
+    downloadRate: 100,
+    uploadRate: 0,
+    peers: 1,
+  }
+}
 
 describe('StatusReporter', () => {
   it('never posts the failed state without its error', async () => {
@@ -66,5 +84,53 @@ describe('StatusReporter', () => {
     expect(failed.length).toBeGreaterThan(0)
     for (const post of failed) expect(post.error?.code).toBe('E_TARGET_NOT_WRITABLE')
     expect(posts.at(-1)?.state).toBe('failed')
+  })
+  it('posts progress as rarely as the server asks, and state changes at once', async () => {
+    const { url, posts } = await recordPosts(0, { ok: true, reportIntervalMs: 60_000 })
+    const reporter = new StatusReporter({
+      server: url,
+      image: 'node',
+      peerId: makePeerId('client'),
+      logger: silentLogger(),
+    })
+    reporter.update({ type: 'manifest', manifest })
+    reporter.update({ type: 'state', state: 'downloading', previous: 'waiting' })
+    await reporter.flush()
+    const afterStart = posts.length
+    // Two seconds of progress: a reporter at its default second would post again.
+    for (let i = 1; i <= 20; i++) {
+      reporter.update(progress(i * 10))
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    await reporter.flush()
+    expect(posts.length).toBe(afterStart)
+    reporter.update({ type: 'state', state: 'verifying', previous: 'downloading' })
+    await reporter.flush()
+    expect(posts.at(-1)?.state).toBe('verifying')
+    expect(posts.at(-1)?.downloaded).toBe(200)
+  })
+
+  it('keeps its own second when the reply names no interval or an unreasonable one', async () => {
+    for (const reply of [undefined, { ok: true }, { ok: true, reportIntervalMs: 5 }]) {
+      const { url, posts } = await recordPosts(0, reply)
+      const reporter = new StatusReporter({
+        server: url,
+        image: 'node',
+        peerId: makePeerId('client'),
+        logger: silentLogger(),
+      })
+      reporter.update({ type: 'manifest', manifest })
+      reporter.update({ type: 'state', state: 'downloading', previous: 'waiting' })
+      await reporter.flush()
+      const afterStart = posts.length
+      for (let i = 1; i <= 13; i++) {
+        reporter.update(progress(i * 10))
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      await reporter.flush()
+      expect(posts.length, JSON.stringify(reply)).toBeGreaterThan(afterStart)
+      await new Promise((resolve) => server!.close(resolve))
+      server = undefined
+    }
   })
 })

@@ -42,3 +42,24 @@ export type NodeStatusReport = z.output<typeof NodeStatusReportSchema>
 
 /** Largest status post the server accepts; a report is a few hundred bytes. */
 export const NODE_STATUS_MAX_BYTES = 8 * 1024
+
+/** The shortest and longest report interval a server may ask for. */
+export const REPORT_INTERVAL_LIMITS_MS = { min: 1000, max: 60_000 } as const
+
+/**
+ * The server's answer to an accepted status post. `reportIntervalMs` is how often the
+ * node should post progress from now on (state changes still go at once): the server
+ * spreads thousands of nodes' reports out so that it takes about the same number of
+ * posts a second whatever the cluster's size. Servers before it answer `{ ok: true }`.
+ */
+export const NodeStatusReplySchema = z.object({
+  ok: z.literal(true),
+  reportIntervalMs: z
+    .number()
+    .int()
+    .min(REPORT_INTERVAL_LIMITS_MS.min)
+    .max(REPORT_INTERVAL_LIMITS_MS.max)
+    .optional(),
+})
+
+export type NodeStatusReply = z.output<typeof NodeStatusReplySchema>

@@ -35,9 +35,9 @@ export const TrackerConfigSchema = z
     // no proxy any client could claim any address and poison the swarm.
     trustProxy: z.boolean().default(false),
     // A node that has neither announced nor posted its status for this long is shown as
-    // stale. Clients post about every second and announce every interval, so a minute
-    // of silence means the machine crashed, rebooted or lost the network; a node busy
-    // extracting still posts. Nodes that are done or failed are never stale.
+    // stale. Clients post at least every quarter of this (see statusPostsPerSecond) and
+    // announce every interval, so a minute of silence means the machine crashed, rebooted
+    // or lost the network; a node busy extracting still posts. Nodes that are done or failed are never stale.
     nodeStaleSeconds: z.number().int().min(1).max(86_400).default(60),
     // Nodes remembered per image for the dashboard, including finished and stale ones.
     // The least recently heard from is forgotten first (its bytes stay in the totals).
@@ -52,6 +52,10 @@ export const TrackerConfigSchema = z
     // client posts about once a second and on each state change; more is a bug or an
     // attack, and gets 429 rather than the tracker's time.
     statusRatePerNode: z.number().positive().max(1000).default(5),
+    // Status posts a second the tracker asks of all nodes together. Up to this many nodes
+    // post every second; beyond, each post's reply tells the nodes to post less often
+    // (state changes still go at once), up to a quarter of nodeStaleSeconds apart.
+    statusPostsPerSecond: z.number().positive().max(100_000).default(100),
   })
   .superRefine((config, ctx) => {
     if (config.defaultNumwant > config.maxNumwant) {

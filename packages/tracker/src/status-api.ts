@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { NODE_STATUS_MAX_BYTES, NODE_STATUS_PATH } from '@imageswarm/core'
+import { NODE_STATUS_MAX_BYTES, NODE_STATUS_PATH, type NodeStatusReply } from '@imageswarm/core'
 import { sendApiError, sendJson } from './http-reply.js'
 import type { RateLimiter } from './rate-limit.js'
 import { parseStatusReport, tooLarge } from './status-report.js'
@@ -80,7 +80,7 @@ export function handleStatusPost(
           status: 429,
           code: 'E_RATE_LIMITED',
           message: `too many status reports from peer ${report.peerId}`,
-          hint: `post about once a second and on state changes; retry after ${retry} s`,
+          hint: `post as often as the server's replies say and on state changes; retry after ${retry} s`,
         },
         { 'Retry-After': String(retry) },
       )
@@ -93,7 +93,11 @@ export function handleStatusPost(
       return
     }
     endpoint.onOutcome('accepted')
-    sendJson(res, 200, { ok: true })
+    const reply: NodeStatusReply = {
+      ok: true,
+      reportIntervalMs: endpoint.monitor.statusIntervalMs(),
+    }
+    sendJson(res, 200, reply)
   })
 }
 

@@ -1,4 +1,4 @@
-import type { NodeStatusReport } from '@imageswarm/core'
+import { type NodeStatusReport, REPORT_INTERVAL_LIMITS_MS } from '@imageswarm/core'
 import type { TrackerConfig } from './config.js'
 import type { ApiError } from './http-reply.js'
 import type { AnnounceSighting } from './node-record.js'
@@ -86,6 +86,21 @@ export class SwarmMonitor {
     }
     swarm.recordStatus(report, this.now())
     return undefined
+  }
+
+  /**
+   * How often nodes should post their progress: every second while there are few, and
+   * spread out so that all of them together post about `statusPostsPerSecond` times a
+   * second (1,000 installing nodes at 100 a second: every 10 s), but never so rarely that
+   * a node could look stale (a quarter of `nodeStaleSeconds`). Counted at the last sample.
+   */
+  statusIntervalMs(): number {
+    let reporting = 0
+    for (const swarm of this.#byHash.values()) reporting += swarm.reportingNodes
+    const { min, max } = REPORT_INTERVAL_LIMITS_MS
+    const longest = Math.max(min, Math.min(max, (this.#config.nodeStaleSeconds * 1000) / 4))
+    const spread = Math.ceil((1000 * reporting) / this.#config.statusPostsPerSecond)
+    return Math.min(longest, Math.max(min, spread))
   }
 
   /** Takes a history point for every swarm. */

@@ -70,6 +70,7 @@ export class SwarmState {
   readonly #forgotten = { downloaded: 0, fromServer: 0, uploaded: 0 }
   readonly #recent: { t: number; fromServer: number; fromPeers: number }[] = []
   #rates = { downloadRate: 0, serverRate: 0, peerRate: 0 }
+  #reportingNodes = 0
 
   constructor(options: SwarmStateOptions) {
     this.image = options.image
@@ -89,6 +90,11 @@ export class SwarmState {
 
   get nodeCount(): number {
     return this.#nodes.size
+  }
+
+  /** Nodes still installing or seeding and not stale, at the last sample: who posts. */
+  get reportingNodes(): number {
+    return this.#reportingNodes
   }
 
   recordAnnounce(sighting: AnnounceSighting, now: number): void {
@@ -141,11 +147,14 @@ export class SwarmState {
    */
   sample(now: number, counts: TrackerCounts, staleMs: number): HistoryPoint {
     const point = emptyPoint(Math.round(now / 100) / 10)
+    let reporting = 0
     for (const node of this.#nodes.values()) {
       if (node.checkStale(now, staleMs)) node.version = ++this.#version
       point[node.state] += 1
       if (node.stale) point.stale += 1
+      else if (node.state !== 'done' && node.state !== 'failed') reporting += 1
     }
+    this.#reportingNodes = reporting
     point.installed = point.seeding + point.done
     point.seeders = counts.seeders
     point.leechers = counts.leechers

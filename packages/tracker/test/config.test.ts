@@ -26,6 +26,7 @@ describe('resolveTrackerConfig', () => {
       historySampleSeconds: 1,
       historyPoints: 3600,
       statusRatePerNode: 5,
+      statusPostsPerSecond: 100,
     })
     expect(resolveTrackerConfig({ announceIntervalSeconds: 15 }).peerTtlSeconds).toBe(45)
   })

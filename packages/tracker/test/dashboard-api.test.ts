@@ -29,6 +29,8 @@ describe('the status API', () => {
     const { baseUrl } = await start()
     const response = await post(baseUrl, statusReport(1, { downloaded: 500 }))
     expect(response.status).toBe(200)
+    // One node: post every second.
+    expect(await response.json()).toEqual({ ok: true, reportIntervalMs: 1000 })
     const { nodes } = (await (await fetch(`${baseUrl}/api/images/rocky9/nodes`)).json()) as {
       nodes: { node: string; progress: number }[]
     }
