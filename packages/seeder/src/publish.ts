@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   archiveFileName,
@@ -17,6 +17,7 @@ import {
   silentLogger,
   torrentFileName,
   WIRE,
+  writeFileAtomically,
 } from '@imageswarm/core'
 import parseTorrent from 'parse-torrent'
 import type { SeederConfig } from './config.js'
@@ -80,7 +81,7 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
       () => undefined,
     )
     if (current && current.parsed.infoHash === existing.manifest.infoHash) {
-      if (current.changed) await writeAtomically(torrentPath, current.torrent)
+      if (current.changed) await writeFileAtomically(torrentPath, current.torrent)
       logger.info(
         { image: name, archive: archivePath, infoHash: existing.manifest.infoHash },
         'image unchanged since it was packed: reusing its archive',
@@ -131,9 +132,10 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
     },
     manifestPath,
   )
-  await writeAtomically(torrentPath, torrent)
-  // The manifest is written last: it is what marks the archive and torrent as complete.
-  await writeAtomically(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`)
+  await writeFileAtomically(torrentPath, torrent)
+  // The manifest is written last, once the archive and the torrent are on disk: it is what
+  // marks them complete, across a crash too.
+  await writeFileAtomically(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`)
   logger.info(
     {
       image: name,
@@ -189,10 +191,4 @@ async function readExisting(
   } catch {
     return undefined
   }
-}
-
-async function writeAtomically(path: string, data: string | Uint8Array): Promise<void> {
-  const temporary = `${path}.partial-${process.pid}`
-  await writeFile(temporary, data)
-  await rename(temporary, path)
 }

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { close, fsync, open as openCallback } from 'node:fs'
-import { open, rename, stat, unlink } from 'node:fs/promises'
+import { rename, stat, unlink } from 'node:fs/promises'
 import { dirname, isAbsolute, relative, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import type { Logger } from 'pino'
+import { syncDirectory } from '../durable-file.js'
 import { errnoOf, ImageSwarmError } from '../errors.js'
 import { silentLogger } from '../logging.js'
 import { compressArgs, compressionLevel } from './compression.js'
@@ -324,14 +325,4 @@ function writeFailed(err: unknown, temp: string, output: string): ImageSwarmErro
   return packFailed(`cannot write ${temp}: ${errno ?? String(err)}`, output, err, {
     hint: `check the disk holding ${dirname(output)} (dmesg may name an I/O error)`,
   })
-}
-
-/** After a rename, the directory entry itself must reach the disk for the file to survive. */
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
 }
