@@ -21,9 +21,9 @@ export interface WrittenDigest {
 }
 
 /**
- * The SHA-256, size and (given `pieceLength`) torrent piece hashes of a file that another process is appending to through `fd`
- * (open for reading and writing), read behind the writer while it works and finished once
- * `writerDone` settles. The writer's bytes never pass through Node on their way to the
+ * The SHA-256, size and (given `pieceLength`) torrent piece hashes of a file that another
+ * process is appending to through `fd` (open for reading and writing), read behind the
+ * writer while it works and finished once `writerDone` settles. The writer's bytes never pass through Node on their way to the
  * file, and the hash costs no pass of its own after the writer exits.
  *
  * Every 16 MiB, one `fdatasync` at a time pushes what is written so far to the disk, so
@@ -41,14 +41,10 @@ export async function digestAsWritten(
     options.pieceLength === undefined ? undefined : new PieceHasher(options.pieceLength)
   const buffer = Buffer.allocUnsafe(READ_BYTES)
   let writerFinished = false
-  const finished = writerDone.then(
-    () => {
-      writerFinished = true
-    },
-    () => {
-      writerFinished = true
-    },
-  )
+  const markFinished = () => {
+    writerFinished = true
+  }
+  const finished = writerDone.then(markFinished, markFinished)
   let size = 0
   let flushedAt = 0
   let flushing: Promise<void> | undefined
