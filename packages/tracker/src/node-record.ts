@@ -45,7 +45,8 @@ export interface NodeView {
   source: 'status' | 'announce'
 }
 
-const TERMINAL: ReadonlySet<NodeState> = new Set(['done', 'failed'])
+/** States a node never leaves: it posts no more, and is never stale. */
+export const TERMINAL_STATES: ReadonlySet<NodeState> = new Set(['done', 'failed'])
 
 /**
  * One node's install, merged from its announces (address, byte counters every
@@ -85,7 +86,7 @@ export class NodeRecord {
   }
 
   get terminal(): boolean {
-    return TERMINAL.has(this.state)
+    return TERMINAL_STATES.has(this.state)
   }
 
   applyAnnounce(sighting: AnnounceSighting, now: number): void {

@@ -1,6 +1,6 @@
 import { NODE_STATES, type NodeState, type NodeStatusReport, peerRoleOf } from '@imageswarm/core'
 import { emptyPoint, History, type HistoryPoint, type HistorySeries } from './history.js'
-import { type AnnounceSighting, NodeRecord, type NodeView } from './node-record.js'
+import { type AnnounceSighting, NodeRecord, type NodeView, TERMINAL_STATES } from './node-record.js'
 
 /** The tracker's own counts for a swarm, from bittorrent-tracker's peer cache. */
 export interface TrackerCounts {
@@ -70,7 +70,6 @@ export class SwarmState {
   readonly #forgotten = { downloaded: 0, fromServer: 0, uploaded: 0 }
   readonly #recent: { t: number; fromServer: number; fromPeers: number }[] = []
   #rates = { downloadRate: 0, serverRate: 0, peerRate: 0 }
-  #reportingNodes = 0
 
   constructor(options: SwarmStateOptions) {
     this.image = options.image
@@ -94,7 +93,12 @@ export class SwarmState {
 
   /** Nodes still installing or seeding and not stale, at the last sample: who posts. */
   get reportingNodes(): number {
-    return this.#reportingNodes
+    const point = this.history.latest()
+    if (point === undefined) return 0
+    // Terminal nodes are never stale, so the stale ones are all among the others.
+    let nodes = -point.stale
+    for (const state of NODE_STATES) if (!TERMINAL_STATES.has(state)) nodes += point[state]
+    return nodes
   }
 
   recordAnnounce(sighting: AnnounceSighting, now: number): void {
@@ -147,14 +151,11 @@ export class SwarmState {
    */
   sample(now: number, counts: TrackerCounts, staleMs: number): HistoryPoint {
     const point = emptyPoint(Math.round(now / 100) / 10)
-    let reporting = 0
     for (const node of this.#nodes.values()) {
       if (node.checkStale(now, staleMs)) node.version = ++this.#version
       point[node.state] += 1
       if (node.stale) point.stale += 1
-      else if (node.state !== 'done' && node.state !== 'failed') reporting += 1
     }
-    this.#reportingNodes = reporting
     point.installed = point.seeding + point.done
     point.seeders = counts.seeders
     point.leechers = counts.leechers
