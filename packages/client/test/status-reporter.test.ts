@@ -55,15 +55,40 @@ function progress(downloaded: number): InstallEvent {
   }
 }
 
+function reporterFor(server: string): StatusReporter {
+  return new StatusReporter({
+    server,
+    image: 'node',
+    peerId: makePeerId('client'),
+    logger: silentLogger(),
+  })
+}
+
+/**
+ * Starts a download, then feeds a progress event every 100 ms, `ticks` times: how many
+ * posts the progress alone made.
+ */
+async function postsDuringProgress(
+  reporter: StatusReporter,
+  posts: NodeStatusReport[],
+  ticks: number,
+): Promise<number> {
+  reporter.update({ type: 'manifest', manifest })
+  reporter.update({ type: 'state', state: 'downloading', previous: 'waiting' })
+  await reporter.flush()
+  const afterStart = posts.length
+  for (let i = 1; i <= ticks; i++) {
+    reporter.update(progress(i * 10))
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  await reporter.flush()
+  return posts.length - afterStart
+}
+
 describe('StatusReporter', () => {
   it('never posts the failed state without its error', async () => {
     const { url, posts } = await recordPosts(300)
-    const reporter = new StatusReporter({
-      server: url,
-      image: 'node',
-      peerId: makePeerId('client'),
-      logger: silentLogger(),
-    })
+    const reporter = reporterFor(url)
     // A failure before any download (a target that is not writable): the move to
     // `failed` is the first thing posted.
     reporter.update({ type: 'manifest', manifest })
@@ -85,25 +110,12 @@ describe('StatusReporter', () => {
     for (const post of failed) expect(post.error?.code).toBe('E_TARGET_NOT_WRITABLE')
     expect(posts.at(-1)?.state).toBe('failed')
   })
+
   it('posts progress as rarely as the server asks, and state changes at once', async () => {
     const { url, posts } = await recordPosts(0, { ok: true, reportIntervalMs: 60_000 })
-    const reporter = new StatusReporter({
-      server: url,
-      image: 'node',
-      peerId: makePeerId('client'),
-      logger: silentLogger(),
-    })
-    reporter.update({ type: 'manifest', manifest })
-    reporter.update({ type: 'state', state: 'downloading', previous: 'waiting' })
-    await reporter.flush()
-    const afterStart = posts.length
+    const reporter = reporterFor(url)
     // Two seconds of progress: a reporter at its default second would post again.
-    for (let i = 1; i <= 20; i++) {
-      reporter.update(progress(i * 10))
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-    await reporter.flush()
-    expect(posts.length).toBe(afterStart)
+    expect(await postsDuringProgress(reporter, posts, 20)).toBe(0)
     reporter.update({ type: 'state', state: 'verifying', previous: 'downloading' })
     await reporter.flush()
     expect(posts.at(-1)?.state).toBe('verifying')
@@ -113,22 +125,8 @@ describe('StatusReporter', () => {
   it('keeps its own second when the reply names no interval or an unreasonable one', async () => {
     for (const reply of [undefined, { ok: true }, { ok: true, reportIntervalMs: 5 }]) {
       const { url, posts } = await recordPosts(0, reply)
-      const reporter = new StatusReporter({
-        server: url,
-        image: 'node',
-        peerId: makePeerId('client'),
-        logger: silentLogger(),
-      })
-      reporter.update({ type: 'manifest', manifest })
-      reporter.update({ type: 'state', state: 'downloading', previous: 'waiting' })
-      await reporter.flush()
-      const afterStart = posts.length
-      for (let i = 1; i <= 13; i++) {
-        reporter.update(progress(i * 10))
-        await new Promise((resolve) => setTimeout(resolve, 100))
-      }
-      await reporter.flush()
-      expect(posts.length, JSON.stringify(reply)).toBeGreaterThan(afterStart)
+      const progressPosts = await postsDuringProgress(reporterFor(url), posts, 13)
+      expect(progressPosts, JSON.stringify(reply)).toBeGreaterThan(0)
       await new Promise((resolve) => server!.close(resolve))
       server = undefined
     }

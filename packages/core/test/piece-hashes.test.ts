@@ -1,19 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { PIECE_HASH_BYTES, PieceHasher } from '../src/index.js'
-
-/** The SHA-1 of every `pieceLength` slice, hashed slice by slice. */
-function reference(data: Buffer, pieceLength: number): Buffer {
-  const hashes: Buffer[] = []
-  for (let at = 0; at < data.length; at += pieceLength) {
-    hashes.push(
-      createHash('sha1')
-        .update(data.subarray(at, at + pieceLength))
-        .digest(),
-    )
-  }
-  return Buffer.concat(hashes)
-}
+import { referencePieceHashes } from './helpers/piece-reference.js'
 
 describe('PieceHasher', () => {
   const pieceLength = 16384
@@ -27,7 +15,7 @@ describe('PieceHasher', () => {
       }
       const hashes = pieces.digest()
       expect(hashes.length).toBe(6 * PIECE_HASH_BYTES)
-      expect(hashes.equals(reference(data, pieceLength))).toBe(true)
+      expect(hashes.equals(referencePieceHashes(data, pieceLength))).toBe(true)
     }
   })
 
@@ -35,7 +23,7 @@ describe('PieceHasher', () => {
     const exact = data.subarray(0, 2 * pieceLength)
     const pieces = new PieceHasher(pieceLength)
     pieces.update(exact)
-    expect(pieces.digest().equals(reference(exact, pieceLength))).toBe(true)
+    expect(pieces.digest().equals(referencePieceHashes(exact, pieceLength))).toBe(true)
     expect(new PieceHasher(pieceLength).digest().length).toBe(0)
   })
 
