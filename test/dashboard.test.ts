@@ -106,6 +106,14 @@ describe.skipIf(!hasChromium)('the dashboard in a real browser', () => {
     // The start page lists the image before any node has come.
     await page.goto(`${server.url}/`)
     await page.waitForSelector('tr[data-image="compute"]')
+    // The list redraws with every update; its links stay the same elements, so a click
+    // cannot fall between two redraws. Mark a cell, wait for a redraw to replace it.
+    const link = await page.$('tr[data-image="compute"] a.image-name')
+    await page.$eval('tr[data-image="compute"] td:nth-child(2)', (cell) => {
+      cell.dataset.probe = 'old'
+    })
+    await page.waitForSelector('tr[data-image="compute"] td:nth-child(2):not([data-probe])')
+    expect(await link!.evaluate((a) => a.isConnected)).toBe(true)
     await page.click('tr[data-image="compute"] a.image-name')
     await page.waitForSelector('#nodes')
     await page.waitForSelector('.live[data-state="live"]')

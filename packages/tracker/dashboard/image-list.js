@@ -1,43 +1,11 @@
 // The start page: every published image with its swarm at a glance.
-import { h } from './dom.js'
+import { h, setText } from './dom.js'
 import { formatBytes, formatPercent, formatRate, shortHash } from './format.js'
 import { STATES, stateBar } from './states.js'
 
 export function renderImageList(main, summaries) {
-  const rows = summaries.map((s) => {
-    const href = `#/images/${encodeURIComponent(s.image)}`
-    const installed = s.states.seeding + s.states.done
-    return h(
-      'tr',
-      { 'data-image': s.image },
-      h(
-        'td',
-        {},
-        h('a', { class: 'image-name', href }, s.image),
-        h('div', { class: 'muted mono' }, shortHash(s.infoHash)),
-      ),
-      h('td', { class: 'num' }, s.size === null ? '–' : formatBytes(s.size)),
-      h(
-        'td',
-        { class: 'wide' },
-        stateBar(s.states, s.nodes),
-        h(
-          'div',
-          { class: 'legend-line' },
-          STATES.filter((state) => s.states[state] > 0).map((state) =>
-            h('span', { class: `key s-${state}` }, `${s.states[state]} ${state}`),
-          ),
-          s.stale > 0 ? h('span', { class: 'key stale-key' }, `${s.stale} stale`) : null,
-          s.nodes === 0 ? h('span', { class: 'muted' }, 'no nodes yet') : null,
-        ),
-      ),
-      h('td', { class: 'num' }, `${installed} / ${s.nodes}`),
-      h('td', { class: 'num' }, `${s.seeders} / ${s.leechers}`),
-      h('td', { class: 'num' }, formatRate(s.downloadRate)),
-      h('td', { class: 'num' }, formatPercent(s.offload)),
-      h('td', { class: 'num' }, formatBytes(s.delivered)),
-    )
-  })
+  if (updateRows(main, summaries)) return
+  const rows = summaries.map(imageRow)
   main.replaceChildren(
     h(
       'section',
@@ -76,5 +44,61 @@ export function renderImageList(main, summaries) {
             h('tbody', {}, rows),
           ),
     ),
+  )
+}
+
+/**
+ * Updates the rows in place when the same images are listed in the same order; false
+ * when the table must be built anew. Each image's name cell (its link) stays the same
+ * element: a table rebuilt every second would otherwise, now and then, swallow a click
+ * whose press and release straddle a redraw.
+ */
+function updateRows(main, summaries) {
+  const body = main.querySelector('table.images tbody')
+  if (body === null || body.rows.length !== summaries.length) return false
+  const rows = [...body.rows]
+  if (rows.some((row, i) => row.dataset.image !== summaries[i].image)) return false
+  for (const [i, row] of rows.entries()) {
+    const summary = summaries[i]
+    const [nameCell] = row.cells
+    // Republished under the same name, an image has a new infohash.
+    setText(nameCell.querySelector('.mono'), shortHash(summary.infoHash))
+    row.replaceChildren(nameCell, ...[...imageRow(summary).cells].slice(1))
+  }
+  return true
+}
+
+function imageRow(s) {
+  const href = `#/images/${encodeURIComponent(s.image)}`
+  const installed = s.states.seeding + s.states.done
+  return h(
+    'tr',
+    { 'data-image': s.image },
+    h(
+      'td',
+      {},
+      h('a', { class: 'image-name', href }, s.image),
+      h('div', { class: 'muted mono' }, shortHash(s.infoHash)),
+    ),
+    h('td', { class: 'num' }, s.size === null ? '–' : formatBytes(s.size)),
+    h(
+      'td',
+      { class: 'wide' },
+      stateBar(s.states, s.nodes),
+      h(
+        'div',
+        { class: 'legend-line' },
+        STATES.filter((state) => s.states[state] > 0).map((state) =>
+          h('span', { class: `key s-${state}` }, `${s.states[state]} ${state}`),
+        ),
+        s.stale > 0 ? h('span', { class: 'key stale-key' }, `${s.stale} stale`) : null,
+        s.nodes === 0 ? h('span', { class: 'muted' }, 'no nodes yet') : null,
+      ),
+    ),
+    h('td', { class: 'num' }, `${installed} / ${s.nodes}`),
+    h('td', { class: 'num' }, `${s.seeders} / ${s.leechers}`),
+    h('td', { class: 'num' }, formatRate(s.downloadRate)),
+    h('td', { class: 'num' }, formatPercent(s.offload)),
+    h('td', { class: 'num' }, formatBytes(s.delivered)),
   )
 }
