@@ -16,7 +16,7 @@ export async function syncDirectory(dir: string): Promise<void> {
  * Writes `data` to `path` so that a crash leaves either the old file or the whole new one,
  * never a part: a temporary file beside it, synced, renamed over it, then the directory
  * synced. Files written this way in order reach the disk in that order, so the last can
- * mark the others complete (a manifest after its torrent and archive).
+ * mark the others complete (a manifest after its torrent).
  *
  * @example await writeFileAtomically('/var/lib/systemimager/torrents/demo.json', json)
  */

@@ -16,9 +16,7 @@ describe('digestAsWritten', () => {
     const file = join(await makeTempDir(), 'growing')
     const fd = await openFd(file, 'wx+')
     try {
-      // 40 bursts of 1 MiB, 10 ms apart: the reader catches up with the writer many times,
-      // and two flushes behind the writer (every 16 MiB) run beside the reads; a failing one
-      // would reject the digest.
+      // 40 bursts of 1 MiB, 10 ms apart: the reader catches up with the writer many times.
       const writer = spawn(
         'sh',
         ['-c', 'for i in $(seq 40); do head -c 1048576 /dev/urandom; sleep 0.01; done'],

@@ -133,8 +133,9 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
     manifestPath,
   )
   await writeFileAtomically(torrentPath, torrent)
-  // The manifest is written last, once the archive and the torrent are on disk: it is what
-  // marks them complete, across a crash too.
+  // The manifest is written last and marks the image complete. The torrent reaches the disk
+  // before it; the archive is not forced there (see packArchive), so after a crash
+  // readExisting's sha256 check is what tells a torn archive from a whole one.
   await writeFileAtomically(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`)
   logger.info(
     {
@@ -185,7 +186,8 @@ async function readExisting(
     const st = await stat(archivePath)
     if (st.size !== manifest.size) return undefined
     // One sequential read (GB/s) proves the archive is the one the manifest describes,
-    // so the seeder can start without webtorrent hashing every piece again.
+    // so the seeder can start without webtorrent hashing every piece again, and that no
+    // crash tore it after packing (it is not fsynced).
     if ((await sha256File(archivePath)) !== manifest.sha256) return undefined
     return { manifest, archivePath, manifestPath }
   } catch {
