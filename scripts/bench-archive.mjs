@@ -11,9 +11,9 @@
 // reproducible 2.1 GiB tree of 74,000 entries. Archives (and the copies) go to a fresh
 // directory under --work-dir (default: the temp dir). Compares, as the median of N runs
 // (default 3), warm page cache:
-//   pack:    `tar -c … | zstd -T0 -3 > f` (+ `sync f`, or `sha256sum f`)  vs  packArchive, alone and
-//            with the torrent's piece hashes
-//   extract: `zstd -dc f | tar -x …`                          vs  extractArchive into an
+//   pack:    `tar -c … | zstd -T0 -3 > f` (+ `sync f`, or `sha256sum f`, or with packArchive's
+//            64 KiB tar records)  vs  packArchive, alone and with the torrent's piece hashes
+//   extract: `zstd -dc f | tar -x …` (also with 64 KiB records)  vs  extractArchive into an
 //            empty target (validates while extracting, one pass) and into a non-empty one
 //            (validateArchive first, then extract), and validateArchive alone
 //   install: `sha256sum f; zstd -dc f | tar -x`  vs  the client's two possible orders
@@ -41,6 +41,7 @@ const {
   sha256File,
   TAR_CREATE_ARGS,
   TAR_EXTRACT_ARGS,
+  TAR_RECORD_ARGS,
   DEFAULT_EXCLUDES,
 } = await import(dist)
 
@@ -77,6 +78,7 @@ try {
   console.error(`tree ${tree}: ${(treeBytes / 2 ** 20).toFixed(0)} MiB, ${files} entries`)
 
   const plainArchive = join(work, 'plain.tar.zst')
+  const plainRecordsArchive = join(work, 'plain-64k.tar.zst')
   const ourArchive = join(work, 'ours.tar.zst')
   // The same options and default excludes as packArchive, so both do the same work.
   const defaultExcludes = DEFAULT_EXCLUDES.map((pattern) => `--exclude=${pattern}`)
@@ -91,6 +93,7 @@ try {
   ]
     .map(quote)
     .join(' ')
+  const tarRecords = TAR_RECORD_ARGS.map(quote).join(' ')
   const fresh = async () => {
     await rm(target, { recursive: true, force: true })
     await mkdir(target)
@@ -114,7 +117,16 @@ try {
       before: noArchive(plainArchive),
     },
     {
-      // coreutils `sync FILE` is fsync(2): the archive on disk, as packArchive leaves it.
+      // The plain pipeline with packArchive's tar records: it writes packArchive's bytes.
+      name: 'pack: tar -c --record-size=64K | zstd > f',
+      fn: () =>
+        sh(
+          `tar ${tarCreate} ${tarRecords} | zstd -q -T0 -${level} > ${quote(plainRecordsArchive)}`,
+        ),
+      before: noArchive(plainRecordsArchive),
+    },
+    {
+      // coreutils `sync FILE` is fsync(2): what forcing the archive to the disk would add.
       name: 'pack: tar -c | zstd > f; sync f',
       fn: () =>
         sh(
@@ -152,17 +164,23 @@ try {
     },
   ])
   const archiveBytes = (await stat(ourArchive)).size
-  // The same tar options and zstd level: unless the tree has sparse files (tar's PID in the
-  // plain run), both pipelines must have written the very same bytes.
+  // The same tar options, records and zstd level: unless the tree has sparse files (tar's
+  // PID in the plain run), both pipelines must have written the very same bytes.
   const identical =
     packRows.length === 0
       ? undefined
-      : (await sha256File(plainArchive)) === (await sha256File(ourArchive))
+      : (await sha256File(plainRecordsArchive)) === (await sha256File(ourArchive))
   await rm(plainArchive, { force: true })
+  await rm(plainRecordsArchive, { force: true })
   const extractRows = await measureInTurns('extract', [
     {
       name: 'extract: zstd -dc f | tar -x',
       fn: () => sh(`zstd -dc -q ${quote(ourArchive)} | tar ${tarExtract}`),
+      before: fresh,
+    },
+    {
+      name: 'extract: zstd -dc f | tar -x --record-size=64K',
+      fn: () => sh(`zstd -dc -q ${quote(ourArchive)} | tar ${tarExtract} ${tarRecords}`),
       before: fresh,
     },
     { name: 'extract: validateArchive only', fn: () => validateArchive(ourArchive, 'zstd') },
@@ -227,7 +245,7 @@ try {
       `${execFileSync('nproc').toString().trim()} cores. MiB/s = tree MiB per second. ` +
       (identical === undefined
         ? ''
-        : `packArchive and the plain pipeline wrote ${identical ? 'identical' : 'DIFFERENT'} bytes. `) +
+        : `packArchive and the plain pipeline with its records wrote ${identical ? 'identical' : 'DIFFERENT'} bytes. `) +
       `1-minute load average ${loadAtStart} at the start, ${loadAverage()} at the end.\n`,
   )
   // "paired" is the median of each turn's ratio to the plain run of the same turn: a busy

@@ -23,6 +23,7 @@ import { silentLogger } from '../logging.js'
 import type { Compression } from '../manifest.js'
 import { decompressArgs, detectCompression } from './compression.js'
 import { gateWritable, readingSocketPair, TarGate } from './gate.js'
+import { TAR_RECORD_ARGS } from './records.js'
 import { TarScanner } from './scan.js'
 import {
   describeExit,
@@ -244,7 +245,7 @@ export function fileOffset(fd: number): number | undefined {
 function startTar(run: Run): RunningTool {
   return startTool(
     run.tools.tar,
-    [...TAR_EXTRACT_ARGS, '--directory', run.target],
+    [...TAR_EXTRACT_ARGS, ...TAR_RECORD_ARGS, '--directory', run.target],
     ['pipe', 'ignore', 'pipe'],
   )
 }

@@ -9,6 +9,7 @@ import { silentLogger } from '../logging.js'
 import { compressArgs, compressionLevel } from './compression.js'
 import { digestAsWritten } from './digest-as-written.js'
 import { collectExcludes, excludeArgs } from './excludes.js'
+import { TAR_RECORD_ARGS } from './records.js'
 import {
   describeExit,
   type RunningTool,
@@ -105,7 +106,14 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
     'packing with these excludes (anchored patterns match from the image root)',
   )
 
-  const tarArgs = [...TAR_CREATE_ARGS, ...excludeArgs(excludes), '--directory', root, '.']
+  const tarArgs = [
+    ...TAR_CREATE_ARGS,
+    ...TAR_RECORD_ARGS,
+    ...excludeArgs(excludes),
+    '--directory',
+    root,
+    '.',
+  ]
   const temp = `${output}.partial-${randomBytes(6).toString('hex')}`
   // A numeric fd: it becomes the stdout of the tool that writes the archive.
   let fd: number
