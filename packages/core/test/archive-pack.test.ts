@@ -90,6 +90,25 @@ describe('packArchive', { timeout: 60_000 }, () => {
     },
   )
 
+  it('writes 64 KiB tar records, which tar with its default records reads from a pipe', async () => {
+    const dir = await makeTempDir()
+    const root = join(dir, 'root')
+    await mkdir(join(root, 'etc'), { recursive: true })
+    await writeFile(join(root, 'etc', 'hostname'), 'node001\n')
+    const { output, size } = await packArchive({
+      root,
+      output: join(dir, 'x.tar'),
+      compression: 'none',
+    })
+    expect(size % (64 << 10)).toBe(0)
+    const target = join(dir, 'target')
+    await mkdir(target)
+    const plain = spawnSync('sh', ['-c', 'tar -x -C "$1" < "$2"', 'sh', target, output])
+    expect(plain.stderr.toString()).toBe('')
+    expect(plain.status).toBe(0)
+    expect(await readFile(join(target, 'etc', 'hostname'), 'utf8')).toBe('node001\n')
+  })
+
   it('computes no piece hashes unless asked, and refuses a piece length below 16 KiB', async () => {
     const dir = await makeTempDir()
     const root = join(dir, 'root')
