@@ -12,6 +12,10 @@ import {
 
 /** How often progress is reported between state changes, until the server says. */
 const DEFAULT_REPORT_INTERVAL_MS = REPORT_INTERVAL_LIMITS_MS.min
+/** After a failed post, the first wait before the next; it doubles with each failure. */
+const FIRST_RETRY_MS = 1000
+/** The longest a failed post (or the server's Retry-After) holds reports back. */
+const RETRY_LIMIT_MS = 60_000
 
 export interface StatusReporterOptions {
   server: string
@@ -26,8 +30,11 @@ export interface StatusReporterOptions {
 /**
  * Tells the image server where this node's install is, so the dashboard can show it:
  * every state change at once, progress at most once a second, or as rarely as the
- * server's replies ask (a large cluster's nodes spread their posts out). Reporting is
- * best effort: a server that cannot take reports never slows or fails an install.
+ * server's replies ask (a large cluster's nodes spread their posts out). A post the server
+ * turned away for now (429, 5xx) or that did not arrive is sent again, the latest report by
+ * then, after the server's Retry-After or a backoff from 1 s to 60 s: the last state of an
+ * install (done, failed) must reach the dashboard although no event follows it. Reporting
+ * is best effort: a server that cannot take reports never slows or fails an install.
  */
 export class StatusReporter {
   readonly #options: StatusReporterOptions
@@ -38,6 +45,10 @@ export class StatusReporter {
   #inFlight: Promise<void> | undefined
   #pending = false
   #warned = false
+  /** Failed posts in a row, and when the next post may go. */
+  #failures = 0
+  #retryAt = 0
+  #retryTimer: NodeJS.Timeout | undefined
 
   constructor(options: StatusReporterOptions) {
     this.#options = options
@@ -57,11 +68,14 @@ export class StatusReporter {
     if (urgent || Date.now() - this.#lastSent >= this.#intervalMs) this.#send()
   }
 
-  /** Waits for the last report to be delivered (or to fail), at most `timeoutMs`. */
+  /** Waits for the last report to be delivered (or to fail for good), at most `timeoutMs`. */
   async flush(timeoutMs = 3000): Promise<void> {
     const deadline = Date.now() + timeoutMs
-    while ((this.#inFlight || this.#pending) && Date.now() < deadline) {
-      await Promise.race([this.#inFlight, new Promise((r) => setTimeout(r, 50))])
+    while ((this.#inFlight || this.#pending || this.#retryTimer) && Date.now() < deadline) {
+      // Not a race with `undefined` while a retry waits: that settles at once, and the loop
+      // would spin without ever letting the retry's timer run.
+      const tick = new Promise((resolve) => setTimeout(resolve, 50))
+      await (this.#inFlight ? Promise.race([this.#inFlight, tick]) : tick)
     }
   }
 
@@ -129,6 +143,15 @@ export class StatusReporter {
       this.#pending = true
       return
     }
+    const wait = this.#retryAt - Date.now()
+    if (wait > 0) {
+      // Whatever is the latest report then goes; the timer keeps no process alive.
+      this.#retryTimer ??= setTimeout(() => {
+        this.#retryTimer = undefined
+        this.#send()
+      }, wait).unref()
+      return
+    }
     const report = this.#report
     if (!report) return
     this.#lastSent = Date.now()
@@ -142,6 +165,8 @@ export class StatusReporter {
   }
 
   async #post(report: NodeStatusReport): Promise<void> {
+    let failure: string
+    let retryAfterMs: number | undefined
     try {
       const response = await fetch(serverUrl(this.#options.server, NODE_STATUS_PATH), {
         method: 'POST',
@@ -150,14 +175,34 @@ export class StatusReporter {
         signal: AbortSignal.timeout(5000),
       })
       const body = await response.text()
-      if (!response.ok) throw new Error(`HTTP ${response.status}`)
-      this.#adoptInterval(body)
+      if (response.ok) {
+        this.#failures = 0
+        this.#adoptInterval(body)
+        return
+      }
+      failure = `HTTP ${response.status}`
+      if (response.status !== 429 && response.status < 500) {
+        // A server without the status API (404), or one refusing this report: sending it
+        // again would change nothing.
+        this.#warnOnce(failure)
+        return
+      }
+      retryAfterMs = parseRetryAfter(response.headers.get('retry-after'))
     } catch (err) {
-      // Logged once: an old server without the status API must not flood the log.
-      const level = this.#warned ? 'debug' : 'warn'
-      this.#warned = true
-      this.#options.logger[level]({ err: String(err) }, 'could not report status to the server')
+      failure = String(err)
     }
+    this.#warnOnce(failure)
+    this.#failures++
+    const backoff = FIRST_RETRY_MS * 2 ** Math.min(this.#failures - 1, 6)
+    this.#retryAt = Date.now() + Math.min(retryAfterMs ?? backoff, RETRY_LIMIT_MS)
+    this.#pending = true
+  }
+
+  #warnOnce(failure: string): void {
+    // Logged once: an old server without the status API must not flood the log.
+    const level = this.#warned ? 'debug' : 'warn'
+    this.#warned = true
+    this.#options.logger[level]({ err: failure }, 'could not report status to the server')
   }
 
   /** Takes the report interval from the server's reply; keeps the current one otherwise. */
@@ -173,4 +218,13 @@ export class StatusReporter {
       this.#intervalMs = reply.data.reportIntervalMs
     }
   }
+}
+
+/** Retry-After in milliseconds: delay-seconds or an HTTP date (RFC 9110); else undefined. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
+  if (value === null) return undefined
+  const text = value.trim()
+  if (/^\d+$/.test(text)) return Number(text) * 1000
+  const date = Date.parse(text)
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }

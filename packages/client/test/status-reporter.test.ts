@@ -9,7 +9,7 @@ import {
   silentLogger,
 } from '@imageswarm/core'
 import { afterEach, describe, expect, it } from 'vitest'
-import { StatusReporter } from '../src/status-reporter.js'
+import { parseRetryAfter, StatusReporter } from '../src/status-reporter.js'
 
 let server: Server | undefined
 
@@ -18,24 +18,33 @@ afterEach(async () => {
   server = undefined
 })
 
+/** How the test server answers the nth post (from 0): a status, headers and JSON body. */
+type Answer = { status: number; headers?: Record<string, string>; body?: unknown }
+
 /**
- * A status endpoint that records every post, answering each after `delayMs`: with no body,
- * or with `reply` as JSON.
+ * A status endpoint that records every post (and when it came), answering each after
+ * `delayMs`: with no body, with `reply` as JSON, or as `answer` says for that post.
  */
-async function recordPosts(delayMs: number, reply?: unknown) {
+async function recordPosts(delayMs: number, reply?: unknown, answer?: (nth: number) => Answer) {
   const posts: NodeStatusReport[] = []
+  const times: number[] = []
   server = createServer(async (req, res) => {
     let body = ''
     for await (const chunk of req) body += chunk
+    const nth = posts.length
     posts.push(JSON.parse(body))
+    times.push(Date.now())
     setTimeout(() => {
-      if (reply === undefined) res.writeHead(204).end()
+      const answered = answer?.(nth)
+      if (answered !== undefined) {
+        res.writeHead(answered.status, answered.headers).end(JSON.stringify(answered.body ?? {}))
+      } else if (reply === undefined) res.writeHead(204).end()
       else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(reply))
     }, delayMs)
   })
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, posts }
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, posts, times }
 }
 
 const manifest = {
@@ -85,6 +94,13 @@ async function postsDuringProgress(
   return posts.length - afterStart
 }
 
+/** The end of an install, as the client reports it: the state, then its totals. */
+function finish(reporter: StatusReporter): void {
+  const totals = { downloaded: 1000, downloadedFromServer: 0, uploaded: 0 }
+  reporter.update({ type: 'state', state: 'done', previous: 'seeding' })
+  reporter.update({ type: 'installed', target: '/a', totals, seconds: 1 })
+}
+
 describe('StatusReporter', () => {
   it('never posts the failed state without its error', async () => {
     const { url, posts } = await recordPosts(300)
@@ -130,5 +146,58 @@ describe('StatusReporter', () => {
       await new Promise((resolve) => server!.close(resolve))
       server = undefined
     }
+  })
+
+  it('holds reports back as long as a 429’s Retry-After says, then posts the latest', async () => {
+    const { url, posts, times } = await recordPosts(0, undefined, (nth) =>
+      nth === 1 ? { status: 429, headers: { 'retry-after': '1' } } : { status: 204 },
+    )
+    const reporter = reporterFor(url)
+    reporter.update({ type: 'manifest', manifest })
+    await reporter.flush()
+    reporter.update({ type: 'state', state: 'downloading', previous: 'waiting' })
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    // A state change would go at once, but the server asked for a second's rest.
+    reporter.update(progress(500))
+    reporter.update({ type: 'state', state: 'verifying', previous: 'downloading' })
+    expect(posts).toHaveLength(2)
+    await reporter.flush()
+    expect(posts.map((post) => post.state)).toEqual(['waiting', 'downloading', 'verifying'])
+    expect(posts[2]?.downloaded).toBe(500)
+    expect(times[2]! - times[1]!).toBeGreaterThanOrEqual(950)
+  })
+
+  it('sends the final state again when the server failed to take it', async () => {
+    const { url, posts } = await recordPosts(0, undefined, (nth) =>
+      nth === 1 ? { status: 503 } : { status: 204 },
+    )
+    const reporter = reporterFor(url)
+    reporter.update({ type: 'manifest', manifest })
+    await reporter.flush()
+    finish(reporter)
+    await reporter.flush()
+    expect(posts.map((post) => post.state)).toEqual(['waiting', 'done', 'done'])
+  })
+
+  it('does not send again what a server without the status API refused', async () => {
+    const { url, posts } = await recordPosts(0, undefined, () => ({ status: 404 }))
+    const reporter = reporterFor(url)
+    reporter.update({ type: 'manifest', manifest })
+    await reporter.flush()
+    finish(reporter)
+    const started = Date.now()
+    await reporter.flush()
+    await new Promise((resolve) => setTimeout(resolve, 1200))
+    expect(posts.map((post) => post.state)).toEqual(['waiting', 'done'])
+    expect(Date.now() - started).toBeLessThan(2500)
+  })
+
+  it('reads Retry-After as seconds or as an HTTP date', () => {
+    const now = Date.parse('2026-11-22T12:00:00Z')
+    expect(parseRetryAfter('3', now)).toBe(3000)
+    expect(parseRetryAfter('Sun, 22 Nov 2026 12:00:10 GMT', now)).toBe(10_000)
+    expect(parseRetryAfter('Sun, 22 Nov 2026 11:00:00 GMT', now)).toBe(0)
+    expect(parseRetryAfter('soon', now)).toBeUndefined()
+    expect(parseRetryAfter(null, now)).toBeUndefined()
   })
 })
