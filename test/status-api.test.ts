@@ -18,7 +18,12 @@ let report: NodeStatusReport
 beforeAll(async () => {
   layout = await makeServerLayout('imageswarm-status-')
   await addSampleImage(layout, 'compute')
-  server = await startServer({ images: ['compute'], ...layout })
+  // One post a second for all nodes: three installing nodes must be asked for one each 3 s.
+  server = await startServer({
+    images: ['compute'],
+    ...layout,
+    args: ['--status-posts-per-second', '1'],
+  })
   const manifest = (await (await fetch(`${server.url}/images/compute/manifest.json`)).json()) as {
     infoHash: string
     size: number
@@ -68,6 +73,21 @@ describe('the server’s status API', () => {
     expect(nodes[0]!.progress).toBeCloseTo(0.25, 2)
     const metrics = await (await fetch(`${server.url}/metrics`)).text()
     expect(metrics).toContain('imageswarm_swarm_nodes{image="compute",state="downloading"} 1')
+  })
+
+  it('asks the nodes to post less often as --status-posts-per-second is reached', async () => {
+    const nodes = [2, 3, 4].map((n) => ({
+      ...report,
+      node: `rack1-node0${n}`,
+      peerId: Buffer.from(`-IS01C0-00000000000${n}`, 'latin1').toString('hex'),
+    }))
+    for (const node of nodes) expect((await post(JSON.stringify(node))).status).toBe(200)
+    // The installing nodes are counted once a second, with the swarm's history.
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    const reply = (await (await post(JSON.stringify(nodes[0]))).json()) as {
+      reportIntervalMs: number
+    }
+    expect(reply.reportIntervalMs).toBeGreaterThanOrEqual(3000)
   })
 
   it('rejects a malformed report: 400 E_STATUS_INVALID naming the field', async () => {

@@ -86,6 +86,11 @@ export function buildProgram(): Command {
       integerFlag('--max-peers-per-swarm', 1, 1_000_000),
     )
     .option(
+      '--status-posts-per-second <n>',
+      'status posts a second the dashboard asks of all nodes together',
+      integerFlag('--status-posts-per-second', 1, 100_000),
+    )
+    .option(
       '--max-connections <n>',
       'peer connections of the seeder',
       integerFlag('--max-connections', 1, 10000),

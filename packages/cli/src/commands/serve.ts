@@ -22,6 +22,7 @@ export interface ServeFlags extends PublishingFlags {
   torrentPort: number
   announceInterval?: number
   maxPeersPerSwarm?: number
+  statusPostsPerSecond?: number
   maxConnections?: number
   uploadLimit?: number
   /** False with --no-tracker. */
@@ -63,6 +64,9 @@ export async function runServe(flags: ServeFlags, logger: Logger): Promise<void>
         ? {}
         : { announceIntervalSeconds: flags.announceInterval }),
       ...(flags.maxPeersPerSwarm === undefined ? {} : { maxPeersPerSwarm: flags.maxPeersPerSwarm }),
+      ...(flags.statusPostsPerSecond === undefined
+        ? {}
+        : { statusPostsPerSecond: flags.statusPostsPerSecond }),
     },
     trackerEnabled: flags.tracker,
     address: flags.address,
