@@ -56,8 +56,8 @@ export const TAR_CREATE_ARGS: readonly string[] = [
  * `output.partial-<random>` beside `output`, then renamed into place; its sha256 (and,
  * given `pieceLength`, its piece hashes) is computed from the file as it is written.
  *
- * Like tar and zstd, it does not fsync the archive: forcing it to the disk cost 7–20 % of
- * the pack (the bigger the archive, the more). A crash soon after can leave the archive
+ * Like tar and zstd, it does not fsync the archive: forcing it to the disk cost 3–22 % of
+ * the pack (the README's archive section has the figures). A crash soon after can leave the archive
  * torn on disk; whoever keeps it must check it against its sha256 before trusting it again,
  * as publishing does at every start.
  *
@@ -181,11 +181,14 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
       checkCompressorExit(compression, compressorExit, compressor.stderr(), output)
     }
     checkTarExit(tarExit, tar.stderr(), root, output)
-    if (digest instanceof Error) throw readBackFailed(digest, temp, output)
+    if (digest instanceof Error) throw archiveIoFailed(digest, 'read back', temp, output)
     for (const line of stderrLines(tar.stderr())) logger.warn({ root, tar: line }, 'tar warning')
 
     fdOpen = false
-    await closeFd(fd)
+    // Some filesystems (NFS) report a failed write only when the file is closed.
+    await closeFd(fd).catch((err: unknown) => {
+      throw archiveIoFailed(err, 'write', temp, output)
+    })
     await rename(temp, output)
     completed = true
     const seconds = (Date.now() - started) / 1000
@@ -321,9 +324,18 @@ function noSpace(message: string, output: string): ImageSwarmError {
   })
 }
 
-/** Reading the archive back (to hash it) failed: an I/O error on the disk it is written to. */
-function readBackFailed(err: unknown, temp: string, output: string): ImageSwarmError {
-  return packFailed(`cannot read back ${temp}: ${errnoOf(err) ?? String(err)}`, output, err, {
+/** Reading the archive back (to hash it) or closing it failed: an I/O error, or no space. */
+function archiveIoFailed(
+  err: unknown,
+  action: 'read back' | 'write',
+  temp: string,
+  output: string,
+): ImageSwarmError {
+  const errno = errnoOf(err)
+  if (errno === 'ENOSPC' || errno === 'EDQUOT') {
+    return noSpace(`cannot write ${temp}: ${errno}`, output)
+  }
+  return packFailed(`cannot ${action} ${temp}: ${errno ?? String(err)}`, output, err, {
     hint: `check the disk holding ${dirname(output)} (dmesg may name an I/O error)`,
   })
 }
