@@ -43,6 +43,7 @@ export class StatusReporter {
   #lastSent = 0
   #intervalMs: number = DEFAULT_REPORT_INTERVAL_MS
   #inFlight: Promise<void> | undefined
+  /** A newer report came while one was in flight: it goes when that one is done. */
   #pending = false
   #warned = false
   /** Failed posts in a row, and when the next post may go. */
@@ -71,7 +72,7 @@ export class StatusReporter {
   /** Waits for the last report to be delivered (or to fail for good), at most `timeoutMs`. */
   async flush(timeoutMs = 3000): Promise<void> {
     const deadline = Date.now() + timeoutMs
-    while ((this.#inFlight || this.#pending || this.#retryTimer) && Date.now() < deadline) {
+    while ((this.#inFlight || this.#retryTimer) && Date.now() < deadline) {
       // Not a race with `undefined` while a retry waits: that settles at once, and the loop
       // would spin without ever letting the retry's timer run.
       const tick = new Promise((resolve) => setTimeout(resolve, 50))
@@ -155,16 +156,20 @@ export class StatusReporter {
     const report = this.#report
     if (!report) return
     this.#lastSent = Date.now()
-    this.#inFlight = this.#post(report).finally(() => {
+    this.#inFlight = this.#post(report).then((again) => {
       this.#inFlight = undefined
-      if (this.#pending) {
+      if (again || this.#pending) {
         this.#pending = false
         this.#send()
       }
     })
   }
 
-  async #post(report: NodeStatusReport): Promise<void> {
+  /**
+   * Posts one report. True when it should be sent again: then, once `#retryAt` has come,
+   * `#send` posts whatever the latest report is by that time.
+   */
+  async #post(report: NodeStatusReport): Promise<boolean> {
     let failure: string
     let retryAfterMs: number | undefined
     try {
@@ -178,14 +183,14 @@ export class StatusReporter {
       if (response.ok) {
         this.#failures = 0
         this.#adoptInterval(body)
-        return
+        return false
       }
       failure = `HTTP ${response.status}`
       if (response.status !== 429 && response.status < 500) {
         // A server without the status API (404), or one refusing this report: sending it
         // again would change nothing.
         this.#warnOnce(failure)
-        return
+        return false
       }
       retryAfterMs = parseRetryAfter(response.headers.get('retry-after'))
     } catch (err) {
@@ -195,7 +200,7 @@ export class StatusReporter {
     this.#failures++
     const backoff = FIRST_RETRY_MS * 2 ** Math.min(this.#failures - 1, 6)
     this.#retryAt = Date.now() + Math.min(retryAfterMs ?? backoff, RETRY_LIMIT_MS)
-    this.#pending = true
+    return true
   }
 
   #warnOnce(failure: string): void {
