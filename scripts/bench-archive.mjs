@@ -262,16 +262,15 @@ try {
   console.log('| operation | median s | MiB/s | vs plain | paired | CPU s | CPU vs plain |')
   console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |')
   for (const row of rows) {
-    const base = baselines.get(group(row)).median
-    const cpuBase = baselines.get(group(row)).cpu
+    const baseline = baselines.get(group(row))
     const cells = [
       row.name.replaceAll('|', '\\|'),
       row.median.toFixed(2),
       (treeBytes / 2 ** 20 / row.median).toFixed(0),
-      `${(row.median / base).toFixed(2)}×`,
-      `${median(row.times.map((time, turn) => time / baselines.get(group(row)).times[turn])).toFixed(2)}×`,
+      `${(row.median / baseline.median).toFixed(2)}×`,
+      `${median(row.times.map((time, turn) => time / baseline.times[turn])).toFixed(2)}×`,
       row.cpu.toFixed(2),
-      `${(row.cpu / cpuBase).toFixed(2)}×`,
+      `${(row.cpu / baseline.cpu).toFixed(2)}×`,
     ]
     console.log(`| ${cells.join(' | ')} |`)
   }

@@ -3,7 +3,7 @@ import { open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 
 /** After a rename, the directory entry itself must reach the disk for the file to survive. */
-export async function syncDirectory(dir: string): Promise<void> {
+async function syncDirectory(dir: string): Promise<void> {
   const handle = await open(dir, 'r')
   try {
     await handle.sync()

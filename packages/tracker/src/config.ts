@@ -37,7 +37,8 @@ export const TrackerConfigSchema = z
     // A node that has neither announced nor posted its status for this long is shown as
     // stale. Clients post at least every quarter of this (see statusPostsPerSecond) and
     // announce every interval, so a minute of silence means the machine crashed, rebooted
-    // or lost the network; a node busy extracting still posts. Nodes that are done or failed are never stale.
+    // or lost the network; a node busy extracting still posts. Nodes that are done or
+    // failed are never stale.
     nodeStaleSeconds: z.number().int().min(1).max(86_400).default(60),
     // Nodes remembered per image for the dashboard, including finished and stale ones.
     // The least recently heard from is forgotten first (its bytes stay in the totals).

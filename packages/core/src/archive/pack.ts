@@ -57,9 +57,9 @@ export const TAR_CREATE_ARGS: readonly string[] = [
  * given `pieceLength`, its piece hashes) is computed from the file as it is written.
  *
  * Like tar and zstd, it does not fsync the archive: forcing it to the disk cost 3–22 % of
- * the pack (the README's archive section has the figures). A crash soon after can leave the archive
- * torn on disk; whoever keeps it must check it against its sha256 before trusting it again,
- * as publishing does at every start.
+ * the pack (the README's archive section has the figures). A crash soon after can leave
+ * the archive torn on disk; whoever keeps it must check it against its sha256 before
+ * trusting it again, as publishing does at every start.
  *
  * @example
  *   const { sha256, size, pieces } = await packArchive({
