@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 PNPM_VERSION=10.34.9
 # GNU tar and zstd are the archive engine; util-linux gives unshare (deterministic
 # sparse members); acl, attr and libcap2-bin let the tests make the metadata a real
-# root has (ACLs, xattrs, file capabilities); Chromium runs the dashboard's browser test.
+# root has (ACLs, xattrs, file capabilities); Chromium runs the dashboard's browser test;
+# python3-libtorrent is the foreign seeder of the mixed-swarm test (test/faults-swarm).
 RUNTIME_DEBS=(tar zstd gzip util-linux)
-TEST_DEBS=(acl attr libcap2-bin iproute2 chromium debootstrap)
+TEST_DEBS=(acl attr libcap2-bin iproute2 chromium debootstrap python3-libtorrent)
 
 # The swarm benchmark (scripts/bench-swarm) compares against aria2 and turns offloads off.
 BENCH_DEBS=(aria2 ethtool iproute2 curl)

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -228,5 +229,68 @@ describe.skipIf(!hasChromium)('the dashboard in a real browser', () => {
     await page.click('.chip[data-filter="failed"]')
     expect(await page.locator('#nodes tbody tr').count()).toBe(1)
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-failed.png'), fullPage: true })
+  })
+
+  it('asks for the read-only token, then works in the browser after ?token= once', async () => {
+    layout = await makeServerLayout('imageswarm-dashboard-')
+    await makeSampleImage(join(layout.imagesDir, 'login'), {
+      dirs: 2,
+      filesPerDir: 5,
+      bigFiles: 1,
+      bigFileBytes: 256 * 1024,
+      seed: 'login',
+    })
+    const token = randomBytes(24).toString('hex')
+    const tokenFile = join(layout.dir, 'dashboard.token')
+    await writeFile(tokenFile, `${token}\n`, { mode: 0o600 })
+    server = await startServer({
+      images: ['login'],
+      ...layout,
+      args: ['--dashboard-token-file', tokenFile],
+    })
+    const launched = await launchBrowser(join(layout.dir, 'chromium-profile'), {
+      width: 1440,
+      height: 900,
+    })
+    browser = launched.context
+    const { page } = launched
+    const pageErrors: string[] = []
+    page.on('pageerror', (err) => pageErrors.push(err.message))
+
+    // Without the token: a JSON 401, nothing of the swarm.
+    const refused = await page.goto(`${server.url}/#/images/login`)
+    expect(refused?.status()).toBe(401)
+    expect(await page.textContent('body')).toContain('E_DASHBOARD_UNAUTHORIZED')
+
+    // Once with ?token=: the page comes back without it in the address, and its own
+    // requests (scripts, live events) carry the cookie it set.
+    await page.goto(`${server.url}/?token=${token}#/images/login`)
+    await page.waitForSelector('.live[data-state="live"]')
+    expect(page.url()).toBe(`${server.url}/#/images/login`)
+    const cookies = await browser.cookies(server.url)
+    expect(cookies).toMatchObject([
+      { name: 'imageswarm_dashboard', httpOnly: true, sameSite: 'Strict' },
+    ])
+
+    // A node installs; it reports without the token, and the page shows it.
+    const result = await runInstall({
+      server: server.url,
+      image: 'login',
+      ...clientDirs(layout, 1),
+      seedTime: 1,
+      args: ['--node-name', 'secured1'],
+    })
+    expect(result.code, JSON.stringify(result.failed)).toBe(0)
+    const row = page.locator('#nodes tbody tr[data-state="done"]')
+    await row.waitFor({ timeout: 15_000 })
+    expect(await row.locator('.name').textContent()).toBe('secured1')
+
+    // The cookie keeps working on a fresh load of the page.
+    await page.reload()
+    await page.waitForSelector('.live[data-state="live"]')
+    await page.locator('#nodes tbody tr[data-state="done"]').waitFor({ timeout: 15_000 })
+    expect(pageErrors).toEqual([])
+    await mkdir(ARTIFACTS, { recursive: true })
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-token.png'), fullPage: true })
   })
 })

@@ -7,12 +7,14 @@ import { compareTrees } from '@imageswarm/core/testing'
 import { afterEach, describe, expect, it } from 'vitest'
 import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
 import { startCorruptPeer } from './helpers/corrupt-peer.js'
+import { useHttpServers } from './helpers/http-servers.js'
 import { useServerFixture } from './helpers/server-fixture.js'
 import { addSampleImage, clientDirs, makeServerLayout } from './helpers/workspace.js'
 
 type Install = Awaited<ReturnType<typeof runInstall>>
 
 const env = useServerFixture()
+const { startInterceptingProxy } = useHttpServers()
 const run = promisify(execFile)
 const isRoot = process.getuid?.() === 0
 
@@ -246,12 +248,35 @@ describe('the local image cache', () => {
 })
 
 describe('getting the bytes', () => {
-  it('finishes through the web seed when the tracker is down', async () => {
+  it('finishes from the seeder it dials itself when the tracker is down', async () => {
     const { server, manifest } = await serve(['--no-tracker'])
+    const result = await runInstall({
+      server: server.url,
+      image: 'node',
+      ...clientDirs(env.layout!, 1),
+      seedTime: 0,
+      // The web seed stays out: the BitTorrent connection to the server must do.
+      args: ['--webseed-fallback', '3600'],
+    })
+    expectSuccess(result)
+    expect(result.events.some((e: { type: string }) => e.type === 'webseed-fallback')).toBe(false)
+    expect(result.installed.totals.downloadedFromServer).toBeGreaterThanOrEqual(manifest.size)
+    await expectInstalledImage(clientDirs(env.layout!, 1).target)
+  })
+
+  it('finishes through the web seed when neither the tracker nor the seeder can be reached', async () => {
+    const { server, manifest } = await serve(['--no-tracker'])
+    // A server that does not say where its seeder listens (as one older than /server.json):
+    // with the tracker down too, the clients find no BitTorrent peer at all.
+    const url = await startInterceptingProxy(server.url, (req, res) => {
+      if (req.url !== '/server.json') return false
+      res.writeHead(404).end()
+      return true
+    })
     const results = await Promise.all(
       [1, 2].map((n) =>
         runInstall({
-          server: server.url,
+          server: url,
           image: 'node',
           ...clientDirs(env.layout!, n),
           seedTime: 0,
@@ -265,7 +290,7 @@ describe('getting the bytes', () => {
       expect(result.installed.totals.downloadedFromServer).toBeGreaterThanOrEqual(manifest.size)
       await expectInstalledImage(clientDirs(env.layout!, i + 1).target)
       console.info(
-        `tracker down: client ${i + 1} used the web seed (${result.events.find((e: { type: string; reason?: string }) => e.type === 'webseed-fallback')?.reason}) and got ${result.installed.totals.downloadedFromServer} B of ${manifest.size} B from the server`,
+        `tracker and seeder out of reach: client ${i + 1} used the web seed (${result.events.find((e: { type: string; reason?: string }) => e.type === 'webseed-fallback')?.reason}) and got ${result.installed.totals.downloadedFromServer} B of ${manifest.size} B from the server`,
       )
     }
   })

@@ -81,12 +81,27 @@ describe('the server’s status API', () => {
       node: `rack1-node0${n}`,
       peerId: Buffer.from(`-IS01C0-00000000000${n}`, 'latin1').toString('hex'),
     }))
-    for (const node of nodes) expect((await post(JSON.stringify(node))).status).toBe(200)
-    // The installing nodes are counted once a second, with the swarm's history.
-    await new Promise((resolve) => setTimeout(resolve, 1500))
-    const reply = (await (await post(JSON.stringify(nodes[0]))).json()) as {
-      reportIntervalMs: number
+    const tokens: string[] = []
+    for (const node of nodes) {
+      const response = await post(JSON.stringify(node))
+      expect(response.status).toBe(200)
+      // The first post for a peer id claims it: later ones carry the token it was given.
+      tokens.push(((await response.json()) as { nodeToken: string }).nodeToken)
     }
+    // The installing nodes are counted once a second, with the swarm's history: wait for
+    // the sample that counts all four.
+    const deadline = Date.now() + 30_000
+    for (;;) {
+      const { history } = (await (
+        await fetch(`${server.url}/api/images/compute/history`)
+      ).json()) as { history: { downloading: number[] } }
+      if ((history.downloading.at(-1) ?? 0) >= 4) break
+      expect(Date.now(), 'no history sample counted the four nodes').toBeLessThan(deadline)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    const again = await post(JSON.stringify(nodes[0]), { authorization: `Bearer ${tokens[0]}` })
+    expect(again.status).toBe(200)
+    const reply = (await again.json()) as { reportIntervalMs: number }
     expect(reply.reportIntervalMs).toBeGreaterThanOrEqual(3000)
   })
 

@@ -126,6 +126,17 @@ declare module 'bittorrent-protocol' {
     _write(data: Uint8Array, callback: unknown): void
     /** Where every outgoing message goes (streamx's `push` unless overridden). */
     protected _push(data: Uint8Array): boolean
+    /** Bytes received and not parsed yet: the part of a message still arriving. */
+    protected _buffer: Uint8Array[]
+    protected _bufferSize: number
+    /** Waits for `size` bytes, then calls `parser` with them. */
+    protected _parse(size: number, parser: (buffer: Uint8Array) => void): void
+    /** The parser of a message's 4-byte length prefix, then of the message itself. */
+    protected _onMessageLength(buffer: Uint8Array): void
+    protected _onMessage(buffer: Uint8Array): void
+    /** What the BEP 10 extended handshake says besides its `m` map (e.g. `reqq`). */
+    extendedHandshake: Record<string, unknown>
+    peerExtendedHandshake: Record<string, unknown>
   }
 }
 

@@ -90,6 +90,12 @@ export function buildProgram(): Command {
       'status posts a second the dashboard asks of all nodes together',
       integerFlag('--status-posts-per-second', 1, 100_000),
     )
+    .addOption(
+      new Option(
+        '--dashboard-token-file <file>',
+        'file holding a read-only token the dashboard, its API and /metrics then require',
+      ).env('IMAGESWARM_DASHBOARD_TOKEN_FILE'),
+    )
     .option(
       '--max-connections <n>',
       'peer connections of the seeder',

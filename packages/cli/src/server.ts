@@ -1,9 +1,10 @@
-import { createServer, type Server } from 'node:http'
+import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import { ImageSwarmError, type Logger, WIRE } from '@imageswarm/core'
+import { ImageSwarmError, type Logger, type ServerDescription, WIRE } from '@imageswarm/core'
 import {
   handleImageRequest,
+  ImageCatalog,
   ImageSeeder,
   type PublishedImage,
   publishImage,
@@ -12,6 +13,9 @@ import {
   sendJson,
 } from '@imageswarm/seeder'
 import { createTracker, type Tracker, type TrackerConfig } from '@imageswarm/tracker'
+
+/** How often the published archives are checked for a change in place: an fstat each. */
+const ARCHIVE_CHECK_MS = 10_000
 
 export interface ImageServerOptions {
   images: readonly string[]
@@ -31,14 +35,16 @@ export interface ImageServerOptions {
 /**
  * The image server: one HTTP endpoint in front of the tracker (announce, scrape) and
  * the seeder's routes (image list, manifests, torrents, archives as web seeds), plus
- * the BitTorrent seeder itself. Built first, then listening (`listen()`).
+ * the BitTorrent seeder itself. Built first, then listening (`listen()`); it answers
+ * HTTP while its images are still being published (503 with `Retry-After` for those).
  */
 export class ImageServer {
   readonly #options: ImageServerOptions
   readonly #tracker: Tracker
-  readonly #catalog = new Map<string, PublishedImage>()
+  readonly #catalog: ImageCatalog
   readonly #http: Server
   #seeder: ImageSeeder | undefined
+  #archiveWatch: NodeJS.Timeout | undefined
 
   get #trackerEnabled(): boolean {
     return this.#options.trackerEnabled !== false
@@ -46,19 +52,28 @@ export class ImageServer {
 
   constructor(options: ImageServerOptions) {
     this.#options = options
+    // The web seed's bytes are held to the same --upload-limit as the seeder's.
+    const imageRoutesLogger = options.logger.child({ component: 'image routes' })
+    this.#catalog = new ImageCatalog({
+      uploadLimit: options.seeder.swarm.uploadLimit,
+      logger: imageRoutesLogger,
+    })
+    for (const image of options.images) this.#catalog.expect(image)
     this.#tracker = createTracker({
       config: options.tracker ?? {},
       logger: options.logger.child({ component: 'tracker' }),
-      // The seeder's own upload count, fresher than its announces, for the dashboard.
-      serverUpload: () => this.#seeder?.stats() ?? [],
+      // The server's own upload count (BitTorrent and web seed), fresher than its
+      // announces, for the dashboard.
+      serverUpload: () => this.#serverUploads(),
     })
     this.#http = createServer((req, res) => {
       try {
         if (this.#trackerEnabled && this.#tracker.handle(req, res)) return
         // The dashboard (/, /assets/*, /api/*, /metrics), with or without the tracker.
         if (this.#tracker.handleDashboard(req, res)) return
-        if (handleImageRequest(this.#catalog, req, res)) return
+        if (handleImageRequest(this.#catalog, req, res, imageRoutesLogger)) return
         if (req.url === WIRE.health) return sendJson(res, 200, { ok: true })
+        if (req.url === WIRE.server) return this.#describe(res)
         sendError(
           res,
           404,
@@ -74,7 +89,39 @@ export class ImageServer {
     this.#http.keepAliveTimeout = 65_000
   }
 
-  /** Listens, then publishes and seeds every image; resolves with the server's base URL. */
+  /** `GET /server.json`: where the seeder listens, so clients dial the server themselves
+   * and trust that connection alone as the server (see `ServerDescription`). */
+  #describe(res: ServerResponse): void {
+    if (!this.#seeder) {
+      res.setHeader('retry-after', '1')
+      sendError(
+        res,
+        503,
+        new ImageSwarmError('E_IMAGE_PUBLISHING', 'the seeder is starting', {
+          hint: 'ask again in a second',
+        }),
+      )
+      return
+    }
+    const description: ServerDescription = { seeder: { port: this.#seeder.torrentPort } }
+    sendJson(res, 200, description)
+  }
+
+  /** What the server uploaded per image: BitTorrent (the seeder) plus HTTP (the web seed). */
+  #serverUploads(): { infoHash: string; uploaded: number }[] {
+    const seeded = new Map(
+      (this.#seeder?.stats() ?? []).map((stats) => [stats.infoHash, stats.uploaded]),
+    )
+    return this.#catalog.webSeedUploads().map(({ infoHash, uploaded }) => ({
+      infoHash,
+      uploaded: uploaded + (seeded.get(infoHash) ?? 0),
+    }))
+  }
+
+  /**
+   * Listens, then publishes and seeds every image; resolves with the server's base URL.
+   * While an image is being published its routes answer 503 (`E_IMAGE_PUBLISHING`).
+   */
   async listen(signal?: AbortSignal): Promise<string> {
     const { logger, seeder } = this.#options
     await new Promise<void>((resolve, reject) => {
@@ -87,27 +134,47 @@ export class ImageServer {
     this.#seeder = await ImageSeeder.start({
       settings: seeder.swarm,
       torrentPort: seeder.torrentPort,
+      // One --upload-limit for the server: BitTorrent and the web seed draw on one budget.
+      uploadBucket: this.#catalog.uploadBudget?.bucket,
       logger: logger.child({ component: 'seeder' }),
     })
-    for (const image of this.#options.images) {
-      const published = await publishImage({
-        image,
-        config: seeder,
-        serverUrl: url,
-        update: this.#options.update,
-        logger: logger.child({ component: 'publish', image }),
-        ...(signal ? { signal } : {}),
-      })
-      this.#catalog.set(published.manifest.name, published)
-      this.#tracker.publish(published.manifest.infoHash, published.manifest.name)
-      await this.#seeder.seed(published)
+    for (const image of new Set(this.#options.images)) {
+      let published: PublishedImage | undefined
+      try {
+        published = await publishImage({
+          image,
+          config: seeder,
+          serverUrl: url,
+          update: this.#options.update,
+          logger: logger.child({ component: 'publish', image }),
+          onStage: (stage) => this.#catalog.advance(image, stage),
+          ...(signal ? { signal } : {}),
+        })
+        this.#catalog.advance(image, 'starting to seed it')
+        const { manifest } = published
+        this.#tracker.publish(manifest.infoHash, manifest.name, manifest.size)
+        await this.#seeder.seed(published)
+      } catch (err) {
+        this.#catalog.abandon(image)
+        await published?.archive.close()
+        throw err
+      }
+      // Last: a node that gets the manifest finds the tracker and the seeder ready.
+      this.#catalog.add(published)
     }
-    logger.info({ images: [...this.#catalog.keys()], url }, 'serving images')
+    // The seeder serves from the same held files without checking them: an archive
+    // rewritten in place is logged within this interval even if no web seed asks for it.
+    this.#archiveWatch = setInterval(() => void this.#catalog.checkArchives(), ARCHIVE_CHECK_MS)
+    this.#archiveWatch.unref()
+    logger.info(
+      { images: this.published.map((image) => image.manifest.name), url },
+      'serving images',
+    )
     return url
   }
 
   get published(): readonly PublishedImage[] {
-    return [...this.#catalog.values()]
+    return this.#catalog.published
   }
 
   stats() {
@@ -122,10 +189,12 @@ export class ImageServer {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#archiveWatch)
     this.#http.closeAllConnections()
     await new Promise<void>((resolve) => this.#http.close(() => resolve()))
     await this.#seeder?.close()
     await this.#tracker.close()
+    await this.#catalog.close()
   }
 }
 

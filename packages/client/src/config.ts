@@ -22,6 +22,12 @@ export const ClientConfigSchema = z.object({
   seedTimeSeconds: z.number().min(0).max(86_400).default(600),
   /** How long to keep trying to reach the image server before giving up. */
   connectTimeoutSeconds: z.number().min(1).max(3600).default(30),
+  /**
+   * How long to wait for an image the server does not publish (404) to appear. 0: fail at
+   * once, so a mistyped name shows at once. An image the server is still packing is
+   * waited for anyway (503 E_IMAGE_PUBLISHING), for at most this or 2 h, whichever is longer.
+   */
+  imageTimeoutSeconds: z.number().min(0).max(86_400).default(0),
   /** With no peers, or no progress, for this long, also fetch from the server's web seed. */
   webSeedFallbackSeconds: z.number().min(0).max(3600).default(10),
   /** Give up when no byte arrives from anywhere for this long. */

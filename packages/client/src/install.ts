@@ -18,7 +18,7 @@ import {
 import type { ClientConfig } from './config.js'
 import { ImageCache } from './image-cache.js'
 import { InstallState } from './install-state.js'
-import { fetchManifest, fetchTorrent } from './server-api.js'
+import { fetchManifest, fetchTorrent, type ImageWait } from './server-api.js'
 import { chooseStaging } from './staging.js'
 import { StatusReporter } from './status-reporter.js'
 import { SwarmSession } from './swarm-session.js'
@@ -26,6 +26,7 @@ import {
   captureTimes,
   markComplete,
   markIncomplete,
+  type PreparedTarget,
   prepareTargetRoot,
   restoreTimes,
 } from './target-root.js'
@@ -92,8 +93,10 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
       server: config.server,
       connectTimeoutSeconds: config.connectTimeoutSeconds,
       ...(signal ? { signal } : {}),
+      imageTimeoutSeconds: config.imageTimeoutSeconds,
       onRetry: (attempt: number, err: unknown) =>
         logger.warn({ attempt, err: String(err) }, 'image server not reachable yet; retrying'),
+      onWait: (wait: ImageWait) => reportImageWait(wait, logger),
     }
     const manifest = await fetchManifest(config.image, request)
     emit({ type: 'manifest', manifest })
@@ -103,12 +106,8 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
       serverUrl(config.server, archiveUrlPath(manifest.name, manifest.archiveFile)),
     ]
 
-    const { resumed } = await prepareTargetRoot(config.target, config.force)
-    if (resumed)
-      logger.warn(
-        { target: config.target },
-        'target root holds an interrupted install; installing over it',
-      )
+    const prepared = await prepareTargetRoot(config.target, config.force, manifest)
+    reportTargetPreparation(prepared, config.target, manifest, logger)
     cache = config.cache ? await ImageCache.open(config.cache, logger) : undefined
     const cached = await cache?.lookup(manifest)
     place = cached
@@ -119,6 +118,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
 
     session = await SwarmSession.start({
       torrent,
+      server: config.server,
       peerId,
       manifest,
       archivePath: place.path,
@@ -144,7 +144,11 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
 
     state.moveTo('extracting')
     const extractStarted = performance.now()
-    await markIncomplete(config.target)
+    await markIncomplete(config.target, {
+      image: manifest.name,
+      infoHash: manifest.infoHash,
+      targetWasEmpty: prepared.targetWasEmpty,
+    })
     await extractArchive({
       archive: place.path,
       target: config.target,
@@ -197,6 +201,48 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     await session?.close()
     if (place && !finished) await abandonArchive(place, failure)
     await reporter?.flush()
+  }
+}
+
+/** Says what the install waits for: logged when the wait starts, then once a minute. */
+function reportImageWait(wait: ImageWait, logger: Logger): void {
+  const why =
+    wait.reason === 'publishing'
+      ? 'it is packing it'
+      : 'it does not publish it yet; --image-timeout'
+  logger.warn(
+    {
+      image: wait.image,
+      waitedSeconds: wait.waitedSeconds,
+      limitSeconds: wait.limitSeconds,
+      ...(wait.message ? { server: wait.message } : {}),
+    },
+    `waiting for the server to publish image ${wait.image} (${why}; up to ${wait.limitSeconds} s)`,
+  )
+}
+
+/** Says what was found in the target root: an interrupted install resumed or removed. */
+function reportTargetPreparation(
+  prepared: PreparedTarget,
+  target: string,
+  manifest: ImageManifest,
+  logger: Logger,
+): void {
+  if (prepared.resumed) {
+    logger.warn(
+      { target, infoHash: manifest.infoHash, started: prepared.resumed.started },
+      'target root holds an interrupted install of this archive; extracting over it',
+    )
+  }
+  if (prepared.startedOver) {
+    const { previous, removed } = prepared.startedOver
+    const what = previous
+      ? `of image ${previous.image} infohash ${previous.infoHash} (started ${previous.started})`
+      : 'that did not record its archive (an older client)'
+    logger.warn(
+      { target, previous, removed, infoHash: manifest.infoHash },
+      `target root held an interrupted install ${what}; removed what it wrote (${removed.length} top-level entries) to install infohash ${manifest.infoHash} from scratch`,
+    )
   }
 }
 

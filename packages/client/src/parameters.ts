@@ -70,6 +70,13 @@ export const INSTALL_PARAMETERS: readonly ParameterSpec[] = [
     'seconds',
   ),
   spec(
+    'imageTimeoutSeconds',
+    '--image-timeout',
+    ['IMAGESWARM_IMAGE_TIMEOUT'],
+    ['imageswarm.image-timeout'],
+    'seconds',
+  ),
+  spec(
     'webSeedFallbackSeconds',
     '--webseed-fallback',
     ['IMAGESWARM_WEBSEED_FALLBACK'],

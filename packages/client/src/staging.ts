@@ -1,4 +1,4 @@
-import { access, constants, mkdir, unlink, writeFile } from 'node:fs/promises'
+import { access, constants, mkdir, rmdir, unlink, writeFile } from 'node:fs/promises'
 import { freemem } from 'node:os'
 import { join } from 'node:path'
 import { type ImageManifest, ImageSwarmError } from '@imageswarm/core'
@@ -15,27 +15,40 @@ export interface StagingChoice {
 
 /**
  * Picks the staging directory: the one given, else tmpfs when free memory holds the
- * archive with a margin, else a directory on the target disk. Checks that it is
- * writable and has room before any download starts.
+ * archive with a margin (and /tmp has room for it: a tmpfs is often capped below the
+ * memory), else a directory on the target disk. Checks that it is writable and has room
+ * before any download starts: E_STAGING_NOT_WRITABLE, or E_NO_SPACE with the numbers.
  */
 export async function chooseStaging(
   requested: string,
   target: string,
   manifest: ImageManifest,
   memoryReserve: number,
+  /** Where memory (tmpfs) is mounted for staging. */
+  memoryRoot = '/tmp',
 ): Promise<StagingChoice> {
-  let choice: StagingChoice
+  const onTargetDisk: StagingChoice = {
+    dir: join(target, 'tmp', `${TARGET_STAGING_PREFIX}${manifest.name}`),
+    kind: 'target-disk',
+    removeAfter: true,
+  }
   if (requested !== 'auto') {
-    choice = { dir: requested, kind: 'given', removeAfter: false }
-  } else if (freemem() > manifest.size + memoryReserve) {
-    choice = { dir: join('/tmp', `imageswarm-${manifest.name}`), kind: 'memory', removeAfter: true }
-  } else {
-    choice = {
-      dir: join(target, 'tmp', `${TARGET_STAGING_PREFIX}${manifest.name}`),
-      kind: 'target-disk',
+    return prepare({ dir: requested, kind: 'given', removeAfter: false }, manifest)
+  }
+  if (freemem() > manifest.size + memoryReserve) {
+    const inMemory: StagingChoice = {
+      dir: join(memoryRoot, `${TARGET_STAGING_PREFIX}${manifest.name}`),
+      kind: 'memory',
       removeAfter: true,
     }
+    await ensureWritable(inMemory.dir)
+    if ((await roomFor(inMemory.dir, manifest)).fits) return inMemory
+    await rmdir(inMemory.dir).catch(() => {})
   }
+  return prepare(onTargetDisk, manifest)
+}
+
+async function prepare(choice: StagingChoice, manifest: ImageManifest): Promise<StagingChoice> {
   await ensureWritable(choice.dir)
   await ensureRoom(choice.dir, manifest)
   return choice
@@ -62,12 +75,20 @@ async function ensureWritable(dir: string): Promise<void> {
   }
 }
 
-async function ensureRoom(dir: string, manifest: ImageManifest): Promise<void> {
+async function roomFor(
+  dir: string,
+  manifest: ImageManifest,
+): Promise<{ fits: boolean; free: number; needed: number }> {
   const free = await freeBytes(dir)
   // An interrupted download's partial archive already occupies part of what it needs.
   const existing = await allocatedBytes(join(dir, manifest.archiveFile))
   const needed = manifest.size - existing
-  if (free < needed) {
+  return { fits: free >= needed, free, needed }
+}
+
+async function ensureRoom(dir: string, manifest: ImageManifest): Promise<void> {
+  const { fits, free, needed } = await roomFor(dir, manifest)
+  if (!fits) {
     throw new ImageSwarmError(
       'E_NO_SPACE',
       `staging directory ${dir} has ${formatMiB(free)} free; the archive needs ${formatMiB(needed)}`,

@@ -2,6 +2,7 @@ import { hostname } from 'node:os'
 import {
   type InstallEvent,
   type Logger,
+  makeNodeToken,
   NODE_STATUS_PATH,
   type NodeState,
   NodeStatusReplySchema,
@@ -9,6 +10,7 @@ import {
   REPORT_INTERVAL_LIMITS_MS,
   serverUrl,
 } from '@imageswarm/core'
+import { parseRetryAfter, readBody } from './http-answer.js'
 
 /** How often progress is reported between state changes, until the server says. */
 const DEFAULT_REPORT_INTERVAL_MS = REPORT_INTERVAL_LIMITS_MS.min
@@ -16,6 +18,8 @@ const DEFAULT_REPORT_INTERVAL_MS = REPORT_INTERVAL_LIMITS_MS.min
 const FIRST_RETRY_MS = 1000
 /** The longest a failed post (or the server's Retry-After) holds reports back. */
 const RETRY_LIMIT_MS = 60_000
+/** A reply (`{ok, reportIntervalMs, nodeToken}` or an API error) is well under this. */
+const REPLY_SIZE_LIMIT = 16 * 1024
 
 export interface StatusReporterOptions {
   server: string
@@ -25,6 +29,8 @@ export interface StatusReporterOptions {
   /** A name for this node in the dashboard; default: the host name. */
   node?: string
   logger: Logger
+  /** What posts the reports: the global fetch, unless a test hands in its own. */
+  fetch?: typeof fetch
 }
 
 /**
@@ -35,9 +41,21 @@ export interface StatusReporterOptions {
  * then, after the server's Retry-After or a backoff from 1 s to 60 s: the last state of an
  * install (done, failed) must reach the dashboard although no event follows it. Reporting
  * is best effort: a server that cannot take reports never slows or fails an install.
+ *
+ * Only this node may report for itself: every post carries a node token made here
+ * (`Authorization: Bearer`), and the server binds the peer id to the token of the first
+ * post it takes. A 403 means the server will not take this node's reports; nothing more
+ * is sent.
+ *
+ * Done and failed go out only with what makes them final: `installed` carries the
+ * totals, `failed` the error. The `state` event that moves the install there changes
+ * nothing in the report, so no post (a progress tick, a retry, a post queued behind
+ * another) can ever carry the final state without them.
  */
 export class StatusReporter {
   readonly #options: StatusReporterOptions
+  readonly #fetch: typeof fetch
+  #nodeToken = makeNodeToken()
   #report: NodeStatusReport | undefined
   #manifest: { size: number; infoHash: string } | undefined
   #lastSent = 0
@@ -46,45 +64,59 @@ export class StatusReporter {
   /** A newer report came while one was in flight: it goes when that one is done. */
   #pending = false
   #warned = false
+  /** The server refused this node's reports for good (403): nothing more is posted. */
+  #refused = false
   /** Failed posts in a row, and when the next post may go. */
   #failures = 0
   #retryAt = 0
   #retryTimer: NodeJS.Timeout | undefined
+  /** `flush()` calls waiting for the reporter to have nothing left to send. */
+  readonly #idleWaiters = new Set<() => void>()
 
   constructor(options: StatusReporterOptions) {
     this.#options = options
+    this.#fetch = options.fetch ?? fetch
   }
 
   /** Feeds an install event. Reports start once the manifest names the image's infohash. */
   update(event: InstallEvent): void {
     const report = this.#apply(event)
     if (!report) return
-    // A move to done or failed is posted with the event that closes the install (its
-    // totals, its error), right after it: one post, not a bare state the server would
-    // take as final before the error arrives.
-    const urgent =
-      (event.type === 'state' && event.state !== 'done' && event.state !== 'failed') ||
-      event.type === 'failed' ||
-      event.type === 'installed'
+    const urgent = event.type === 'state' || event.type === 'failed' || event.type === 'installed'
     if (urgent || Date.now() - this.#lastSent >= this.#intervalMs) this.#send()
   }
 
   /** Waits for the last report to be delivered (or to fail for good), at most `timeoutMs`. */
-  async flush(timeoutMs = 3000): Promise<void> {
-    const deadline = Date.now() + timeoutMs
-    while ((this.#inFlight || this.#retryTimer) && Date.now() < deadline) {
-      // Not a race with `undefined` while a retry waits: that settles at once, and the loop
-      // would spin without ever letting the retry's timer run.
-      const tick = new Promise((resolve) => setTimeout(resolve, 50))
-      await (this.#inFlight ? Promise.race([this.#inFlight, tick]) : tick)
-    }
+  flush(timeoutMs = 3000): Promise<void> {
+    if (this.#idle) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.#idleWaiters.delete(done)
+        resolve()
+      }
+      const timer = setTimeout(done, timeoutMs)
+      this.#idleWaiters.add(done)
+    })
   }
 
+  get #idle(): boolean {
+    return this.#inFlight === undefined && this.#retryTimer === undefined
+  }
+
+  #settle(): void {
+    if (!this.#idle) return
+    for (const done of [...this.#idleWaiters]) done()
+  }
+
+  /** The report after `event`; undefined when there is nothing to send for it. */
   #apply(event: InstallEvent): NodeStatusReport | undefined {
     if (event.type === 'manifest') {
       this.#manifest = { size: event.manifest.size, infoHash: event.manifest.infoHash }
     }
     if (!this.#manifest) return undefined
+    // Done and failed are final, on the server as here: nothing after them is reported.
+    if (this.#report?.state === 'done' || this.#report?.state === 'failed') return undefined
     const previous: NodeStatusReport = this.#report ?? {
       image: this.#options.image,
       infoHash: this.#manifest.infoHash,
@@ -104,6 +136,9 @@ export class StatusReporter {
       case 'manifest':
         break
       case 'state':
+        // The move to done or failed is taken from the event that carries its totals or
+        // its error ('installed', 'failed'), which the install emits right after.
+        if (event.state === 'done' || event.state === 'failed') return undefined
         next.state = event.state
         if (event.state !== 'downloading') {
           next.downloadRate = 0
@@ -121,18 +156,31 @@ export class StatusReporter {
         break
       case 'download-complete':
       case 'seeding':
-      case 'installed':
         Object.assign(next, {
           downloaded: event.totals.downloaded,
           downloadedFromServer: event.totals.downloadedFromServer,
           uploaded: event.totals.uploaded,
         })
         break
+      case 'installed':
+        Object.assign(next, {
+          state: 'done',
+          downloaded: event.totals.downloaded,
+          downloadedFromServer: event.totals.downloadedFromServer,
+          uploaded: event.totals.uploaded,
+          downloadRate: 0,
+          uploadRate: 0,
+        })
+        break
       case 'failed':
         next.state = 'failed'
+        next.downloadRate = 0
+        next.uploadRate = 0
         next.error = { code: event.error.code, message: event.error.message.slice(0, 2000) }
         break
       default:
+        // Nothing new to say, but a post is due if the last is an interval old: a node busy
+        // verifying or extracting stays on the dashboard instead of turning stale.
         return this.#report
     }
     this.#report = next
@@ -140,6 +188,7 @@ export class StatusReporter {
   }
 
   #send(): void {
+    if (this.#refused) return
     if (this.#inFlight) {
       this.#pending = true
       return
@@ -150,6 +199,7 @@ export class StatusReporter {
       this.#retryTimer ??= setTimeout(() => {
         this.#retryTimer = undefined
         this.#send()
+        this.#settle()
       }, wait).unref()
       return
     }
@@ -162,6 +212,7 @@ export class StatusReporter {
         this.#pending = false
         this.#send()
       }
+      this.#settle()
     })
   }
 
@@ -173,19 +224,33 @@ export class StatusReporter {
     let failure: string
     let retryAfterMs: number | undefined
     try {
-      const response = await fetch(serverUrl(this.#options.server, NODE_STATUS_PATH), {
+      const response = await this.#fetch(serverUrl(this.#options.server, NODE_STATUS_PATH), {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${this.#nodeToken}`,
+        },
         body: JSON.stringify(report),
         signal: AbortSignal.timeout(5000),
       })
-      const body = await response.text()
+      // A reply is a few dozen bytes of JSON; a server sending more is not read further.
+      const body = (await readBody(response, REPLY_SIZE_LIMIT)).toString('utf8')
       if (response.ok) {
         this.#failures = 0
-        this.#adoptInterval(body)
+        this.#adoptReply(body)
         return false
       }
-      failure = `HTTP ${response.status}`
+      failure = `HTTP ${response.status}${describeApiError(body)}`
+      if (response.status === 403) {
+        // The server binds this peer id to another token, or to another address: no post
+        // of this node will ever be taken, so it stops asking.
+        this.#refused = true
+        this.#options.logger.warn(
+          { err: failure, peerId: report.peerId },
+          'the server refuses this node’s status reports; the dashboard will not show this install',
+        )
+        return false
+      }
       if (response.status !== 429 && response.status < 500) {
         // A server without the status API (404), or one refusing this report: sending it
         // again would change nothing.
@@ -210,8 +275,11 @@ export class StatusReporter {
     this.#options.logger[level]({ err: failure }, 'could not report status to the server')
   }
 
-  /** Takes the report interval from the server's reply; keeps the current one otherwise. */
-  #adoptInterval(body: string): void {
+  /**
+   * Takes the report interval from the server's reply, and the node token when the
+   * server names one (it echoes this node's own when the post claimed the peer id).
+   */
+  #adoptReply(body: string): void {
     let json: unknown
     try {
       json = JSON.parse(body)
@@ -219,17 +287,19 @@ export class StatusReporter {
       return
     }
     const reply = NodeStatusReplySchema.safeParse(json)
-    if (reply.success && reply.data.reportIntervalMs !== undefined) {
-      this.#intervalMs = reply.data.reportIntervalMs
-    }
+    if (!reply.success) return
+    if (reply.data.reportIntervalMs !== undefined) this.#intervalMs = reply.data.reportIntervalMs
+    if (reply.data.nodeToken !== undefined) this.#nodeToken = reply.data.nodeToken
   }
 }
 
-/** Retry-After in milliseconds: delay-seconds or an HTTP date (RFC 9110); else undefined. */
-export function parseRetryAfter(value: string | null, now = Date.now()): number | undefined {
-  if (value === null) return undefined
-  const text = value.trim()
-  if (/^\d+$/.test(text)) return Number(text) * 1000
-  const date = Date.parse(text)
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now)
+/** ` E_CODE: message` from an API error body, or nothing when it is not one. */
+function describeApiError(body: string): string {
+  try {
+    const { error } = JSON.parse(body) as { error?: { code?: unknown; message?: unknown } }
+    if (typeof error?.code === 'string') return ` ${error.code}: ${String(error.message ?? '')}`
+  } catch {
+    // Not JSON: the status alone says it.
+  }
+  return ''
 }

@@ -1,16 +1,22 @@
+import { dirname } from 'node:path'
 import {
+  errnoOf,
   type ImageManifest,
   ImageSwarmError,
   type InstallEvent,
+  isImageSwarmError,
   type Logger,
   type SwarmSettings,
   type TransferTotals,
 } from '@imageswarm/core'
 import { ArchiveSwarm, SwarmHost } from '@imageswarm/swarm'
 import type { ParsedTorrent } from 'parse-torrent'
+import { locateServerSeeder } from './server-seeder.js'
 
 export interface SwarmSessionOptions {
   torrent: ParsedTorrent
+  /** The image server's base URL: where its seeder's address is asked (`/server.json`). */
+  server: string
   /** This node's peer id, hex (core's makePeerId('client')); status reports carry it too. */
   peerId: string
   /** The archive in staging is complete and its sha256 checked (a cache hit). */
@@ -41,7 +47,10 @@ export class SwarmSession {
   readonly #webSeeds: string[]
   #webSeedAdded = false
   #lastProgressAt = Date.now()
-  #lastDownloaded = 0
+  /** Verified bytes at the last progress: only pieces that passed their check count, so
+   * a peer sending junk (rejected pieces) does not hold off the stall timeout. */
+  #lastVerified = 0
+  #unreachedIgnored = false
   #ticker: NodeJS.Timeout | undefined
   readonly #started = performance.now()
 
@@ -50,13 +59,20 @@ export class SwarmSession {
     this.#host = host
     this.#swarm = swarm
     this.#webSeeds = [...options.torrent.urlList]
+    this.#lastVerified = swarm.verifiedBytes
     swarm.on('rejected', (index, banned) =>
       options.emit({ type: 'piece-rejected', index, rejected: swarm.rejectedPieces, banned }),
     )
   }
 
-  /** Opens the archive (checking what an interrupted download left) and joins the swarm. */
+  /**
+   * Opens the archive (checking what an interrupted download left) and joins the swarm.
+   * The image server's seeder is dialled at the address the server publishes
+   * (`/server.json`, see `locateServerSeeder`); that connection alone is the server.
+   */
   static async start(options: SwarmSessionOptions): Promise<SwarmSession> {
+    const imageServer = await locateServerSeeder(options.server, options.logger)
+    if (imageServer) options.logger.debug({ imageServer }, 'image server seeder located')
     const host = await SwarmHost.listen(0)
     try {
       const swarm = await ArchiveSwarm.start({
@@ -67,10 +83,12 @@ export class SwarmSession {
         settings: options.settings,
         existing: options.alreadyVerified ? 'held' : 'scan',
         logger: options.logger,
+        ...(imageServer ? { imageServer } : {}),
       })
       return new SwarmSession(options, host, swarm)
     } catch (err) {
       await host.close()
+      if (isNoSpace(err)) throw noSpace(err, options, 'open archive')
       throw new ImageSwarmError(
         'E_STAGING_NOT_WRITABLE',
         `cannot open ${options.archivePath}: ${(err as Error).message}`,
@@ -103,18 +121,7 @@ export class SwarmSession {
         else resolve()
       }
       const onDone = () => finish()
-      const onError = (err: Error) =>
-        finish(
-          new ImageSwarmError(
-            'E_DOWNLOAD_FAILED',
-            `download of ${manifest.name} failed: ${err.message}`,
-            {
-              operation: 'download archive',
-              path: this.#options.archivePath,
-              cause: err,
-            },
-          ),
-        )
+      const onError = (err: Error) => finish(downloadError(err, this.#options))
       const onAbort = () => finish(signal?.reason as Error)
       swarm.on('done', onDone)
       swarm.on('error', onError)
@@ -140,13 +147,14 @@ export class SwarmSession {
     })
   }
 
-  /** Adds the web seed when the swarm does not help; fails when nothing helps at all. */
+  /** Adds the web seed when the swarm does not help; fails when nothing helps at all.
+   * Progress is verified bytes: junk that fails its check is no progress. */
   #watchProgress(): ImageSwarmError | undefined {
     const now = Date.now()
     const swarm = this.#swarm
-    const { downloaded } = swarm.totals
-    if (downloaded > this.#lastDownloaded) {
-      this.#lastDownloaded = downloaded
+    const verified = swarm.verifiedBytes
+    if (verified > this.#lastVerified) {
+      this.#lastVerified = verified
       this.#lastProgressAt = now
     }
     const idle = (now - this.#lastProgressAt) / 1000
@@ -161,7 +169,7 @@ export class SwarmSession {
     if (idle >= stallTimeoutSeconds) {
       return new ImageSwarmError(
         'E_DOWNLOAD_STALLED',
-        `no data arrived for ${Math.round(idle)} s (${swarm.peerCount} peers, web seed ${this.#webSeedAdded ? 'in use' : 'unavailable'})`,
+        `no verified data arrived for ${Math.round(idle)} s (${swarm.peerCount} peers, ${swarm.rejectedPieces} pieces rejected, web seed ${this.#webSeedAdded ? 'in use' : 'unavailable'})`,
         {
           operation: 'download archive',
           hint: 'check that the image server is reachable and serving the image',
@@ -178,9 +186,22 @@ export class SwarmSession {
     for (const url of this.#webSeeds) this.#swarm.addWebSeed(url)
   }
 
-  /** How many nodes still download this image (see `ArchiveSwarm.leechers`). */
-  leechers(): Promise<number> {
-    return this.#swarm.leechers()
+  /**
+   * How many nodes still need this one to seed, on evidence (see
+   * `ArchiveSwarm.leecherCount`): downloading nodes the tracker reports that no connection
+   * reaches keep it only for a grace period, so fake announces cannot hold it for its
+   * whole seed time.
+   */
+  async leechers(): Promise<number> {
+    const evidence = await this.#swarm.leecherCount()
+    if (evidence.graceOver && !this.#unreachedIgnored) {
+      this.#options.logger.warn(
+        { unreached: evidence.unreached, active: evidence.active },
+        'the tracker reports downloading nodes that no connection reaches; they no longer keep this node seeding',
+      )
+    }
+    this.#unreachedIgnored = evidence.graceOver
+    return evidence.count
   }
 
   async close(): Promise<void> {
@@ -188,4 +209,35 @@ export class SwarmSession {
     await this.#swarm.close()
     await this.#host.close()
   }
+}
+
+/** What the swarm's `error` means for the install: its own code when it has one (the
+ * server's archive changed), no space when staging filled up, else a failed download. */
+function downloadError(err: Error, options: SwarmSessionOptions): ImageSwarmError {
+  if (isImageSwarmError(err)) return err
+  if (isNoSpace(err)) return noSpace(err, options, 'write piece')
+  return new ImageSwarmError(
+    'E_DOWNLOAD_FAILED',
+    `download of ${options.manifest.name} failed: ${err.message}`,
+    { operation: 'download archive', path: options.archivePath, cause: err },
+  )
+}
+
+function isNoSpace(err: unknown): boolean {
+  const errno = errnoOf(err)
+  return errno === 'ENOSPC' || errno === 'EDQUOT'
+}
+
+function noSpace(err: unknown, options: SwarmSessionOptions, operation: string): ImageSwarmError {
+  const dir = dirname(options.archivePath)
+  return new ImageSwarmError(
+    'E_NO_SPACE',
+    `no space left in ${dir} while downloading ${options.manifest.name} (${options.manifest.size} bytes): ${errnoOf(err)}`,
+    {
+      operation,
+      path: options.archivePath,
+      hint: 'free space there or point BITTORRENT_STAGING= / --staging at a larger filesystem; the download resumes from the pieces already there',
+      cause: err,
+    },
+  )
 }

@@ -86,6 +86,41 @@ describe('the other imageswarm.* settings', () => {
     })
   })
 
+  it('waits for no unpublished image by default; the image timeout has one name everywhere', () => {
+    const none = resolveInstallParameters({ flags: {}, env: {}, kernel })
+    expect(none.config.imageTimeoutSeconds).toBe(0)
+    expect(none.sources.imageTimeoutSeconds).toEqual({ source: 'default' })
+    const fromKernel = resolveInstallParameters({
+      flags: {},
+      env: {},
+      kernel: new Map([...kernel, ['imageswarm.image-timeout', '900']]),
+    })
+    expect(fromKernel.config.imageTimeoutSeconds).toBe(900)
+    const fromEnv = resolveInstallParameters({
+      flags: {},
+      env: { IMAGESWARM_IMAGE_TIMEOUT: '300' },
+      kernel: new Map([...kernel, ['imageswarm.image-timeout', '900']]),
+    })
+    expect(fromEnv.config.imageTimeoutSeconds).toBe(300)
+    expect(fromEnv.sources.imageTimeoutSeconds).toEqual({
+      source: 'environment',
+      name: 'IMAGESWARM_IMAGE_TIMEOUT',
+    })
+    const fromFlag = resolveInstallParameters({
+      flags: { imageTimeoutSeconds: '60' },
+      env: { IMAGESWARM_IMAGE_TIMEOUT: '300' },
+      kernel,
+    })
+    expect(fromFlag.config.imageTimeoutSeconds).toBe(60)
+    expect(fromFlag.sources.imageTimeoutSeconds).toEqual({
+      source: 'flag',
+      name: '--image-timeout',
+    })
+    expect(() =>
+      resolveInstallParameters({ flags: { imageTimeoutSeconds: 'soon' }, env: {}, kernel }),
+    ).toThrow(/invalid --image-timeout \(flag\): "soon"/)
+  })
+
   it('names a malformed rate and where it came from', () => {
     expect(() =>
       resolveInstallParameters({ flags: {}, env: { IMAGESWARM_UPLOAD_LIMIT: 'fast' }, kernel }),

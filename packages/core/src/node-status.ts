@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { z } from 'zod'
 import { IMAGE_NAME_PATTERN } from './image-ref.js'
 import { NODE_STATES } from './install-events.js'
@@ -47,10 +48,31 @@ export const NODE_STATUS_MAX_BYTES = 8 * 1024
 export const REPORT_INTERVAL_LIMITS_MS = { min: 1000, max: 60_000 } as const
 
 /**
+ * What a node token looks like: the secret that binds a peer id's status reports to the
+ * node that posted first for it (RFC 6750's bearer token characters, 32 to 128 of them).
+ * Every post carries it as `Authorization: Bearer <token>`.
+ */
+export const NODE_TOKEN_PATTERN = /^[A-Za-z0-9\-._~+/]{32,128}=*$/
+
+/**
+ * A fresh node token: 32 random bytes, base64url (43 characters). A node makes its own
+ * and sends it from its first post on, so a reply lost on the way cannot lock it out.
+ *
+ * @example
+ *   const token = makeNodeToken() // 'q3Zk…', matches NODE_TOKEN_PATTERN
+ */
+export function makeNodeToken(): string {
+  return randomBytes(32).toString('base64url')
+}
+
+/**
  * The server's answer to an accepted status post. `reportIntervalMs` is how often the
  * node should post progress from now on (state changes still go at once): the server
  * spreads thousands of nodes' reports out so that it takes about the same number of
  * posts a second whatever the cluster's size. Servers before it answer `{ ok: true }`.
+ * `nodeToken` comes with the post that claimed the peer id: the token the node sent, or
+ * one the server made when the post carried none. Later posts for that peer id must carry
+ * it; without it they get 403.
  */
 export const NodeStatusReplySchema = z.object({
   ok: z.literal(true),
@@ -60,6 +82,7 @@ export const NodeStatusReplySchema = z.object({
     .min(REPORT_INTERVAL_LIMITS_MS.min)
     .max(REPORT_INTERVAL_LIMITS_MS.max)
     .optional(),
+  nodeToken: z.string().regex(NODE_TOKEN_PATTERN).optional(),
 })
 
 export type NodeStatusReply = z.output<typeof NodeStatusReplySchema>

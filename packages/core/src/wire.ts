@@ -8,7 +8,20 @@ export const WIRE = {
   scrape: '/scrape',
   api: '/api',
   health: '/healthz',
+  /** What a client needs to know of the server itself: `ServerDescription`. */
+  server: '/server.json',
 } as const
+
+/**
+ * `GET /server.json`. The seeder's BitTorrent port lets a client dial the image server
+ * itself and treat only that connection as the server: a peer id's prefix, which anyone
+ * can claim, no longer decides who is trusted.
+ *
+ * @example { "seeder": { "port": 6881 } }
+ */
+export interface ServerDescription {
+  seeder: { port: number }
+}
 
 export function manifestPath(image: string): string {
   return `/images/${encodeURIComponent(image)}/manifest.json`

@@ -1,22 +1,28 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { type ImageSummary, ImageSwarmError, summarizeManifest, WIRE } from '@imageswarm/core'
-import send from 'send'
-import type { PublishedImage } from './publish.js'
-
-/** The images this server publishes, by name. */
-export type ImageCatalog = ReadonlyMap<string, PublishedImage>
+import { ImageSwarmError, type Logger, silentLogger, WIRE } from '@imageswarm/core'
+import type { ImageCatalog } from './catalog.js'
+import { serveArchive } from './web-seed.js'
 
 const IMAGE_ROUTE = /^\/images\/([^/]+)\/([^/]+)$/
 
 /**
+ * How long a node is asked to wait before asking again for an image being published.
+ * Packing runs at tens of MB/s (a Debian root: 0.7 s; a 5 GB cluster image: a few
+ * minutes), and 1,000 nodes asking every 5 s are 200 small requests a second.
+ */
+export const PUBLISHING_RETRY_AFTER_SECONDS = 5
+
+/**
  * Serves what clients fetch over HTTP: the image list, each image's manifest and
- * `.torrent`, and the archive itself with range requests (BEP 19 web seed).
- * Returns false for requests that are not for these routes.
+ * `.torrent`, and the archive itself with range requests (BEP 19 web seed). An image
+ * named to be published but not ready yet is answered 503 with `Retry-After` and
+ * `E_IMAGE_PUBLISHING`. Returns false for requests that are not for these routes.
  */
 export function handleImageRequest(
   catalog: ImageCatalog,
   req: IncomingMessage,
   res: ServerResponse,
+  logger: Logger = silentLogger(),
 ): boolean {
   const url = new URL(req.url ?? '/', 'http://server')
   if (url.pathname !== WIRE.images && !url.pathname.startsWith(`${WIRE.images}/`)) return false
@@ -25,16 +31,26 @@ export function handleImageRequest(
     return true
   }
   if (url.pathname === WIRE.images || url.pathname === `${WIRE.images}/`) {
-    const images: ImageSummary[] = [...catalog.values()].map((image) =>
-      summarizeManifest(image.manifest),
-    )
-    sendJson(res, 200, { images })
+    sendJson(res, 200, { images: catalog.summaries(), publishing: catalog.publishing })
     return true
   }
   const match = IMAGE_ROUTE.exec(url.pathname)
   const name = match ? safeDecode(match[1] ?? '') : undefined
   const file = match ? safeDecode(match[2] ?? '') : undefined
   const image = name === undefined ? undefined : catalog.get(name)
+  const stage = name === undefined ? undefined : catalog.publishingStage(name)
+  if (!image && stage !== undefined) {
+    res.setHeader('retry-after', String(PUBLISHING_RETRY_AFTER_SECONDS))
+    sendError(
+      res,
+      503,
+      new ImageSwarmError('E_IMAGE_PUBLISHING', `image ${name} is being published (${stage})`, {
+        path: url.pathname,
+        hint: `the server is still publishing it: ask again in ${PUBLISHING_RETRY_AFTER_SECONDS} s`,
+      }),
+    )
+    return true
+  }
   if (!image) {
     sendError(res, 404, unknownImage(name ?? url.pathname, catalog))
     return true
@@ -49,19 +65,24 @@ export function handleImageRequest(
     })
     res.end(req.method === 'HEAD' ? undefined : image.torrent)
   } else if (file === image.manifest.archiveFile) {
-    // `send` implements Range, If-Range, ETag and HEAD: what a BEP 19 web seed needs.
-    send(req, image.archivePath, { acceptRanges: true, cacheControl: false })
-      .on('error', (err: Error & { status?: number }) => {
-        sendError(
-          res,
-          err.status ?? 500,
-          new ImageSwarmError('E_IMAGE_NOT_FOUND', `archive of image ${name} is unavailable`, {
-            path: url.pathname,
-            hint: 'the archive file was removed or is unreadable on the server; republish it',
-          }),
-        )
-      })
-      .pipe(res)
+    const { infoHash } = image.manifest
+    serveArchive(image.archive, req, res, {
+      uploadBudget: catalog.uploadBudget,
+      onSent: (bytes) => catalog.countWebSeedBytes(infoHash, bytes),
+      onChanged: (error) => catalog.noticeArchiveChange(image, error),
+      sendError,
+    }).catch((err: unknown) => {
+      logger.error({ err, image: name }, 'serving the archive failed')
+      sendError(
+        res,
+        500,
+        new ImageSwarmError('E_IMAGE_NOT_FOUND', `archive of image ${name} is unreadable`, {
+          path: url.pathname,
+          hint: 'see the server log (a disk error?); republish the image',
+          cause: err,
+        }),
+      )
+    })
   } else {
     sendError(
       res,
@@ -76,12 +97,15 @@ export function handleImageRequest(
 }
 
 function unknownImage(name: string, catalog: ImageCatalog): ImageSwarmError {
-  const known = [...catalog.keys()]
+  const known = catalog.published.map((image) => image.manifest.name)
+  const coming = catalog.publishing
+  const hint = [
+    ...(known.length ? [`published images: ${known.join(', ')}`] : []),
+    ...(coming.length ? [`being published: ${coming.join(', ')}`] : []),
+  ].join('; ')
   return new ImageSwarmError('E_UNKNOWN_IMAGE', `this server does not publish image ${name}`, {
     path: name,
-    hint: known.length
-      ? `published images: ${known.join(', ')}`
-      : 'this server publishes no images',
+    hint: hint || 'this server publishes no images',
   })
 }
 

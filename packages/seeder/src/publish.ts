@@ -13,15 +13,16 @@ import {
   parseInfoHash,
   parseManifest,
   serverUrl,
-  sha256File,
   silentLogger,
   torrentFileName,
   WIRE,
   writeFileAtomically,
 } from '@imageswarm/core'
 import parseTorrent from 'parse-torrent'
+import type { PublishingStage } from './catalog.js'
 import type { SeederConfig } from './config.js'
 import { fingerprintTree } from './fingerprint.js'
+import { PublishedArchive } from './published-archive.js'
 import { createImageTorrent, retargetTorrent } from './torrent-file.js'
 
 /** An image ready to serve: its manifest, archive and `.torrent`, all on disk. */
@@ -29,6 +30,8 @@ export interface PublishedImage {
   manifest: ImageManifest
   root: string
   archivePath: string
+  /** The archive, held open since it was checked against the manifest; the caller closes it. */
+  archive: PublishedArchive
   torrentPath: string
   manifestPath: string
   torrent: Uint8Array
@@ -45,12 +48,16 @@ export interface PublishOptions {
   update?: boolean
   logger?: Logger
   signal?: AbortSignal
+  /** Told when publishing moves on (what a node asking for the image is told it waits for). */
+  onStage?: (stage: PublishingStage) => void
 }
 
 /**
  * Publishes an image: packs its root into one deterministic archive, writes the
  * `.torrent` and the manifest. An existing archive is reused when the root has not
- * changed since it was packed (same fingerprint) and `update` is not set.
+ * changed since it was packed (same fingerprint) and `update` is not set. The archive
+ * comes back open (`archive`): what is served is the file that was hashed, whatever
+ * happens to its path later.
  */
 export async function publishImage(options: PublishOptions): Promise<PublishedImage> {
   const { config } = options
@@ -67,6 +74,7 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   const webSeed = serverUrl(options.serverUrl, archiveUrlPath(name, archiveFile))
   await ensureDir(config.tarballsDir, 'archives (--tarballs-dir)')
   await ensureDir(config.torrentsDir, 'torrents (--torrents-dir)')
+  options.onStage?.('checking the image root and its archive')
 
   const packing = [
     config.compression,
@@ -89,11 +97,13 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
       return { ...existing, root, torrentPath, torrent: current.torrent, packed: false }
     }
   }
+  await existing?.archive.close()
 
   logger.info(
     { image: name, root, archive: archivePath, compression: config.compression },
     options.update ? 'packing image (update requested)' : 'packing image',
   )
+  options.onStage?.('packing the image root')
   const started = performance.now()
   const packed = await packArchive({
     root,
@@ -137,6 +147,7 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   // before it; the archive is not forced there (see packArchive), so after a crash
   // readExisting's sha256 check is what tells a torn archive from a whole one.
   await writeFileAtomically(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`)
+  const archive = await PublishedArchive.openPacked(archivePath, packed)
   logger.info(
     {
       image: name,
@@ -147,7 +158,7 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
     },
     'image packed and published',
   )
-  return { manifest, root, archivePath, torrentPath, manifestPath, torrent, packed: true }
+  return { manifest, root, archivePath, archive, torrentPath, manifestPath, torrent, packed: true }
 }
 
 async function requireImageRoot(root: string, name: string): Promise<void> {
@@ -180,16 +191,17 @@ async function ensureDir(dir: string, what: string): Promise<void> {
 async function readExisting(
   manifestPath: string,
   archivePath: string,
-): Promise<Pick<PublishedImage, 'manifest' | 'archivePath' | 'manifestPath'> | undefined> {
+): Promise<
+  Pick<PublishedImage, 'manifest' | 'archivePath' | 'archive' | 'manifestPath'> | undefined
+> {
   try {
     const manifest = parseManifest(JSON.parse(await readFile(manifestPath, 'utf8')), manifestPath)
-    const st = await stat(archivePath)
-    if (st.size !== manifest.size) return undefined
-    // One sequential read (GB/s) proves the archive is the one the manifest describes,
-    // so the seeder can start without webtorrent hashing every piece again, and that no
-    // crash tore it after packing (it is not fsynced).
-    if ((await sha256File(archivePath)) !== manifest.sha256) return undefined
-    return { manifest, archivePath, manifestPath }
+    // One sequential read (GB/s), through the descriptor that is then served from, proves
+    // the archive is the one the manifest describes, so the seeder can start without
+    // hashing every piece again, and that no crash tore it after packing (it is not
+    // fsynced).
+    const archive = await PublishedArchive.openVerified(archivePath, manifest)
+    return archive && { manifest, archivePath, archive, manifestPath }
   } catch {
     return undefined
   }

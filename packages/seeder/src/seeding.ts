@@ -5,7 +5,7 @@ import {
   type SwarmSettings,
   silentLogger,
 } from '@imageswarm/core'
-import { ArchiveSwarm, SwarmHost } from '@imageswarm/swarm'
+import { ArchiveSwarm, SwarmHost, type TokenBucket } from '@imageswarm/swarm'
 import parseTorrent from 'parse-torrent'
 import type { PublishedImage } from './publish.js'
 
@@ -27,16 +27,27 @@ export class ImageSeeder {
   readonly #peerId = makePeerId('server')
   readonly #swarms = new Map<string, ArchiveSwarm>()
 
-  private constructor(host: SwarmHost, settings: SwarmSettings, logger: Logger) {
+  readonly #uploadBucket: TokenBucket | undefined
+
+  private constructor(
+    host: SwarmHost,
+    settings: SwarmSettings,
+    logger: Logger,
+    uploadBucket: TokenBucket | undefined,
+  ) {
     this.#host = host
     this.#settings = settings
     this.#logger = logger
+    this.#uploadBucket = uploadBucket
   }
 
   /** Listens on `torrentPort` (0: any free port). */
   static async start(options: {
     settings: SwarmSettings
     torrentPort: number
+    /** The server's one upload budget, shared with the web seed; default: each image's
+     * swarm has its own at `settings.uploadLimit`. */
+    uploadBucket?: TokenBucket | undefined
     logger?: Logger
   }): Promise<ImageSeeder> {
     const host = await SwarmHost.listen(options.torrentPort).catch((err: NodeJS.ErrnoException) => {
@@ -50,7 +61,12 @@ export class ImageSeeder {
         },
       )
     })
-    return new ImageSeeder(host, options.settings, options.logger ?? silentLogger())
+    return new ImageSeeder(
+      host,
+      options.settings,
+      options.logger ?? silentLogger(),
+      options.uploadBucket,
+    )
   }
 
   /** The TCP port peers connect to. */
@@ -64,13 +80,15 @@ export class ImageSeeder {
     if (this.#swarms.has(manifest.infoHash)) return
     const swarm = await ArchiveSwarm.start({
       torrent: await parseTorrent(image.torrent),
-      path: image.archivePath,
+      // The file publishImage hashed and holds open, not whatever the path names by now.
+      path: image.archive.descriptorPath,
       peerId: this.#peerId,
       host: this.#host,
       settings: this.#settings,
       // publishImage has just hashed the whole archive against the manifest.
       existing: 'held',
       firstCopy: this.#settings.firstCopy,
+      uploadBucket: this.#uploadBucket,
       logger: this.#logger.child({ image: manifest.name }),
     })
     swarm.on('error', (err) => this.#logger.error({ err, image: manifest.name }, 'seeding failed'))

@@ -1,9 +1,18 @@
 import { once } from 'node:events'
 import { createServer, type Server, type Socket } from 'node:net'
+import { ReceiveBudget } from './receive-budget.js'
 import { SocketWire } from './socket-wire.js'
 
 /** How long an incoming connection may take to say which swarm it wants. */
 const HANDSHAKE_TIMEOUT_MS = 10_000
+
+/**
+ * Bytes of unfinished messages all of a process's connections may hold together. A
+ * connection holds at most one message, a block of 128 KiB at most: 80 connections (the
+ * default) mid-block hold 10 MiB, so honest peers never reach this; a peer announcing a
+ * 4 GiB message once took a client from 115 to 710 MB.
+ */
+export const RECEIVE_BUDGET_BYTES = 32 * 1024 * 1024
 
 /** What the host hands an accepted connection to: the swarm of one infohash. */
 export interface HostedSwarm {
@@ -20,15 +29,22 @@ export class SwarmHost {
   readonly #server: Server
   readonly #swarms = new Map<string, HostedSwarm>()
   readonly #sockets = new Set<Socket>()
+  /** What every connection of this process holds of messages still arriving. */
+  readonly receiveBudget: ReceiveBudget
 
-  private constructor(server: Server) {
+  private constructor(server: Server, receiveBudgetBytes: number) {
     this.#server = server
+    this.receiveBudget = new ReceiveBudget(receiveBudgetBytes)
   }
 
   /** Listens on `port` (0: any free port) on every address, or on `host`. */
-  static async listen(port = 0, host?: string): Promise<SwarmHost> {
+  static async listen(
+    port = 0,
+    host?: string,
+    options: { receiveBudgetBytes?: number } = {},
+  ): Promise<SwarmHost> {
     const server = createServer()
-    const swarmHost = new SwarmHost(server)
+    const swarmHost = new SwarmHost(server, options.receiveBudgetBytes ?? RECEIVE_BUDGET_BYTES)
     server.on('connection', (socket) => swarmHost.#accept(socket))
     server.listen(port, host)
     await Promise.race([
@@ -62,7 +78,7 @@ export class SwarmHost {
     this.track(socket)
     socket.setNoDelay(true)
     socket.on('error', () => socket.destroy())
-    const wire = new SocketWire('tcpIncoming', socket)
+    const wire = new SocketWire('tcpIncoming', socket, this.receiveBudget)
     wire.on('error', () => socket.destroy())
     const timer = setTimeout(() => socket.destroy(), HANDSHAKE_TIMEOUT_MS)
     socket.once('close', () => clearTimeout(timer))

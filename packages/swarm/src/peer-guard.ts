@@ -8,10 +8,11 @@ const BAN_BELOW_TRUST = -6
  * Decides which peers to drop for sending corrupt data. A peer that sent a whole bad
  * piece is banned at once; when a bad piece has several contributors, each loses trust
  * and good pieces earn it back, so an honest peer that shared pieces with a liar is not
- * banned with it. Peers are known by peer id, so a banned peer stays banned when it
- * connects again. `spared` peers (the image server) are never banned: were the server's
- * own data bad, the archive's sha256 check reports it, and dropping it could only strand
- * the install.
+ * banned with it. Sources are known by peer id, so a banned peer stays banned when it
+ * connects again. `spared` sources are never banned: the image server, known by the
+ * connection we opened to its published address (not by its peer id, which anyone can
+ * claim), and its web seed. Dropping them could only strand the install; a piece that
+ * keeps failing from them means the server's archive changed (see `ArchiveSwarm`).
  */
 export class PeerGuard {
   readonly #trust = new Map<string, number>()
@@ -34,6 +35,13 @@ export class PeerGuard {
 
   credit(contributors: Iterable<string>): void {
     for (const id of new Set(contributors)) this.#adjust(id, TRUST_PER_GOOD_PIECE)
+  }
+
+  /** Bans a source at once (it broke the protocol); false if it is spared. */
+  ban(id: string): boolean {
+    if (this.#spared(id)) return false
+    this.#banned.add(id)
+    return true
   }
 
   /** A piece failed its hash check; returns the peers newly banned for it. */

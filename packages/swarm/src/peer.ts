@@ -4,6 +4,15 @@ import { PieceSet } from './piece-set.js'
 import { RateMeter } from './rate.js'
 import type { SocketWire } from './socket-wire.js'
 import { BLOCK_LENGTH, LARGE_BLOCK_LENGTH } from './torrent.js'
+import type { UploadQueue } from './upload-queue.js'
+
+/**
+ * Who the peer guard holds to account for data: the image server and its web seed by
+ * these names (they are never banned, and a piece that keeps failing from them means the
+ * server's archive changed), any other peer by its peer id.
+ */
+export const IMAGE_SERVER_SOURCE = 'image-server'
+export const WEB_SEED_SOURCE = 'web-seed'
 
 /** Bytes requested and not received yet, per peer: enough to cover this much of the
  * peer's measured rate, so a fast link never waits for a round trip and a slow one does
@@ -20,7 +29,13 @@ export class Peer {
   readonly address: string
   /** The remote peer id, 40 hex digits. */
   readonly id: string
+  /** What its peer id claims; anyone can claim anything (see `isServer`). */
   readonly role: PeerRole | undefined
+  /** This is the image server: the connection we opened to its published seeder address.
+   * A peer id's prefix proves nothing; a peer dialled at the server's address is it. */
+  readonly isServer: boolean
+  /** Its name for the peer guard: `IMAGE_SERVER_SOURCE` for the server, else its id. */
+  readonly source: string
   /** The pieces the peer holds (its bitfield and haves, as we count them). */
   pieces: PieceSet
   /** How many of those this node still lacks; the peer is interesting while above 0. */
@@ -38,6 +53,11 @@ export class Peer {
   readonly revealed = new Set<number>()
   readonly downloadRate = new RateMeter()
   readonly uploadRate = new RateMeter()
+  /** Its requests waiting for their answers (set once attached). */
+  uploads: UploadQueue | undefined
+  /** When it connected, last asked us for a block or last gained a piece: evidence that
+   * a peer still downloading is alive (see `LeecherEvidence`). */
+  lastActiveAt = Date.now()
   /** When we last unchoked it, or started making it wait for a slot. */
   unchokedAt = 0
   waitingSince = 0
@@ -48,11 +68,14 @@ export class Peer {
     outgoing: boolean
     id: string
     pieceCount: number
+    isServer?: boolean
   }) {
     this.wire = options.wire
     this.outgoing = options.outgoing
     this.id = options.id
     this.role = peerRoleOf(options.id)
+    this.isServer = options.isServer ?? false
+    this.source = this.isServer ? IMAGE_SERVER_SOURCE : options.id
     this.blockLength = this.role ? LARGE_BLOCK_LENGTH : BLOCK_LENGTH
     this.address = `${options.wire.socket.remoteAddress}:${options.wire.socket.remotePort}`
     this.pieces = new PieceSet(options.pieceCount)

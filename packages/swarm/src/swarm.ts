@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import { connect } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
+  ImageSwarmError,
   type Logger,
   peerRoleOf,
   type SwarmSettings,
@@ -10,14 +11,16 @@ import {
 } from '@imageswarm/core'
 import TrackerClient from 'bittorrent-tracker'
 import type { HostedSwarm, SwarmHost } from './host.js'
-import { Peer } from './peer.js'
+import { type LeecherCount, LeecherEvidence } from './leecher-evidence.js'
+import { IMAGE_SERVER_SOURCE, Peer, WEB_SEED_SOURCE } from './peer.js'
 import { PeerGuard } from './peer-guard.js'
-import { PieceBuffers, PieceDownload } from './piece-download.js'
+import { type BlockRequest, PieceBuffers, PieceDownload } from './piece-download.js'
 import { PieceSet } from './piece-set.js'
 import { PieceStore } from './piece-store.js'
 import { bucketFor, RateMeter, type TokenBucket } from './rate.js'
-import { SocketWire } from './socket-wire.js'
+import { MAX_PEER_REQUESTS, SocketWire } from './socket-wire.js'
 import { MAX_REQUEST_LENGTH, pieceLengthOf, type SwarmTorrent } from './torrent.js'
+import { type Respond, UploadQueue } from './upload-queue.js'
 
 /** A request a peer has not answered in this long is given to another peer. */
 const REQUEST_TIMEOUT_MS = 20_000
@@ -40,6 +43,18 @@ const MAX_REVEAL_AHEAD = 32
 const MAX_SERVER_COPIES = 2
 /** Web seed: pieces fetched over HTTP at once. */
 const WEB_SEED_CONCURRENCY = 2
+/** A piece that fails its check this often with only the image server's data in it (its
+ * connection or its web seed) is not what the server's manifest describes: the server's
+ * archive changed. One failure could be a read racing a rewrite; a damaged archive once
+ * had a client fetch one piece 181 times (224 MB for a 25 MB archive) and never stop. */
+const MAX_SERVER_PIECE_FAILURES = 3
+/** How soon to dial the image server again after its connection closed or failed. */
+const SERVER_REDIAL_MS = 2_000
+/** The announce interval until the tracker says (imageswarm's tracker default). */
+const DEFAULT_ANNOUNCE_INTERVAL_MS = 20_000
+/** Downloading nodes the tracker reports and no connection reaches keep a finished node
+ * seeding for about three announce intervals, at most this long (see LeecherEvidence). */
+const MAX_UNREACHED_GRACE_MS = 60_000
 
 export interface ArchiveSwarmOptions {
   torrent: SwarmTorrent
@@ -55,6 +70,20 @@ export interface ArchiveSwarmOptions {
   /** Announce pieces to each client one at a time, as BEP 16 super-seeding does, so the
    * server's upload goes to pieces no client has yet (the image server's seeder). */
   firstCopy?: boolean
+  /** The image server's seeder as it publishes itself (`GET /server.json`, the server's
+   * host resolved to an IP). The swarm dials it, and the connection it opened there is
+   * the one peer it treats as the server: its bytes count as "from server", it is never
+   * banned, and a piece that keeps failing from it ends the download
+   * (`E_SERVER_ARCHIVE_CHANGED`). A peer id with the server's prefix proves nothing. */
+  imageServer?: { host: string; port: number }
+  /** Dial the peers the tracker hands out. Default: yes, unless this is the image server
+   * (a server peer id): clients dial the server, so every client's connection to the
+   * server is one the client opened to the server's published address. */
+  dialPeers?: boolean
+  /** An upload budget shared with other swarms and the server's web seed (the image
+   * server's one `--upload-limit`); default: a bucket of this swarm's own from
+   * `settings.uploadLimit`. */
+  uploadBucket?: TokenBucket | undefined
   logger?: Logger
 }
 
@@ -78,8 +107,12 @@ export interface ArchiveSwarmEvents {
  *   holds fewest copies of, and the next ones once it has them (BEP 16 super-seeding), so
  *   the server sends about one copy and the clients trade the rest.
  * - Checks every piece against its hash, and drops peers that send bad pieces (see
- *   `PeerGuard`).
- * - Holds only pieces in flight and a small cache in memory, whatever the archive's size.
+ *   `PeerGuard`); the image server is the connection dialled at its published address
+ *   (`imageServer`), never a peer id, and a piece that keeps failing from it ends the
+ *   download with `E_SERVER_ARCHIVE_CHANGED`.
+ * - Holds only pieces in flight and a small cache in memory, whatever the archive's size,
+ *   and at most a message per connection and 256 KiB of answers per peer (see
+ *   `SocketWire`, `ReceiveBudget`, `UploadQueue`).
  */
 export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements HostedSwarm {
   readonly torrent: SwarmTorrent
@@ -104,6 +137,14 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   readonly #uploadRate = new RateMeter()
   readonly #totals: TransferTotals = { downloaded: 0, downloadedFromServer: 0, uploaded: 0 }
   readonly #webSeeds = new Set<string>()
+  readonly #dialPeers: boolean
+  /** Failures of each piece with only the image server's data in it. */
+  readonly #serverFailures = new Map<number, number>()
+  readonly #leecherEvidence = new LeecherEvidence()
+  #announceIntervalMs = DEFAULT_ANNOUNCE_INTERVAL_MS
+  /** Why the download cannot finish, once it cannot. */
+  #failure: Error | undefined
+  #serverDial: NodeJS.Timeout | undefined
   #tracker: TrackerClient | undefined
   #rotation: NodeJS.Timeout | undefined
   #lateHaves: NodeJS.Timeout | undefined
@@ -122,9 +163,10 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     this.#buffers = new PieceBuffers(options.torrent.pieceLength)
     this.#availability = new Uint32Array(count)
     this.#announced = new Uint32Array(count)
-    // The image server is never banned (see PeerGuard); its peer id says it is the server.
-    this.#guard = new PeerGuard((id) => peerRoleOf(id) === 'server')
-    this.#uploadBucket = bucketFor(options.settings.uploadLimit)
+    // The image server and its web seed are never banned (see PeerGuard).
+    this.#guard = new PeerGuard(isServerSource)
+    this.#dialPeers = options.dialPeers ?? peerRoleOf(options.peerId) !== 'server'
+    this.#uploadBucket = options.uploadBucket ?? bucketFor(options.settings.uploadLimit)
     this.#downloadBucket = bucketFor(options.settings.downloadLimit)
   }
 
@@ -140,6 +182,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     }, LATE_HAVES_MS)
     swarm.#lateHaves.unref()
     swarm.#startTracker()
+    swarm.#dialServer()
     if (store.have.complete) queueMicrotask(() => swarm.emit('done'))
     return swarm
   }
@@ -172,19 +215,34 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     return this.#peers.size
   }
 
-  /**
-   * How many nodes still download this archive: the tracker's scrape, or, when the
-   * tracker cannot be reached, the connected peers that do not hold every piece.
-   */
+  /** How many nodes still need this one to seed (see `leecherCount`). */
   async leechers(): Promise<number> {
+    return (await this.leecherCount()).count
+  }
+
+  /**
+   * How many nodes still download this archive, on evidence (see `LeecherEvidence`):
+   * connected peers that lack pieces and showed life lately, plus, for about three
+   * announce intervals, the downloading nodes the tracker's scrape reports beyond them.
+   */
+  async leecherCount(): Promise<LeecherCount> {
     const announce = this.torrent.announce[0]
-    if (announce) {
-      const scraped = await scrape(announce, this.infoHash).catch(() => undefined)
-      if (scraped !== undefined) return scraped
-    }
-    let count = 0
-    for (const peer of this.#peers) if (!peer.pieces.complete) count++
-    return count
+    const scraped = announce
+      ? await scrape(announce, this.infoHash).catch(() => undefined)
+      : undefined
+    const graceMs = Math.min(3 * this.#announceIntervalMs, MAX_UNREACHED_GRACE_MS)
+    // A peer still downloading wants what we hold. The image server looks incomplete to
+    // its clients (first-copy seeding shows a few pieces at a time) but never wants any.
+    const peers = [...this.#peers].map((peer) => ({
+      downloading: !peer.pieces.complete && !peer.isServer && peer.wire.peerInterested,
+      lastActiveAt: peer.lastActiveAt,
+    }))
+    return this.#leecherEvidence.count(Date.now(), peers, scraped, graceMs)
+  }
+
+  /** The peers connected now, as `ip:port`, with whether each is the image server. */
+  get connections(): { address: string; id: string; isServer: boolean }[] {
+    return [...this.#peers].map(({ address, id, isServer }) => ({ address, id, isServer }))
   }
 
   /** Pieces rejected by their hash check so far. */
@@ -209,7 +267,14 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
         left: this.torrent.length - this.verifiedBytes,
       }),
     })
-    tracker.on('peer', (address: string) => this.connect(address))
+    tracker.on('peer', (address: string) => {
+      if (this.#dialPeers) this.connect(address)
+    })
+    tracker.on('update', (data: { interval?: number }) => {
+      if (typeof data.interval === 'number' && data.interval > 0) {
+        this.#announceIntervalMs = data.interval * 1000
+      }
+    })
     tracker.on('warning', (err: Error) =>
       this.#logger.debug({ err: err.message }, 'tracker warning'),
     )
@@ -218,23 +283,28 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     this.#tracker = tracker
   }
 
-  /** Connects to a peer at `ip:port` unless connected already or at the limit. */
+  /** Connects to a peer at `ip:port` unless connected already or at the limit (the
+   * image server is dialled even then). */
   connect(address: string): void {
     if (this.#closed || this.#connecting.has(address)) return
-    if (this.#peers.size + this.#connecting.size >= this.#options.settings.maxConnections) return
-    for (const peer of this.#peers) if (peer.address === address) return
     const at = address.lastIndexOf(':')
     const host = address.slice(0, at).replace(/^\[|\]$/g, '')
     const port = Number(address.slice(at + 1))
     if (!host || !(port > 0 && port < 65536)) return
+    const toServer = this.#isServerEndpoint(host, port)
+    const { maxConnections } = this.#options.settings
+    if (!toServer && this.#peers.size + this.#connecting.size >= maxConnections) return
+    for (const peer of this.#peers) if (peer.address === address) return
     this.#connecting.add(address)
     const socket = connect({ host, port, timeout: CONNECT_TIMEOUT_MS })
     this.#options.host.track(socket)
     socket.setNoDelay(true)
-    const wire = new SocketWire('tcpOutgoing', socket)
+    const wire = new SocketWire('tcpOutgoing', socket, this.#options.host.receiveBudget)
+    wire.limitBitfield(this.torrent.pieces.length)
     const giveUp = () => {
       this.#connecting.delete(address)
       socket.destroy()
+      if (toServer) this.#scheduleServerDial()
     }
     socket.once('timeout', giveUp)
     socket.once('error', giveUp)
@@ -249,26 +319,68 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     })
   }
 
+  /** Whether `host:port` is the image server's published seeder address. */
+  #isServerEndpoint(host: string | undefined, port: number | undefined): boolean {
+    const server = this.#options.imageServer
+    return (
+      server !== undefined &&
+      port === server.port &&
+      host !== undefined &&
+      plainAddress(host) === plainAddress(server.host)
+    )
+  }
+
+  /** Dials the image server, unless there is none to dial or nothing to fetch. */
+  #dialServer(): void {
+    const server = this.#options.imageServer
+    if (!server || this.#closed || this.done || this.#failure) return
+    const host = server.host.includes(':') ? `[${server.host}]` : server.host
+    this.connect(`${host}:${server.port}`)
+  }
+
+  #scheduleServerDial(): void {
+    if (this.#serverDial || this.#closed || !this.#options.imageServer) return
+    this.#serverDial = setTimeout(() => {
+      this.#serverDial = undefined
+      this.#dialServer()
+    }, SERVER_REDIAL_MS)
+    this.#serverDial.unref()
+  }
+
   /** A connection the host accepted for this infohash; the handshake is answered here. */
   acceptIncoming(wire: SocketWire, peerId: string): void {
     if (this.#closed || this.#peers.size >= this.#options.settings.maxConnections) {
       wire.socket.destroy()
       return
     }
+    wire.limitBitfield(this.torrent.pieces.length)
     wire.handshake(this.infoHash, this.#options.peerId, { fast: true })
     this.#attach(wire, peerId, false)
   }
 
   #attach(wire: SocketWire, peerId: string, outgoing: boolean): void {
     const { socket } = wire
-    if (this.#closed || peerId === this.#options.peerId || this.#guard.isBanned(peerId)) {
+    // The server is the connection we opened to its published address, whatever id it
+    // gives; anything else giving the server's id is an ordinary peer.
+    const isServer = outgoing && this.#isServerEndpoint(socket.remoteAddress, socket.remotePort)
+    const source = isServer ? IMAGE_SERVER_SOURCE : peerId
+    if (this.#closed || peerId === this.#options.peerId || this.#guard.isBanned(source)) {
       socket.destroy()
       return
     }
-    // Two nodes that dial each other at once keep the connection opened by the lower
-    // peer id; both ends apply the same rule, so they keep the same one.
     for (const other of this.#peers) {
       if (other.id !== peerId) continue
+      // Whoever else uses the server's peer id never displaces the server's connection.
+      if (other.isServer !== isServer) {
+        if (other.isServer) {
+          socket.destroy()
+          return
+        }
+        other.socket.destroy()
+        break
+      }
+      // Two nodes that dial each other at once keep the connection opened by the lower
+      // peer id; both ends apply the same rule, so they keep the same one.
       const opener = (o: boolean) => (o ? this.#options.peerId : peerId)
       if (opener(outgoing) < opener(other.outgoing)) {
         other.socket.destroy()
@@ -282,6 +394,12 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       outgoing,
       id: peerId,
       pieceCount: this.torrent.pieces.length,
+      isServer,
+    })
+    peer.uploads = new UploadQueue({
+      socket,
+      read: (index, offset, length) => this.#store.read(index, offset, length),
+      bucket: this.#uploadBucket,
     })
     this.#peers.add(peer)
     wire.setKeepAlive(true)
@@ -300,11 +418,24 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       this.#uploadRate.add(bytes)
     })
     wire.on('request', (index: number, offset: number, length: number, respond: Respond) =>
-      this.#onRequest(index, offset, length, respond),
+      this.#onRequest(peer, index, offset, length, respond),
     )
+    wire.on('cancel', (index: number, offset: number, length: number) =>
+      peer.uploads?.cancel(index, offset, length),
+    )
+    wire.on('dropped', (reason: string, brokeProtocol: boolean) => {
+      if (brokeProtocol) this.#guard.ban(peer.source)
+      this.#logger.warn(
+        { peer: peer.address, peerId: peer.id, reason, banned: brokeProtocol && !peer.isServer },
+        brokeProtocol ? 'peer dropped: it broke the protocol' : 'peer dropped',
+      )
+    })
     this.#sendPieces(peer)
     if (this.#options.firstCopy) this.#reveal(peer)
-    this.#logger.debug({ peer: peer.address, role: peer.role, outgoing }, 'peer connected')
+    this.#logger.debug(
+      { peer: peer.address, role: peer.role, isServer, outgoing },
+      'peer connected',
+    )
   }
 
   #sendPieces(peer: Peer): void {
@@ -328,6 +459,8 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     for (const index of peer.revealed) this.#announced[index]!--
     peer.revealed.clear()
     peer.assigned.clear()
+    peer.uploads?.clear()
+    if (peer.isServer) this.#scheduleServerDial()
     if (peer.unchokedAt) this.#giveSlotAway()
     // Its unanswered requests fail through their callbacks and free their blocks.
     peer.wire.destroy()
@@ -356,6 +489,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
 
   #countHave(peer: Peer, index: number): void {
     if (!peer.pieces.add(index)) return
+    peer.lastActiveAt = Date.now()
     this.#availability[index]!++
     if (!this.#store.have.has(index)) peer.wanted++
     if (peer.revealed.delete(index)) {
@@ -382,7 +516,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
 
   /** Keeps the peer's request queue full. */
   #fill(peer: Peer): void {
-    if (!peer.canRequest || this.#closed) return
+    if (!peer.canRequest || this.#closed || this.#failure) return
     const depth = peer.queueBytes()
     if (peer.inflight >= depth) return
     // One write for all the requests made here, not one system call each.
@@ -392,15 +526,15 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       while (peer.inflight < depth) {
         const next = this.#nextBlock(peer)
         if (!next) return
-        if (!this.#request(peer, next.download, next.block)) return
+        if (!this.#request(peer, next.download, next.request)) return
       }
     } finally {
       process.nextTick(() => peer.socket.uncork())
     }
   }
 
-  #request(peer: Peer, download: PieceDownload, block: number): boolean {
-    const length = download.lengthOf(block)
+  #request(peer: Peer, download: PieceDownload, request: BlockRequest): boolean {
+    const { length } = request
     // A request not made now is asked again later: only a request made takes its bytes.
     const wait = this.#downloadBucket?.tryTake(length) ?? 0
     if (wait > 0 && !this.#refill) {
@@ -410,14 +544,14 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       }, wait)
     }
     if (wait > 0) return false
-    download.asked(block, peer)
+    download.asked(request)
     peer.inflight += length
     let answeredAtOnce = false
     let asking = true
-    peer.wire.request(download.index, download.blockOffset(block), length, (err, data) => {
+    peer.wire.request(download.index, request.offset, length, (err, data) => {
       peer.inflight -= length
-      if (err || !data || data.length !== length) download.failed(block, peer)
-      else this.#onBlock(peer, download, block, data)
+      if (err || !data || data.length !== length) download.failed(request)
+      else this.#onBlock(peer, download, request, data)
       // A closed or choking wire answers at once with an error: stop asking it then.
       if (asking) answeredAtOnce = true
       else this.#fill(peer)
@@ -426,41 +560,39 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     return !answeredAtOnce
   }
 
-  /** The block to ask this peer for next, or undefined. */
-  #nextBlock(peer: Peer): { download: PieceDownload; block: number } | undefined {
+  /** What to ask this peer for next, or undefined. */
+  #nextBlock(peer: Peer): { download: PieceDownload; request: BlockRequest } | undefined {
     for (const index of peer.assigned) {
       const download = this.#downloads.get(index)
-      const block = download?.freeBlock() ?? -1
-      if (download && block !== -1) return { download, block }
+      const request = download?.nextFree(peer, peer.blockLength)
+      if (download && request) return { download, request }
     }
     const index = this.#rarestFor(peer)
     if (index !== -1) {
       const length = pieceLengthOf(this.torrent, index)
-      const download = new PieceDownload(
-        index,
-        length,
-        peer.blockLength,
-        this.#buffers.take(length),
-      )
+      const download = new PieceDownload<Peer>(index, length, this.#buffers.take(length))
       this.#downloads.set(index, download)
       this.#busy[index] = 1
       peer.assigned.add(index)
-      return { download, block: download.freeBlock() }
+      const request = download.nextFree(peer, peer.blockLength)
+      if (request) return { download, request }
     }
     // Every piece the peer has is under way: help with others' pieces, then, in the
     // endgame, ask for a block already asked of one other peer. Only of an idle peer, one
     // block at a time: a duplicate's bytes are wasted on both links (at N = 32, filling
-    // every queue with them moved 7 % more bytes than the archive).
+    // every queue with them moved 7 % more bytes than the archive). Pieces are kept in
+    // 16 KiB units, so a foreign peer can help with, or take over part of, a piece begun
+    // in imageswarm's large blocks.
     for (const download of this.#downloads.values()) {
-      if (!peer.pieces.has(download.index) || download.blockLength > peer.blockLength) continue
-      const block = download.freeBlock()
-      if (block !== -1) return { download, block }
+      if (!peer.pieces.has(download.index)) continue
+      const request = download.nextFree(peer, peer.blockLength)
+      if (request) return { download, request }
     }
     if (peer.inflight > 0) return undefined
     for (const download of this.#downloads.values()) {
-      if (!peer.pieces.has(download.index) || download.blockLength > peer.blockLength) continue
-      const block = download.duplicableBlock(peer)
-      if (block !== -1) return { download, block }
+      if (!peer.pieces.has(download.index)) continue
+      const request = download.duplicable(peer, peer.blockLength)
+      if (request) return { download, request }
     }
     return undefined
   }
@@ -483,13 +615,12 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     )
   }
 
-  #onBlock(peer: Peer, download: PieceDownload, block: number, data: Uint8Array): void {
-    const others = download.received(block, peer, data)
-    if (!others) return
+  #onBlock(peer: Peer, download: PieceDownload, request: BlockRequest, data: Uint8Array): void {
+    const useless = download.received(request, data)
+    if (!useless) return
     peer.downloadRate.add(data.length)
-    this.#countDownload(data.length, peer.role === 'server')
-    const offset = download.blockOffset(block)
-    for (const other of others) other.wire.cancel(download.index, offset, data.length)
+    this.#countDownload(data.length, peer.isServer)
+    for (const other of useless) other.peer.wire.cancel(download.index, other.offset, other.length)
     if (download.complete) void this.#finishPiece(download)
   }
 
@@ -503,7 +634,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     const { index } = download
     this.#downloads.delete(index)
     for (const peer of this.#peers) peer.assigned.delete(index)
-    const contributors = [...download.contributors].map((peer) => peer.id)
+    const contributors = [...download.contributors].map((peer) => peer.source)
     try {
       await this.#completePiece(index, download.data, contributors)
     } catch (err) {
@@ -517,8 +648,8 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
 
   /**
    * Checks a downloaded piece against its hash and keeps it, or rejects it and holds
-   * `contributors` (peer ids; none for the web seed) to account. Returns whether it was
-   * good.
+   * `contributors` (peer ids, `IMAGE_SERVER_SOURCE`, `WEB_SEED_SOURCE`) to account.
+   * Returns whether it was good.
    */
   async #completePiece(index: number, data: Buffer, contributors: string[]): Promise<boolean> {
     if (!this.#store.verify(index, data)) {
@@ -542,7 +673,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   #pieceHeld(index: number): void {
     const complete = this.#store.have.complete
     for (const peer of this.#peers) {
-      if (!peer.pieces.has(index) || peer.role === 'server') peer.wire.have(index)
+      if (!peer.pieces.has(index) || peer.isServer) peer.wire.have(index)
       else peer.lateHaves.push(index)
       if (complete) this.#sendLateHaves(peer)
       if (peer.pieces.has(index) && --peer.wanted === 0) peer.wire.uninterested()
@@ -566,14 +697,47 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
 
   #pieceRejected(index: number, contributors: string[]): void {
     const banned = this.#guard.reject(contributors)
-    for (const peer of this.#peers) if (banned.includes(peer.id)) peer.socket.destroy()
+    for (const peer of this.#peers) if (banned.includes(peer.source)) peer.socket.destroy()
     this.#logger.warn({ piece: index, contributors, banned }, 'piece failed verification')
     this.emit('rejected', index, banned)
+    // Only the server's data in it, and still wrong: count it against the server's archive.
+    if (contributors.length === 0 || !contributors.every(isServerSource)) return
+    const failures = (this.#serverFailures.get(index) ?? 0) + 1
+    this.#serverFailures.set(index, failures)
+    if (failures >= MAX_SERVER_PIECE_FAILURES) this.#fail(this.#archiveChanged(index, failures))
+  }
+
+  #archiveChanged(index: number, failures: number): ImageSwarmError {
+    const start = index * this.torrent.pieceLength
+    const end = start + pieceLengthOf(this.torrent, index)
+    return new ImageSwarmError(
+      'E_SERVER_ARCHIVE_CHANGED',
+      `the image server's archive ${this.torrent.name} no longer matches its manifest: piece ${index} (bytes ${start}–${end - 1}) failed its check ${failures} times with only the server's data in it`,
+      {
+        operation: 'download archive',
+        path: this.torrent.name,
+        hint: 'republish the image on the server (imageswarm serve --update-image), or restore the archive it published',
+      },
+    )
+  }
+
+  /** The download cannot finish: stops asking for data and emits `error` once. */
+  #fail(err: Error): void {
+    if (this.#failure) return
+    this.#failure = err
+    this.#logger.error({ err: err.message }, 'download cannot finish')
+    this.emit('error', err)
   }
 
   // ---- uploading ------------------------------------------------------------------------
 
-  #onRequest(index: number, offset: number, length: number, respond: Respond): void {
+  #onRequest(peer: Peer, index: number, offset: number, length: number, respond: Respond): void {
+    peer.lastActiveAt = Date.now()
+    // BEP 3 lets a peer queue requests; past what we advertise (`reqq`), they are refused.
+    if (peer.wire.peerRequests.length > MAX_PEER_REQUESTS) {
+      respond(new Error(`more than ${MAX_PEER_REQUESTS} requests waiting`))
+      return
+    }
     const pieceLength = index < this.torrent.pieces.length ? pieceLengthOf(this.torrent, index) : 0
     if (
       !this.#store.have.has(index) ||
@@ -584,15 +748,22 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       respond(new Error('piece not held or request out of range'))
       return
     }
-    const send = () => {
-      this.#store.read(index, offset, length).then(
-        (block) => respond(null, block),
-        (err: Error) => respond(err),
-      )
+    peer.uploads?.add(index, offset, length, respond)
+  }
+
+  /** Uploads waiting, for every peer together: requests not answered yet, bytes written
+   * and not yet taken by the kernel (in memory), and peers whose answers wait for them to
+   * read what was sent (for tests and diagnostics). */
+  get uploadBacklog(): { requests: number; bytesQueued: number; peersAwaitingDrain: number } {
+    let requests = 0
+    let bytesQueued = 0
+    let peersAwaitingDrain = 0
+    for (const peer of this.#peers) {
+      requests += peer.uploads?.waiting ?? 0
+      bytesQueued += peer.socket.writableLength
+      if (peer.uploads?.awaitingDrain) peersAwaitingDrain++
     }
-    const wait = this.#uploadBucket?.take(length) ?? 0
-    if (wait > 0) setTimeout(send, wait)
-    else send()
+    return { requests, bytesQueued, peersAwaitingDrain }
   }
 
   get #slots(): number {
@@ -616,6 +787,8 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
 
   #choke(peer: Peer): void {
     peer.unchokedAt = 0
+    // Choking refuses the requests waiting (BEP 6), so none of them is read or sent.
+    peer.uploads?.clear()
     peer.wire.choke()
   }
 
@@ -726,7 +899,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   }
 
   async #webSeedLane(url: string): Promise<void> {
-    while (!this.#closed && !this.#store.have.complete) {
+    while (!this.#closed && !this.#failure && !this.#store.have.complete) {
       const index = this.#rarestUnclaimed()
       if (index === -1) {
         await sleep(500)
@@ -737,7 +910,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
         const data = await this.#fetchPiece(url, index)
         if (this.#closed) return
         this.#countDownload(data.length, true)
-        if (!(await this.#completePiece(index, data, []))) {
+        if (!(await this.#completePiece(index, data, [WEB_SEED_SOURCE]))) {
           this.#logger.warn({ url, piece: index }, 'web seed piece failed verification')
         }
       } catch (err) {
@@ -760,7 +933,24 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       await response.body?.cancel()
       throw new Error(`web seed answered ${response.status} to a range request`)
     }
-    return Buffer.from(await response.arrayBuffer())
+    // The piece and nothing more: a web seed answering with more is not read further.
+    const piece = Buffer.allocUnsafe(length)
+    let received = 0
+    const reader = response.body?.getReader()
+    while (reader) {
+      const { done, value } = await reader.read()
+      if (done) break
+      if (received + value.byteLength > length) {
+        await reader.cancel().catch(() => {})
+        throw new Error(`web seed sent more than the ${length} bytes of piece ${index}`)
+      }
+      piece.set(value, received)
+      received += value.byteLength
+    }
+    if (received !== length) {
+      throw new Error(`web seed sent ${received} of the ${length} bytes of piece ${index}`)
+    }
+    return piece
   }
 
   // ---- the end ------------------------------------------------------------------------------
@@ -772,6 +962,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     clearInterval(this.#rotation)
     clearInterval(this.#lateHaves)
     clearTimeout(this.#refill)
+    clearTimeout(this.#serverDial)
     this.#options.host.unregister(this)
     const tracker = this.#tracker
     if (tracker) {
@@ -790,7 +981,15 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   }
 }
 
-type Respond = (err: Error | null, block?: Uint8Array) => void
+function isServerSource(source: string): boolean {
+  return source === IMAGE_SERVER_SOURCE || source === WEB_SEED_SOURCE
+}
+
+/** An IP address as `net` reports it and `dns.lookup` gives it, without an IPv4-mapped
+ * IPv6 prefix. */
+function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address
+}
 
 /** The index with the lowest score, at random among equals, over `count` indexes;
  * `score` gives undefined for an index not to pick. -1 when none may be picked. */

@@ -27,6 +27,7 @@ export async function makeArchive(bytes: number, announce: string[] = []) {
 }
 
 export interface Node {
+  peerId: string
   host: SwarmHost
   swarm: ArchiveSwarm
   path: string
@@ -41,18 +42,26 @@ export async function startNode(options: {
   role: 'server' | 'client'
   settings?: Partial<SwarmSettings>
   existing?: 'held' | 'scan'
+  /** The image server a client trusts: the node (or listening peer) at this port on
+   * loopback. The client dials it at start. */
+  imageServerPort?: number
 }): Promise<Node> {
   const host = await SwarmHost.listen(0, '127.0.0.1')
+  const peerId = makePeerId(options.role)
   const swarm = await ArchiveSwarm.start({
     torrent: options.torrent,
     path: options.path,
-    peerId: makePeerId(options.role),
+    peerId,
     host,
     settings: SwarmSettingsSchema.parse(options.settings ?? {}),
     existing: options.existing ?? (options.role === 'server' ? 'held' : 'scan'),
     firstCopy: options.role === 'server' && (options.settings?.firstCopy ?? true),
+    ...(options.imageServerPort
+      ? { imageServer: { host: '127.0.0.1', port: options.imageServerPort } }
+      : {}),
   })
   return {
+    peerId,
     host,
     swarm,
     path: options.path,

@@ -2,30 +2,24 @@ import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { copyFile, open, readFile } from 'node:fs/promises'
 import { createServer as createHttpServer } from 'node:http'
-import { connect, createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { makePeerId } from '@imageswarm/core'
-import Protocol from 'bittorrent-protocol'
 import TrackerServer from 'bittorrent-tracker/server'
 import { afterEach, describe, expect, it } from 'vitest'
-import { finished, makeArchive, type Node, PIECE, startNode } from './helpers.js'
+import {
+  archive,
+  cleanups,
+  havesHeard,
+  node,
+  rawListener,
+  rawPeer,
+  runCleanups,
+  startLiar,
+  until,
+} from './fixtures.js'
+import { finished, PIECE } from './helpers.js'
 
-const cleanups: (() => Promise<unknown>)[] = []
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-})
-
-async function node(...args: Parameters<typeof startNode>): Promise<Node> {
-  const started = await startNode(...args)
-  cleanups.push(() => started.close())
-  return started
-}
-
-async function archive(bytes: number, announce: string[] = []) {
-  const made = await makeArchive(bytes, announce)
-  cleanups.push(made.cleanup)
-  return made
-}
+afterEach(runCleanups)
 
 async function startTracker(): Promise<string> {
   const tracker = new TrackerServer({ udp: false, ws: false, stats: false })
@@ -41,7 +35,14 @@ describe('ArchiveSwarm', () => {
     const { dir, path, data, torrent } = await archive(40 * PIECE + 12_345, [announce])
     const server = await node({ torrent, path, role: 'server' })
     const clients = await Promise.all(
-      [1, 2, 3].map((n) => node({ torrent, path: join(dir, `client${n}.bin`), role: 'client' })),
+      [1, 2, 3].map((n) =>
+        node({
+          torrent,
+          path: join(dir, `client${n}.bin`),
+          role: 'client',
+          imageServerPort: server.host.port,
+        }),
+      ),
     )
     await Promise.all(clients.map((client) => finished(client.swarm)))
     for (const client of clients) {
@@ -79,8 +80,13 @@ describe('ArchiveSwarm', () => {
   it('serves the whole archive to a single client with first-copy seeding (no peer to trade with)', async () => {
     const { dir, path, data, torrent } = await archive(20 * PIECE)
     const server = await node({ torrent, path, role: 'server' })
-    const client = await node({ torrent, path: join(dir, 'client.bin'), role: 'client' })
-    client.swarm.connect(server.address)
+    // The client dials the image server it is given.
+    const client = await node({
+      torrent,
+      path: join(dir, 'client.bin'),
+      role: 'client',
+      imageServerPort: server.host.port,
+    })
     await finished(client.swarm)
     expect((await readFile(client.path)).equals(data)).toBe(true)
     expect(client.swarm.totals.downloadedFromServer).toBe(torrent.length)
@@ -106,7 +112,6 @@ describe('ArchiveSwarm', () => {
   it('drops a peer that sends corrupt pieces and finishes from honest ones', async () => {
     const { dir, path, data, torrent } = await archive(12 * PIECE)
     const liar = await startLiar(torrent.infoHash, torrent.pieces.length)
-    cleanups.push(liar.close)
     const server = await node({ torrent, path, role: 'server', settings: { firstCopy: false } })
     const client = await node({ torrent, path: join(dir, 'client.bin'), role: 'client' })
     // The liar alone first: every piece the client fetches comes from it and fails.
@@ -170,24 +175,23 @@ describe('ArchiveSwarm', () => {
   it('tells a peer lacking a new piece and the server at once, and one holding it later, in one write', async () => {
     const { dir, path, torrent } = await archive(8 * PIECE)
     const server = await node({ torrent, path, role: 'server' })
+    const all = torrent.pieces.map((_, index) => index)
+    // The image server as the client knows it (the address it dials): it holds every
+    // piece, yet counts copies by the haves. It never unchokes; the data comes from
+    // `server`, an ordinary peer to this client.
+    const imageServer = await rawListener(torrent.infoHash, all.length, all, makePeerId('server'))
     // Two pieces a second, so the first have leaves well before the last piece is in.
     const client = await node({
       torrent,
       path: join(dir, 'client.bin'),
       role: 'client',
       settings: { downloadLimit: 2 * PIECE },
+      imageServerPort: imageServer.port,
     })
-    const all = torrent.pieces.map((_, index) => index)
     const holder = await rawPeer(client.address, torrent.infoHash, all.length, all)
     const lacker = await rawPeer(client.address, torrent.infoHash, all.length, [])
-    // A second image server: it holds every piece, yet counts copies by the haves.
-    const otherServer = await rawPeer(
-      client.address,
-      torrent.infoHash,
-      all.length,
-      all,
-      makePeerId('server'),
-    )
+    const otherServer = await imageServer.connected
+    expect(client.swarm.connections.find((c) => c.isServer)?.id).toBe(imageServer.peerId)
     // The client has counted the holders' pieces once it says it wants them.
     await until(() => holder.wire.peerInterested && otherServer.wire.peerInterested)
     const toHolder = havesHeard(holder.wire)
@@ -241,84 +245,3 @@ describe('ArchiveSwarm', () => {
     expect(b.swarm.peerCount).toBe(1)
   })
 })
-
-/** A bare peer that dials `address`, announces `held` and says it is interested. */
-async function rawPeer(
-  address: string,
-  infoHash: string,
-  pieces: number,
-  held: number[],
-  peerId = randomBytes(20).toString('hex'),
-) {
-  const [host, port] = address.split(':')
-  const socket = connect(Number(port), host)
-  await once(socket, 'connect')
-  const wire = new Protocol()
-  socket.pipe(wire).pipe(socket)
-  cleanups.push(async () => socket.destroy())
-  let unchoked = false
-  const unchokedOnce = new Promise<void>((resolve) =>
-    wire.on('unchoke', () => {
-      unchoked = true
-      resolve()
-    }),
-  )
-  wire.handshake(infoHash, peerId)
-  await once(wire, 'handshake')
-  const bits = new Uint8Array(Math.ceil(pieces / 8))
-  for (const index of held) bits[index >> 3]! |= 128 >> (index & 7)
-  wire.bitfield(bits)
-  wire.interested()
-  return { wire, unchoked: unchokedOnce, isUnchoked: () => unchoked }
-}
-
-/** The pieces a wire is told about with have messages, in order of arrival. */
-function havesHeard(wire: Protocol): number[] {
-  const haves: number[] = []
-  wire.on('have', (index: number) => haves.push(index))
-  return haves
-}
-
-/** Resolves once `condition` holds; fails after `timeoutMs`. */
-async function until(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time')
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
-
-/** A peer that claims every piece and answers every request with random bytes. */
-async function startLiar(infoHash: string, pieces: number) {
-  const peerId = Buffer.concat([Buffer.from('-XX0001-'), randomBytes(12)]).toString('hex')
-  const sockets = new Set<Socket>()
-  const server: Server = createServer((socket) => {
-    sockets.add(socket)
-    socket.on('error', () => {})
-    const wire = new Protocol()
-    socket.pipe(wire).pipe(socket)
-    wire.on('handshake', () => {
-      wire.handshake(infoHash, peerId)
-      const bits = new Uint8Array(Math.ceil(pieces / 8)).fill(0xff)
-      wire.bitfield(bits)
-      wire.unchoke()
-    })
-    wire.on(
-      'request',
-      (_i: number, _o: number, length: number, respond: (e: Error | null, b?: Buffer) => void) => {
-        respond(null, randomBytes(length))
-      },
-    )
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  return {
-    server,
-    peerId,
-    port: (server.address() as { port: number }).port,
-    close: async () => {
-      for (const socket of sockets) socket.destroy()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    },
-  }
-}

@@ -57,6 +57,18 @@ export const TrackerConfigSchema = z
     // post every second; beyond, each post's reply tells the nodes to post less often
     // (state changes still go at once), up to a quarter of nodeStaleSeconds apart.
     statusPostsPerSecond: z.number().positive().max(100_000).default(100),
+    // New node ids one source address may claim with a first status post, per minute,
+    // all at once if it likes (an IPv6 address counts by its /64). One host is one node,
+    // or a few installs in a row; the loopback demo and tests run up to 32 clients from
+    // 127.0.0.1, and a rack behind one NAT address its nodes. 120 takes those at once and
+    // 2 a second after; a host inventing peer ids gets 429 instead of filling the table
+    // (20,000 posts with fresh ids from one address: about 140 accepted in 10 s).
+    newNodesPerAddressPerMinute: z.number().int().min(1).max(1_000_000).default(120),
+    // A file holding the dashboard's read-only token. Unset, the page, the JSON API, the
+    // live events and /metrics are open to anyone who reaches the port; set, they need
+    // the token (`Authorization: Bearer`, or `?token=` once in a browser). The tracker,
+    // the image files and nodes' status posts stay open: nodes do not know the token.
+    dashboardTokenFile: z.string().min(1).optional(),
   })
   .superRefine((config, ctx) => {
     if (config.defaultNumwant > config.maxNumwant) {

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { NODE_STATES, NODE_STATUS_PATH, WIRE } from '@imageswarm/core'
 import type { DashboardAssets } from './dashboard-assets.js'
+import type { DashboardAuth } from './dashboard-auth.js'
 import { sendApiError, sendJson } from './http-reply.js'
 import type { LiveEvents } from './live-events.js'
 import type { TrackerMetrics } from './metrics.js'
@@ -13,6 +14,7 @@ export interface DashboardContext {
   live: LiveEvents
   metrics: TrackerMetrics
   status: StatusEndpoint
+  auth: DashboardAuth
 }
 
 export const METRICS_PATH = '/metrics'
@@ -22,7 +24,9 @@ const IMAGE_ROUTE = /^\/api\/images\/([^/]+)(?:\/(nodes|history))?\/?$/
 /**
  * The dashboard's HTTP surface: the page (`/`, `/assets/*`), its JSON API under
  * `/api/`, live updates (`/api/events`), node status posts and `/metrics`. Returns false
- * for any other path. Everything but the status post is read-only.
+ * for any other path. Everything but the status post is read-only, and needs the
+ * dashboard token when the server has one; status posts are the nodes', which
+ * authenticate as nodes (status-intake.ts).
  */
 export function handleDashboardRequest(
   context: DashboardContext,
@@ -38,6 +42,7 @@ export function handleDashboardRequest(
     handleStatusPost(context.status, req, res)
     return true
   }
+  if (!context.auth.admit(req, url, res)) return true
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     sendApiError(
       res,

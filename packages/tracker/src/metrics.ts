@@ -1,6 +1,6 @@
 import { NODE_STATES } from '@imageswarm/core'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
-import type { StatusOutcome } from './status-api.js'
+import type { StatusOutcome } from './status-intake.js'
 import type { SwarmMonitor } from './swarm-monitor.js'
 
 /**
@@ -30,7 +30,7 @@ export class TrackerMetrics {
     })
     this.#statusReports = new Counter({
       name: 'imageswarm_status_reports_total',
-      help: 'Node status posts, by outcome (accepted, invalid, too_large, unknown_image, rate_limited, aborted).',
+      help: 'Node status posts, by outcome (accepted, invalid, too_large, unknown_image, forbidden, rate_limited, new_nodes_limited, aborted).',
       labelNames: ['outcome'],
       registers,
     })

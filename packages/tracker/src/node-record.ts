@@ -1,4 +1,5 @@
 import { NODE_STATES, type NodeState, type NodeStatusReport } from '@imageswarm/core'
+import { sameSecret } from './credentials.js'
 
 /** What one announce says about a peer (see image-swarm.ts). */
 export interface AnnounceSighting {
@@ -49,6 +50,21 @@ export interface NodeView {
 export const TERMINAL_STATES: ReadonlySet<NodeState> = new Set(['done', 'failed'])
 
 /**
+ * The most a node is believed to have downloaded, as a multiple of the archive's size.
+ * A node fetches each piece once, plus end-game duplicates and pieces that failed their
+ * check (the client gives up on a piece after a few failures), so a real install stays
+ * well under it; a report beyond it is clamped, so one node cannot skew the swarm's
+ * totals by more than this many archives.
+ */
+export const MAX_DOWNLOAD_FACTOR = 4
+
+/** The node that claimed a peer id with its first status post, and its secret. */
+interface NodeClaim {
+  token: string
+  address: string
+}
+
+/**
  * One node's install, merged from its announces (address, byte counters every
  * interval) and its status posts (state, rates, error, about every second). Status
  * posts win where both speak; a node that never posts still shows from its announces.
@@ -73,7 +89,7 @@ export class NodeRecord {
   firstSeen: number
   lastSeen: number
   stateSince: number
-  #hasStatus = false
+  #claim: NodeClaim | undefined
   #left: number | null = null
   #announcedAt: number | undefined
   readonly #phaseMs: Partial<Record<NodeState, number>> = {}
@@ -89,42 +105,78 @@ export class NodeRecord {
     return TERMINAL_STATES.has(this.state)
   }
 
-  applyAnnounce(sighting: AnnounceSighting, now: number): void {
+  /** A node has claimed this peer id with a status post; only it may post for it now. */
+  get claimed(): boolean {
+    return this.#claim !== undefined
+  }
+
+  /**
+   * Binds this peer id to the node that posts with `token` (trust on first use), or,
+   * posted again with that token, takes the address it now posts from.
+   */
+  claim(token: string, address: string): void {
+    this.#claim = { token, address }
+    this.address ??= address
+  }
+
+  /** Whether a post with `token` comes from the node that claimed this peer id. */
+  accepts(token: string | undefined): boolean {
+    return this.#claim !== undefined && token !== undefined && sameSecret(token, this.#claim.token)
+  }
+
+  /**
+   * Takes what an announce says. Once a node has claimed its peer id, announces from any
+   * other address are not its own (anyone can announce any peer id) and change nothing;
+   * once it is done or failed, its counters stay as it last reported them. Returns
+   * whether the announce was taken.
+   */
+  applyAnnounce(sighting: AnnounceSighting, now: number, archiveSize: number | null): boolean {
+    if (this.#claim !== undefined && sighting.address !== this.#claim.address) return false
     this.address = sighting.address
     this.port = sighting.port
     this.lastSeen = now
     this.stale = false
-    if (!this.#hasStatus) {
+    if (this.#claim === undefined && !this.terminal) {
       // Without status posts the counters and the rate come from announces: the rate
       // is the change since the last announce.
       const elapsed = this.#announcedAt === undefined ? 0 : (now - this.#announcedAt) / 1000
-      const delta = sighting.downloaded - this.downloaded
+      if (archiveSize !== null) this.size = archiveSize
+      else if (sighting.left !== null && this.size === null)
+        this.size = sighting.left + sighting.downloaded
+      const downloaded = clampDownloaded(sighting.downloaded, this.size)
+      const delta = downloaded - this.downloaded
       this.downloadRate = elapsed > 0 && delta > 0 ? delta / elapsed : 0
       const upDelta = sighting.uploaded - this.uploaded
       this.uploadRate = elapsed > 0 && upDelta > 0 ? upDelta / elapsed : 0
-      this.downloaded = sighting.downloaded
+      this.downloaded = downloaded
       this.uploaded = sighting.uploaded
       this.#left = sighting.left
-      if (sighting.left !== null && this.size === null)
-        this.size = sighting.left + sighting.downloaded
       this.#enter(stateFromAnnounce(sighting), now)
     }
     this.#announcedAt = now
+    return true
   }
 
-  applyStatus(report: NodeStatusReport, now: number): void {
-    this.#hasStatus = true
-    this.node = report.node
+  /**
+   * Takes a status post of the node that claimed this peer id (the caller checked its
+   * token). Byte counts are held to what an install of this archive can reach: the
+   * archive's size is the published one when known, never what the post says. Once done
+   * or failed, nothing a post says changes the record: that state and its counters and
+   * error are final.
+   */
+  applyStatus(report: NodeStatusReport, now: number, archiveSize: number | null): void {
     this.lastSeen = now
     this.stale = false
-    this.size = report.size
-    this.downloaded = report.downloaded
-    this.downloadedFromServer = report.downloadedFromServer
+    if (this.terminal) return
+    this.node = report.node
+    this.size = archiveSize ?? report.size
+    this.downloaded = clampDownloaded(report.downloaded, this.size)
+    this.downloadedFromServer = Math.min(report.downloadedFromServer, this.downloaded)
     this.uploaded = report.uploaded
     this.downloadRate = report.downloadRate
     this.uploadRate = report.uploadRate
     this.peers = report.peers
-    this.#left = Math.max(0, report.size - report.downloaded)
+    this.#left = Math.max(0, this.size - this.downloaded)
     if (report.state === 'failed') {
       this.error = report.error ?? { code: 'E_UNKNOWN', message: 'the node reported no error' }
     }
@@ -166,7 +218,7 @@ export class NodeRecord {
       stateSince: this.stateSince,
       firstSeen: this.firstSeen,
       lastSeen: this.lastSeen,
-      source: this.#hasStatus ? 'status' : 'announce',
+      source: this.#claim !== undefined ? 'status' : 'announce',
     }
   }
 
@@ -197,6 +249,10 @@ export class NodeRecord {
     this.state = next
     this.stateSince = now
   }
+}
+
+function clampDownloaded(downloaded: number, size: number | null): number {
+  return size === null ? downloaded : Math.min(downloaded, MAX_DOWNLOAD_FACTOR * size)
 }
 
 function stateFromAnnounce(sighting: AnnounceSighting): NodeState {

@@ -1,8 +1,8 @@
 /**
- * A token bucket per key (a node's peer id): `rate` requests a second on average, bursts
- * of `burst`. The number of buckets is bounded, so a client that invents a new peer id
- * for every request costs memory for only `maxKeys` of them; full buckets are the ones
- * dropped first, as forgetting them changes nothing.
+ * A token bucket per key (a node's peer id, or an address's budget of new nodes): `rate`
+ * requests a second on average, bursts of `burst`. The number of buckets is bounded, so a
+ * client that invents a new key for every request costs memory for only `maxKeys` of
+ * them; full buckets are the ones dropped first, as forgetting them changes nothing.
  */
 export class RateLimiter {
   readonly #rate: number

@@ -1,29 +1,22 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { NODE_STATUS_MAX_BYTES, NODE_STATUS_PATH, type NodeStatusReply } from '@imageswarm/core'
+import { NODE_STATUS_MAX_BYTES, NODE_STATUS_PATH } from '@imageswarm/core'
+import { bearerToken, clientAddress } from './credentials.js'
 import { sendApiError, sendJson } from './http-reply.js'
-import type { RateLimiter } from './rate-limit.js'
+import type { StatusIntake, StatusOutcome } from './status-intake.js'
 import { parseStatusReport, tooLarge } from './status-report.js'
-import type { SwarmMonitor } from './swarm-monitor.js'
-
-/** How a status post ended, for the `imageswarm_status_reports_total` counter. */
-export type StatusOutcome =
-  | 'accepted'
-  | 'invalid'
-  | 'too_large'
-  | 'unknown_image'
-  | 'rate_limited'
-  | 'aborted'
 
 export interface StatusEndpoint {
-  monitor: SwarmMonitor
-  limiter: RateLimiter
+  intake: StatusIntake
+  /** Take the sender's address from X-Forwarded-For, as announces do. */
+  trustProxy: boolean
   onOutcome: (outcome: StatusOutcome) => void
 }
 
 /**
  * `POST /api/nodes/status` (core's NODE_STATUS_PATH): a node's status report. The body
- * is read up to NODE_STATUS_MAX_BYTES and no further, checked against core's schema,
- * counted against the node's rate, and taken only for a published image.
+ * is read up to NODE_STATUS_MAX_BYTES and no further and checked against core's schema;
+ * the intake then decides, from the sender's address and node token
+ * (`Authorization: Bearer`), whether it may speak for the peer id (see status-intake.ts).
  */
 export function handleStatusPost(
   endpoint: StatusEndpoint,
@@ -69,35 +62,17 @@ export function handleStatusPost(
       sendApiError(res, parsed.error)
       return
     }
-    const { report } = parsed
-    const wait = endpoint.limiter.take(report.peerId, endpoint.monitor.now())
-    if (wait > 0) {
-      endpoint.onOutcome('rate_limited')
-      const retry = Math.max(1, Math.ceil(wait))
-      sendApiError(
-        res,
-        {
-          status: 429,
-          code: 'E_RATE_LIMITED',
-          message: `too many status reports from peer ${report.peerId}`,
-          hint: `post as often as the server's replies say and on state changes; retry after ${retry} s`,
-        },
-        { 'Retry-After': String(retry) },
-      )
-      return
-    }
-    const error = endpoint.monitor.recordStatus(report)
-    if (error !== undefined) {
-      endpoint.onOutcome('unknown_image')
-      sendApiError(res, error)
+    const result = endpoint.intake.take(parsed.report, {
+      address: clientAddress(req, endpoint.trustProxy),
+      token: bearerToken(req),
+    })
+    if (!result.ok) {
+      endpoint.onOutcome(result.outcome)
+      sendApiError(res, result.error, result.headers)
       return
     }
     endpoint.onOutcome('accepted')
-    const reply: NodeStatusReply = {
-      ok: true,
-      reportIntervalMs: endpoint.monitor.statusIntervalMs(),
-    }
-    sendJson(res, 200, reply)
+    sendJson(res, 200, result.reply)
   })
 }
 

@@ -35,7 +35,8 @@ export class SwarmMonitor {
     this.now = options.now ?? Date.now
   }
 
-  publish(infoHash: string, image: string): void {
+  /** Starts (or keeps) the swarm of a published image; `archiveSize` bounds node reports. */
+  publish(infoHash: string, image: string, archiveSize?: number): void {
     const existing = this.#byHash.get(infoHash)
     if (existing?.image === image) return
     if (existing !== undefined) this.#byImage.delete(existing.image)
@@ -46,6 +47,7 @@ export class SwarmMonitor {
     const swarm = new SwarmState({
       image,
       infoHash,
+      archiveSize,
       now: this.now(),
       maxNodes: this.#config.maxNodesPerSwarm,
       historyPoints: this.#config.historyPoints,
@@ -65,8 +67,11 @@ export class SwarmMonitor {
     this.#byHash.get(infoHash)?.recordAnnounce(sighting, this.now())
   }
 
-  /** Applies a validated status report; an error for an image this server does not publish. */
-  recordStatus(report: NodeStatusReport): ApiError | undefined {
+  /**
+   * The swarm a validated status report is for; an error when this server does not
+   * publish its image, or publishes it under another infohash now.
+   */
+  swarmFor(report: NodeStatusReport): SwarmState | ApiError {
     const swarm = this.#byImage.get(report.image)
     if (swarm === undefined) {
       return {
@@ -84,8 +89,7 @@ export class SwarmMonitor {
         hint: 'the image was published again since the node fetched its torrent: install again',
       }
     }
-    swarm.recordStatus(report, this.now())
-    return undefined
+    return swarm
   }
 
   /**

@@ -21,7 +21,7 @@ export interface SwarmSummary extends TrackerCounts {
   nodes: number
   states: Record<NodeState, number>
   stale: number
-  /** Bytes the nodes received in all, and from where. */
+  /** Bytes the nodes received in all (at least what the server sent), and from where. */
   delivered: number
   fromServer: number
   fromPeers: number
@@ -38,10 +38,35 @@ export interface SwarmSummary extends TrackerCounts {
 export interface SwarmStateOptions {
   image: string
   infoHash: string
+  /** The archive's size in bytes, as published: what nodes' byte counts are held to. */
+  archiveSize?: number | undefined
   now: number
   maxNodes: number
   historyPoints: number
 }
+
+/**
+ * Whether a status post may speak for its peer id (`SwarmState.checkAccess`): it is the
+ * node that claimed it, it claims a peer id nobody holds yet, or it is refused.
+ */
+export type StatusAccess =
+  | { kind: 'node' }
+  | { kind: 'claim' }
+  | { kind: 'refused'; message: string; hint: string }
+
+/** Who sent a status post: its address and the bearer token it carried, if any. */
+export interface StatusSender {
+  address: string
+  token: string | undefined
+}
+
+/**
+ * The order in which a full node table forgets: nodes known only from announces (anyone
+ * can announce any peer id) first, then installing nodes, the least recently heard from
+ * (the stale ones) first, then nodes that reported done, and failed nodes last: they are
+ * what an administrator comes to the dashboard for.
+ */
+const KEEP = { announceOnly: 0, installing: 1, done: 2, failed: 3 } as const
 
 /** Rates are averaged over this many seconds of cumulative totals: smooth, still live. */
 const RATE_WINDOW_MS = 3000
@@ -61,11 +86,18 @@ export class SwarmState {
   /** The version at which a node was last forgotten: views older than that start over. */
   #forgottenAt = 0
   readonly #maxNodes: number
+  readonly #archiveSize: number | null
   /** By peer id, least recently heard from first (every touch re-inserts). */
   readonly #nodes = new Map<string, NodeRecord>()
-  /** The image server's own peers (its seeder), by peer id: what they uploaded. */
+  /** The same nodes by how much they are worth keeping (`KEEP`), each least recent first. */
+  readonly #byKeep: Map<string, NodeRecord>[] = [new Map(), new Map(), new Map(), new Map()]
+  /** Announces under the image server's peer-id prefix, by peer id: what they uploaded.
+   * Anyone can announce under that prefix, so they count only for a tracker whose server
+   * hands in nothing of its own (a tracker run alone). */
   readonly #serverPeers = new Map<string, number>()
   #serverUploaded = 0
+  /** The server hands in its own upload count (`recordServerUpload`). */
+  #serverReports = false
   /** Bytes of forgotten nodes, so totals never go backwards. */
   readonly #forgotten = { downloaded: 0, fromServer: 0, uploaded: 0 }
   readonly #recent: { t: number; fromServer: number; fromPeers: number }[] = []
@@ -76,6 +108,7 @@ export class SwarmState {
     this.infoHash = options.infoHash
     this.publishedAt = options.now
     this.#maxNodes = options.maxNodes
+    this.#archiveSize = options.archiveSize ?? null
     this.history = new History(options.historyPoints)
   }
 
@@ -107,22 +140,65 @@ export class SwarmState {
       else this.#serverPeers.set(sighting.peerId, sighting.uploaded)
       return
     }
-    const node = this.#touch(sighting.peerId, now)
-    node.applyAnnounce(sighting, now)
-    node.version = ++this.#version
-  }
-
-  recordStatus(report: NodeStatusReport, now: number): void {
-    const node = this.#touch(report.peerId, now)
-    node.applyStatus(report, now)
-    node.version = ++this.#version
+    const node = this.#nodes.get(sighting.peerId) ?? new NodeRecord(sighting.peerId, now)
+    if (node.applyAnnounce(sighting, now, this.#archiveSize)) this.#keep(node)
   }
 
   /**
-   * What the server's seeder says it uploaded in this swarm, when the server hands that
-   * in (fresher than its announces, which come once an interval).
+   * Who may post a status report for `peerId`: only the node that claimed it with its
+   * first post (its token), and a peer id nobody has claimed yet only from the address it
+   * announces from, if it has announced (a third host learns peer ids from announces and
+   * the API, but cannot post from the node's address). The image server's peer ids are
+   * never a node's.
+   */
+  checkAccess(peerId: string, sender: StatusSender): StatusAccess {
+    if (peerRoleOf(peerId) === 'server') {
+      return {
+        kind: 'refused',
+        message: `peer id ${peerId} is the image server's own; no node may report for it`,
+        hint: 'a node reports under the peer id it downloads with',
+      }
+    }
+    const node = this.#nodes.get(peerId)
+    if (node === undefined) return { kind: 'claim' }
+    if (node.claimed) {
+      if (node.accepts(sender.token)) return { kind: 'node' }
+      return {
+        kind: 'refused',
+        message: `peer id ${peerId} belongs to the node that first reported for it; this post ${sender.token === undefined ? 'carries no' : 'carries another'} node token`,
+        hint: 'only the node itself may report for itself: send its token (from its first post) as Authorization: Bearer <token>',
+      }
+    }
+    if (node.address === sender.address) return { kind: 'claim' }
+    return {
+      kind: 'refused',
+      message: `peer id ${peerId} announces from another address than ${sender.address}; only that host may report for it`,
+      hint: 'a node reports from the address it announces from',
+    }
+  }
+
+  /**
+   * Records a status post that `checkAccess` let through: a claim binds the peer id to
+   * the sender's token, and every accepted post keeps the address its announces are
+   * taken from current.
+   */
+  recordStatus(report: NodeStatusReport, now: number, sender: StatusSender): void {
+    const node = this.#nodes.get(report.peerId) ?? new NodeRecord(report.peerId, now)
+    if (sender.token === undefined || (node.claimed && !node.accepts(sender.token))) {
+      throw new Error(`status for peer ${report.peerId} recorded without its node token`)
+    }
+    node.claim(sender.token, sender.address)
+    node.applyStatus(report, now, this.#archiveSize)
+    this.#keep(node)
+  }
+
+  /**
+   * What the server says it uploaded in this swarm, over BitTorrent and its HTTP web
+   * seed, when the server hands that in (fresher than its announces, which come once an
+   * interval, and the only count of the web seed's bytes).
    */
   recordServerUpload(uploaded: number): void {
+    this.#serverReports = true
     this.#serverUploaded = Math.max(this.#serverUploaded, uploaded)
   }
 
@@ -136,13 +212,29 @@ export class SwarmState {
       reportedFromServer += node.downloadedFromServer
       uploaded += node.uploaded
     }
+    // What the server says it sent itself (its seeder and its web seed, counted in its own
+    // process) was received, even by a host that reports nothing (a web seed download by
+    // curl, a node that does not post status). The server's peer id's announces do not
+    // count here: anyone can announce under it.
+    delivered = Math.max(delivered, this.#serverUploaded)
     let serverUploaded = this.#serverUploaded
-    for (const bytes of this.#serverPeers.values()) serverUploaded = Math.max(serverUploaded, bytes)
+    if (!this.#serverReports) {
+      for (const bytes of this.#serverPeers.values()) {
+        serverUploaded = Math.max(serverUploaded, bytes)
+      }
+    }
     // The same bytes counted from both ends, each of which can miss some: nodes that do
-    // not post status count nothing from the server, and the seeder's counter misses
-    // what the web seed served over HTTP. The larger is the better estimate.
+    // not post status count nothing from the server, and an announce is up to an interval
+    // old. The larger is the better estimate.
     const fromServer = Math.min(delivered, Math.max(reportedFromServer, serverUploaded))
-    return { delivered, fromServer, fromPeers: delivered - fromServer, uploaded }
+    // What nodes sent went to other nodes, so it cannot exceed what they received: a
+    // node's own upload count is not otherwise bounded (a seed serves many).
+    return {
+      delivered,
+      fromServer,
+      fromPeers: delivered - fromServer,
+      uploaded: Math.min(uploaded, delivered),
+    }
   }
 
   /**
@@ -223,24 +315,36 @@ export class SwarmState {
     return this.history.series(since)
   }
 
-  #touch(peerId: string, now: number): NodeRecord {
-    let node = this.#nodes.get(peerId)
-    if (node === undefined) {
-      node = new NodeRecord(peerId, now)
-    } else {
-      this.#nodes.delete(peerId)
-    }
+  /**
+   * Files a node that was just heard from as the most recent, under what it is worth
+   * keeping now (`KEEP`), and forgets nodes beyond the limit.
+   */
+  #keep(node: NodeRecord): void {
+    node.version = ++this.#version
+    const { peerId } = node
+    this.#nodes.delete(peerId)
     this.#nodes.set(peerId, node)
-    while (this.#nodes.size > this.#maxNodes) this.#forgetOldest()
-    return node
+    for (const group of this.#byKeep) group.delete(peerId)
+    this.#byKeep[keepOf(node)]!.set(peerId, node)
+    while (this.#nodes.size > this.#maxNodes) this.#forgetOne()
   }
 
-  #forgetOldest(): void {
-    const [peerId, node] = this.#nodes.entries().next().value as [string, NodeRecord]
+  /** Forgets the least recently heard node of those least worth keeping. */
+  #forgetOne(): void {
+    const group = this.#byKeep.find((nodes) => nodes.size > 0)!
+    const [peerId, node] = group.entries().next().value as [string, NodeRecord]
+    group.delete(peerId)
     this.#nodes.delete(peerId)
     this.#forgotten.downloaded += node.downloaded
     this.#forgotten.fromServer += node.downloadedFromServer
     this.#forgotten.uploaded += node.uploaded
     this.#forgottenAt = ++this.#version
   }
+}
+
+function keepOf(node: NodeRecord): number {
+  if (!node.claimed) return KEEP.announceOnly
+  if (node.state === 'failed') return KEEP.failed
+  if (node.state === 'done') return KEEP.done
+  return KEEP.installing
 }

@@ -6,12 +6,13 @@ import Server from 'bittorrent-tracker/server'
 import { AllowList, refusalReason } from './allow-list.js'
 import { resolveTrackerConfig, type TrackerConfig } from './config.js'
 import { DashboardAssets } from './dashboard-assets.js'
+import { DashboardAuth, readDashboardToken } from './dashboard-auth.js'
 import { handleDashboardRequest } from './dashboard-routes.js'
 import { type AnnounceObserver, ImageSwarm, type NumwantLimits } from './image-swarm.js'
 import { LiveEvents } from './live-events.js'
 import { TrackerMetrics } from './metrics.js'
-import { RateLimiter } from './rate-limit.js'
 import { answerScrape } from './scrape.js'
+import { StatusIntake } from './status-intake.js'
 import { type ServerUploadSource, SwarmMonitor } from './swarm-monitor.js'
 import type { SwarmStats, TrackerStats } from './swarm-stats.js'
 import { encodeFailure } from './tracker-response.js'
@@ -39,8 +40,12 @@ export interface Tracker {
    *   })
    */
   handleDashboard(req: IncomingMessage, res: ServerResponse): boolean
-  /** Allow-list: only published infohashes are tracked. Publishing again renames the image. */
-  publish(infoHash: InfoHash, image: string): void
+  /**
+   * Allow-list: only published infohashes are tracked. Publishing again renames the
+   * image. `archiveSize` (the manifest's `size`) is what the dashboard holds nodes'
+   * reported byte counts to; without it a node's report can inflate the swarm's totals.
+   */
+  publish(infoHash: InfoHash, image: string, archiveSize?: number): void
   /** Stops tracking the image and forgets its swarm; its peers' next announces are refused. */
   unpublish(infoHash: InfoHash): void
   /** A snapshot of every published image's swarm and its peers. */
@@ -97,16 +102,28 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
     metrics,
     live,
     assets: new DashboardAssets(),
+    auth: new DashboardAuth(
+      config.dashboardTokenFile === undefined
+        ? undefined
+        : readDashboardToken(config.dashboardTokenFile),
+    ),
     status: {
-      monitor,
-      limiter: new RateLimiter({
-        rate: config.statusRatePerNode,
-        burst: Math.max(3, 3 * config.statusRatePerNode),
+      intake: new StatusIntake({
+        monitor,
+        ratePerNode: config.statusRatePerNode,
+        newNodesPerAddressPerMinute: config.newNodesPerAddressPerMinute,
         maxKeys: 2 * config.maxNodesPerSwarm,
       }),
+      trustProxy,
       onOutcome: (outcome: Parameters<TrackerMetrics['statusOutcome']>[0]) =>
         metrics.statusOutcome(outcome),
     },
+  }
+  if (dashboard.auth.required) {
+    logger.info(
+      { dashboardTokenFile: config.dashboardTokenFile },
+      'the dashboard, its API and /metrics need the read-only token',
+    )
   }
   // One timer for every swarm: sample the history, then push what changed to the pages
   // that watch. unref'd, so a forgotten tracker never keeps a process alive.
@@ -235,9 +252,9 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
       }
     },
 
-    publish(infoHash, image) {
+    publish(infoHash, image, archiveSize) {
       allowList.publish(infoHash, image)
-      monitor.publish(infoHash, image)
+      monitor.publish(infoHash, image, archiveSize)
       // Made now rather than on the first announce, so stats() lists the image at once.
       server.ensureSwarm(infoHash)
       logger.info({ image, infoHash }, 'tracking image')

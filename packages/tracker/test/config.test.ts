@@ -27,6 +27,7 @@ describe('resolveTrackerConfig', () => {
       historyPoints: 3600,
       statusRatePerNode: 5,
       statusPostsPerSecond: 100,
+      newNodesPerAddressPerMinute: 120,
     })
     expect(resolveTrackerConfig({ announceIntervalSeconds: 15 }).peerTtlSeconds).toBe(45)
   })

@@ -1,6 +1,6 @@
 import { NODE_STATUS_MAX_BYTES, NODE_STATUS_PATH } from '@imageswarm/core'
 import { afterEach, describe, expect, it } from 'vitest'
-import { clientPeerId, statusReport } from './fixtures.js'
+import { clientPeerId, nodeToken, statusReport } from './fixtures.js'
 import { announce, type RunningTracker, startTracker, testInfoHash } from './tracker-server.js'
 
 const running: RunningTracker[] = []
@@ -16,10 +16,19 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((tracker) => tracker.close()))
 })
 
-function post(baseUrl: string, body: unknown) {
+/**
+ * A status post as the node itself makes it: with its node token (fixed per peer id in
+ * these tests), unless `headers` say otherwise.
+ */
+function post(baseUrl: string, body: unknown, headers: Record<string, string> = {}) {
+  const peerId = (body as { peerId?: unknown }).peerId
   return fetch(`${baseUrl}${NODE_STATUS_PATH}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: {
+      'content-type': 'application/json',
+      ...(typeof peerId === 'string' ? { authorization: `Bearer ${nodeToken(peerId)}` } : {}),
+      ...headers,
+    },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   })
 }
@@ -29,8 +38,12 @@ describe('the status API', () => {
     const { baseUrl } = await start()
     const response = await post(baseUrl, statusReport(1, { downloaded: 500 }))
     expect(response.status).toBe(200)
-    // One node: post every second.
-    expect(await response.json()).toEqual({ ok: true, reportIntervalMs: 1000 })
+    // One node: post every second. The post claimed the peer id with the node's token.
+    expect(await response.json()).toEqual({
+      ok: true,
+      reportIntervalMs: 1000,
+      nodeToken: nodeToken(clientPeerId(1)),
+    })
     const { nodes } = (await (await fetch(`${baseUrl}/api/images/rocky9/nodes`)).json()) as {
       nodes: { node: string; progress: number }[]
     }

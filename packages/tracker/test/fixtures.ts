@@ -11,6 +11,16 @@ export function serverPeerId(n: number): string {
   return Buffer.from(`-IS01S0-${String(n).padStart(12, '0')}`, 'latin1').toString('hex')
 }
 
+/** The node token node `peerId` posts with: fixed per peer id, 54 base64url characters. */
+export function nodeToken(peerId: string): string {
+  return Buffer.from(peerId, 'latin1').toString('base64url')
+}
+
+/** The address node `n` posts and announces from. */
+export function nodeAddress(n: number): string {
+  return `10.0.${n >> 8}.${n & 255}`
+}
+
 /** A valid status report of node `n` for image `rocky9` (infohash testInfoHash(1)). */
 export function statusReport(n: number, fields: Partial<NodeStatusReport> = {}): NodeStatusReport {
   return {

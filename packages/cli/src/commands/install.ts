@@ -1,27 +1,56 @@
-import { INSTALL_PARAMETERS, installImage, resolveInstallParameters } from '@imageswarm/client'
+import {
+  ClientConfigSchema,
+  INSTALL_PARAMETERS,
+  installImage,
+  type ParameterSpec,
+  resolveInstallParameters,
+} from '@imageswarm/client'
 import { ImageSwarmError, type Logger, readKernelCmdline } from '@imageswarm/core'
 import { type Command, Option } from 'commander'
 import { chooseOutputMode, createInstallRenderer } from '../install-renderer.js'
 
-/** Help for each install setting, by config key; names come from the client's table. */
+/**
+ * Help for each install setting, by config key; names come from the client's table and
+ * defaults from its schema (`defaultText`), so neither is written twice.
+ */
 const HELP: Record<string, string> = {
   server: 'image server: address, address:port or URL',
   image: 'image name',
   staging: 'download directory, or auto: tmpfs when memory allows, else the target disk',
-  target: 'root of the system being installed (default /a)',
-  memoryReserve: 'memory auto staging leaves free beside the archive (default 512M)',
+  target: 'root of the system being installed',
+  memoryReserve: 'memory auto staging leaves free beside the archive',
   cache: 'local directory or partition (/dev/sdX, LABEL=...) keeping archives across boots',
   node: 'this node’s name on the dashboard (default: host name)',
-  seedTimeSeconds: 'keep seeding at most this long after installing (default 600)',
-  connectTimeoutSeconds: 'keep trying to reach the server this long (default 30)',
-  webSeedFallbackSeconds: 'use the server’s web seed after this long without progress (default 10)',
-  stallTimeoutSeconds: 'fail after this long without any data (default 300)',
-  'swarm.maxConnections': 'peer connections (default 80)',
-  'swarm.uploadSlots': 'peers uploaded to at once (default 10)',
+  seedTimeSeconds: 'keep seeding at most this long after installing, in seconds',
+  connectTimeoutSeconds: 'keep trying to reach the server this long, in seconds',
+  imageTimeoutSeconds:
+    'wait this long, in seconds, for an image the server does not publish yet; 0 fails at once',
+  webSeedFallbackSeconds: 'use the server’s web seed after this long without progress, in seconds',
+  stallTimeoutSeconds: 'fail after this long without any data, in seconds',
+  'swarm.maxConnections': 'peer connections',
+  'swarm.uploadSlots': 'peers uploaded to at once',
   'swarm.uploadLimit': 'upload limit, e.g. 50M (bytes/s)',
   'swarm.downloadLimit': 'download limit, e.g. 50M (bytes/s)',
-  report: 'report status to the server’s dashboard (default yes)',
+  report: 'report status to the server’s dashboard',
   force: 'install into a target root that is not empty',
+}
+
+/** The schema's defaults: what every setting is when nobody gives it. */
+const DEFAULTS: unknown = ClientConfigSchema.parse({ server: 'http://defaults', image: 'defaults' })
+
+/** ` (default X)` for a setting the schema gives a default, in the form its flag takes. */
+function defaultText(parameter: ParameterSpec): string {
+  let value: unknown = DEFAULTS
+  for (const part of parameter.key.split('.')) {
+    value = (value as Record<string, unknown> | undefined)?.[part]
+  }
+  if (value === undefined || parameter.key === 'server' || parameter.key === 'image') return ''
+  if (typeof value === 'boolean') return ` (default ${value ? 'yes' : 'no'})`
+  if (parameter.kind === 'rate' && value === -1) return ' (default unlimited)'
+  if (parameter.kind === 'bytes' && typeof value === 'number' && value % 2 ** 20 === 0) {
+    return ` (default ${value / 2 ** 20}M)`
+  }
+  return ` (default ${String(value)})`
 }
 
 /** Adds one flag per install setting, each taking its raw text (the client parses it). */
@@ -31,7 +60,7 @@ export function addInstallOptions(command: Command): Command {
       ...parameter.env.map((name) => `$${name}`),
       ...parameter.kernel.map((name) => `${name}=`),
     ].join(', ')
-    const help = `${HELP[parameter.key] ?? parameter.key} [${names}]`
+    const help = `${HELP[parameter.key] ?? parameter.key}${defaultText(parameter)} [${names}]`
     if (parameter.key === 'report') {
       command.addOption(new Option('--no-report', 'do not report status to the server'))
     } else if (parameter.kind === 'boolean') {

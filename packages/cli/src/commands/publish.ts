@@ -1,7 +1,7 @@
 import type { Logger } from '@imageswarm/core'
 import { publishImage } from '@imageswarm/seeder'
 import { firstLanAddress } from '../server.js'
-import { type PublishingFlags, seederConfigFrom } from './serve.js'
+import { lockStateDirectories, type PublishingFlags, seederConfigFrom } from './serve.js'
 
 export interface PublishFlags extends PublishingFlags {
   advertiseAddress?: string
@@ -13,16 +13,23 @@ export async function runPublish(flags: PublishFlags, logger: Logger): Promise<v
   const config = seederConfigFrom(flags)
   const address = flags.advertiseAddress ?? firstLanAddress() ?? '127.0.0.1'
   const serverUrl = `http://${address}:${flags.port}`
-  for (const image of flags.image) {
-    const published = await publishImage({
-      image,
-      config,
-      serverUrl,
-      update: flags.updateImage,
-      logger: logger.child({ image }),
-    })
-    process.stdout.write(
-      `${published.manifest.name}\t${published.manifest.infoHash}\t${published.archivePath}\t${published.torrentPath}\n`,
-    )
+  // A server running on these directories would have archives rewritten under it.
+  const lock = await lockStateDirectories(config, 'publish')
+  try {
+    for (const image of flags.image) {
+      const published = await publishImage({
+        image,
+        config,
+        serverUrl,
+        update: flags.updateImage,
+        logger: logger.child({ image }),
+      })
+      await published.archive.close()
+      process.stdout.write(
+        `${published.manifest.name}\t${published.manifest.infoHash}\t${published.archivePath}\t${published.torrentPath}\n`,
+      )
+    }
+  } finally {
+    await lock.release()
   }
 }

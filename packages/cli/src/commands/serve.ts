@@ -1,6 +1,11 @@
 import type { Compression, Logger } from '@imageswarm/core'
-import { resolveSeederConfig, type SeederConfig } from '@imageswarm/seeder'
-import { claimPidFile, releasePidFile } from '../pid-file.js'
+import {
+  resolveSeederConfig,
+  type SeederConfig,
+  StateLock,
+  stateDirectoriesOf,
+} from '@imageswarm/seeder'
+import { PidFile } from '../pid-file.js'
 import { ImageServer } from '../server.js'
 
 export interface PublishingFlags {
@@ -23,6 +28,8 @@ export interface ServeFlags extends PublishingFlags {
   announceInterval?: number
   maxPeersPerSwarm?: number
   statusPostsPerSecond?: number
+  /** The tracker's `dashboardTokenFile`: the dashboard's read-only token. */
+  dashboardTokenFile?: string
   maxConnections?: number
   uploadLimit?: number
   /** False with --no-tracker. */
@@ -52,13 +59,23 @@ export function seederConfigFrom(flags: PublishingFlags & Partial<ServeFlags>): 
 }
 
 /**
+ * Locks the state directories (tarballs, torrents) for this process, or refuses with
+ * E_SERVER_RUNNING naming the process that holds them: see `StateLock`.
+ */
+export function lockStateDirectories(config: SeederConfig, command: string): Promise<StateLock> {
+  return StateLock.acquire(stateDirectoriesOf(config), command)
+}
+
+/**
  * `imageswarm serve`: publishes the images, then runs tracker, seeder and HTTP in the
- * foreground until SIGINT or SIGTERM (`imageswarm stop`), and shuts down cleanly.
+ * foreground until SIGINT or SIGTERM (`imageswarm stop`), and shuts down cleanly. It
+ * holds the state directories' lock and the PID file from start to end.
  */
 export async function runServe(flags: ServeFlags, logger: Logger): Promise<void> {
+  const seeder = seederConfigFrom(flags)
   const server = new ImageServer({
     images: flags.image,
-    seeder: seederConfigFrom(flags),
+    seeder,
     tracker: {
       ...(flags.announceInterval === undefined
         ? {}
@@ -67,6 +84,9 @@ export async function runServe(flags: ServeFlags, logger: Logger): Promise<void>
       ...(flags.statusPostsPerSecond === undefined
         ? {}
         : { statusPostsPerSecond: flags.statusPostsPerSecond }),
+      ...(flags.dashboardTokenFile === undefined
+        ? {}
+        : { dashboardTokenFile: flags.dashboardTokenFile }),
     },
     trackerEnabled: flags.tracker,
     address: flags.address,
@@ -75,7 +95,14 @@ export async function runServe(flags: ServeFlags, logger: Logger): Promise<void>
     update: flags.updateImage,
     logger,
   })
-  await claimPidFile(flags.pidFile)
+  const lock = await lockStateDirectories(seeder, 'serve')
+  let pidFile: PidFile
+  try {
+    pidFile = await PidFile.claim(flags.pidFile)
+  } catch (err) {
+    await lock.release()
+    throw err
+  }
   const stopping = new AbortController()
   const stopped = new Promise<NodeJS.Signals>((resolve) => {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -91,7 +118,8 @@ export async function runServe(flags: ServeFlags, logger: Logger): Promise<void>
     logger.info({ signal }, 'shutting down')
   } finally {
     await server.close()
-    await releasePidFile(flags.pidFile)
+    await pidFile.release()
+    await lock.release()
     logger.info('image server stopped')
   }
 }
