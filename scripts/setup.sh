@@ -15,6 +15,12 @@ PNPM_VERSION=10.34.9
 # python3-libtorrent is the foreign seeder of the mixed-swarm test (test/faults-swarm).
 RUNTIME_DEBS=(tar zstd gzip util-linux)
 TEST_DEBS=(acl attr libcap2-bin iproute2 chromium debootstrap python3-libtorrent)
+# The installer ramdisk (imageswarm initrd) packs with cpio and carries busybox and the disk
+# tools; its boot test runs QEMU (Debian's iPXE ROMs) with dnsmasq for DHCP.
+TEST_DEBS+=(cpio busybox-static kmod fdisk dosfstools xfsprogs qemu-system-x86 ipxe-qemu dnsmasq-base)
+# The VM harness (scripts/lib/vm-*.mjs): qemu-img makes the VMs' sparse disks, OVMF is their
+# UEFI firmware, mkfs.ext4 (e2fsprogs) formats the harness test's partition.
+TEST_DEBS+=(qemu-utils ovmf e2fsprogs)
 
 # The swarm benchmark (scripts/bench-swarm) compares against aria2 and turns offloads off.
 BENCH_DEBS=(aria2 ethtool iproute2 curl)
@@ -50,5 +56,9 @@ export TURBO_TELEMETRY_DISABLED=1 DO_NOT_TRACK=1
 pnpm install --frozen-lockfile --reporter=silent
 pnpm exec turbo run build --output-logs=errors-only
 # The archive fidelity test installs a real Debian root; it is built once per machine.
-if [[ "${1:-}" == "--test" ]]; then bash scripts/make-debian-root.sh; fi
+# The VM tests install a bootable Debian root (kernel, GRUB, systemd) onto virtual machines.
+if [[ "${1:-}" == "--test" ]]; then
+  bash scripts/make-debian-root.sh
+  bash scripts/make-debian-root.sh --bootable
+fi
 echo "setup: ready (node $(node --version), pnpm $(pnpm --version), $(tar --version | head -1), $(zstd --version))"

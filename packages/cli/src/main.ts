@@ -1,5 +1,6 @@
 import { createLogger, type Logger, SYSTEMIMAGER_DIRS } from '@imageswarm/core'
 import { Command, Option } from 'commander'
+import { addInitrdOptions, runInitrd } from './commands/initrd.js'
 import { addInstallOptions, runInstall } from './commands/install.js'
 import { runPublish } from './commands/publish.js'
 import { runServe } from './commands/serve.js'
@@ -150,6 +151,12 @@ export function buildProgram(): Command {
       .command('install')
       .description('download an image from the swarm and install it into the target root'),
   ).action(async (options, command: Command) => runInstall(options, loggerFor(command, 'install')))
+
+  addInitrdOptions(
+    program
+      .command('initrd')
+      .description('build the installer ramdisk for network boot: DIR/vmlinuz and DIR/initrd.img'),
+  ).action(async (options, command: Command) => runInitrd(options, loggerFor(command, 'initrd')))
 
   return program
 }

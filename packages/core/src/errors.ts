@@ -33,6 +33,12 @@ export const ERROR_CODES = {
   E_EXTRACT_FAILED: 'extraction failed',
   E_DOWNLOAD_FAILED: 'download failed',
   E_DOWNLOAD_STALLED: 'download failed',
+  E_LAYOUT_INVALID: 'bad parameters',
+  E_DISK_MISSING: 'disk',
+  E_DISK_TOO_SMALL: 'disk',
+  E_PARTITION_FAILED: 'disk',
+  E_IMAGE_NOT_BOOTABLE: 'bootloader',
+  E_BOOTLOADER_FAILED: 'bootloader',
   E_INTERRUPTED: 'interrupted',
 } as const
 
@@ -52,6 +58,8 @@ export const EXIT_CODES: Record<(typeof ERROR_CODES)[ErrorCode] | 'internal', nu
   'tool missing': 11,
   archive: 12,
   'server state': 13,
+  disk: 14,
+  bootloader: 15,
   interrupted: 130,
   internal: 70,
 }

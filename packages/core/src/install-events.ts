@@ -7,20 +7,29 @@ import type { ImageManifest } from './manifest.js'
  */
 export const NODE_STATES = [
   'waiting',
+  'partitioning',
   'downloading',
   'verifying',
   'extracting',
+  'configuring',
   'seeding',
   'done',
   'failed',
 ] as const
 export type NodeState = (typeof NODE_STATES)[number]
 
+/**
+ * `partitioning` and `configuring` are the installer's (packages/installer): disks made
+ * before the download, and the new root made bootable (fstab, overrides, bootloader,
+ * post-install scripts) after extraction. A plain `imageswarm install` skips both.
+ */
 export const NODE_TRANSITIONS: Readonly<Record<NodeState, readonly NodeState[]>> = {
-  waiting: ['downloading', 'verifying', 'failed'],
+  waiting: ['partitioning', 'downloading', 'verifying', 'failed'],
+  partitioning: ['downloading', 'verifying', 'failed'],
   downloading: ['verifying', 'failed'],
   verifying: ['extracting', 'downloading', 'failed'],
-  extracting: ['seeding', 'done', 'failed'],
+  extracting: ['configuring', 'seeding', 'done', 'failed'],
+  configuring: ['seeding', 'done', 'failed'],
   seeding: ['done', 'failed'],
   done: [],
   failed: [],

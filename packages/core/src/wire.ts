@@ -36,6 +36,33 @@ export function archivePath(image: string, archiveFile: string): string {
   return `/images/${encodeURIComponent(image)}/${encodeURIComponent(archiveFile)}`
 }
 
+/**
+ * What a bare node fetches before and after the image, from the same server: the iPXE
+ * script and installer ramdisk it boots (`imageswarm serve --boot-dir`), and what the
+ * installer needs besides the archive (see NodeInstallConfig).
+ */
+export const BOOT_PATHS = {
+  /** iPXE script; `?mac=${net0/mac}` picks that node's image. */
+  ipxe: '/boot/ipxe',
+  kernel: '/boot/vmlinuz',
+  initrd: '/boot/initrd.img',
+} as const
+
+export const INSTALL_PATHS = {
+  /** `?image=NAME&mac=MAC&hostname=H&layout=L` → NodeInstallConfig. */
+  node: '/install/node.json',
+} as const
+
+/** An override directory, as a tar archive (`/var/lib/systemimager/overrides/NAME`). */
+export function overridePath(name: string): string {
+  return `/install/overrides/${encodeURIComponent(name)}.tar`
+}
+
+/** A post-install script (`/var/lib/systemimager/scripts/post-install/FILE`). */
+export function postInstallPath(file: string): string {
+  return `/install/post-install/${encodeURIComponent(file)}`
+}
+
 /** Joins a server base URL (`http://10.0.0.1:8080`, with or without a trailing slash) and a path. */
 export function serverUrl(base: string, path: string): string {
   return base.replace(/\/+$/, '') + path

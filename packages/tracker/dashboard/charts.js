@@ -2,6 +2,7 @@
 // throughput by source, and how many nodes are installed over time.
 import uPlot from '/assets/uplot.esm.js'
 import { formatRate } from './format.js'
+import { ACTIVE_STATES } from './states.js'
 
 const COLORS = {
   server: '#ea580c',
@@ -106,7 +107,7 @@ export function completionChart(container) {
   return chart(container, options, (h) => [
     h.t,
     h.installed,
-    h.t.map((_, i) => h.downloading[i] + h.verifying[i] + h.extracting[i] + h.waiting[i]),
+    h.t.map((_, i) => ACTIVE_STATES.reduce((sum, state) => sum + (h[state]?.[i] ?? 0), 0)),
     h.failed,
   ])
 }

@@ -3,7 +3,7 @@ import { completionChart, throughputChart } from './charts.js'
 import { h, setText } from './dom.js'
 import { formatBytes, formatPercent, formatRate, shortHash } from './format.js'
 import { NodeTable } from './node-table.js'
-import { stateBar } from './states.js'
+import { ACTIVE_STATES, stateBar } from './states.js'
 
 export class ImageView {
   constructor(main, image, clock) {
@@ -72,7 +72,7 @@ export class ImageView {
     )
     const s = summary.states
     const installed = s.seeding + s.done
-    const active = s.waiting + s.downloading + s.verifying + s.extracting
+    const active = ACTIVE_STATES.reduce((sum, state) => sum + s[state], 0)
     this.#set(
       'nodes',
       String(summary.nodes),
@@ -83,9 +83,7 @@ export class ImageView {
       String(installed),
       summary.nodes > 0 ? formatPercent(installed / summary.nodes) : '',
     )
-    const busy = ['downloading', 'verifying', 'extracting', 'waiting'].filter(
-      (state) => s[state] > 0,
-    )
+    const busy = ACTIVE_STATES.filter((state) => s[state] > 0)
     this.#set(
       'active',
       String(active),

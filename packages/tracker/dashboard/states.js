@@ -3,19 +3,33 @@ import { h } from './dom.js'
 
 export const STATES = [
   'waiting',
+  'partitioning',
   'downloading',
   'verifying',
   'extracting',
+  'configuring',
   'seeding',
   'done',
   'failed',
 ]
 
+/** States of a node still on its way to installed (the completion chart's "active"). */
+export const ACTIVE_STATES = [
+  'waiting',
+  'partitioning',
+  'downloading',
+  'verifying',
+  'extracting',
+  'configuring',
+]
+
 export const STATE_LABELS = {
   waiting: 'Waiting',
+  partitioning: 'Partitioning',
   downloading: 'Downloading',
   verifying: 'Verifying',
   extracting: 'Extracting',
+  configuring: 'Configuring',
   seeding: 'Seeding',
   done: 'Done',
   failed: 'Failed',

@@ -1,0 +1,48 @@
+import { existsSync } from 'node:fs'
+import { readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+
+// The harness lives in scripts/lib (plain ESM) because the benchmark and the demo, run by
+// node without a build, use it too; the tests import it from here.
+export * from '../../scripts/lib/vm-cluster.mjs'
+export type { TestNetwork } from '../../scripts/lib/vm-network.mjs'
+
+/** Built once per machine by scripts/make-debian-root.sh --bootable (scripts/setup.sh --test). */
+export const BOOTABLE_ROOT =
+  process.env.IMAGESWARM_BOOTABLE_ROOT ?? '/var/cache/imageswarm-tests/bookworm-bootable'
+
+export interface TestKernel {
+  /** The kernel image (bzImage). */
+  kernel: string
+  /** Its /lib/modules/RELEASE directory. */
+  modulesDir: string
+  release: string
+}
+
+/**
+ * A Debian cloud kernel and its modules for the harness's own VMs: IMAGESWARM_VM_KERNEL
+ * (with IMAGESWARM_VM_MODULES) if set, else the one in the bootable test root.
+ */
+export async function findTestKernel(): Promise<TestKernel | { missing: string }> {
+  const kernel = process.env.IMAGESWARM_VM_KERNEL
+  if (kernel) {
+    const modulesDir = process.env.IMAGESWARM_VM_MODULES
+    if (!modulesDir) return { missing: 'IMAGESWARM_VM_KERNEL set without IMAGESWARM_VM_MODULES' }
+    return { kernel, modulesDir, release: modulesDir.split('/').at(-1) ?? '' }
+  }
+  const boot = join(BOOTABLE_ROOT, 'boot')
+  if (!existsSync(boot)) {
+    return {
+      missing: `no bootable Debian root at ${BOOTABLE_ROOT} (scripts/make-debian-root.sh --bootable builds it)`,
+    }
+  }
+  const images = (await readdir(boot)).filter((name) => name.startsWith('vmlinuz-')).sort()
+  const image = images.at(-1)
+  if (!image) return { missing: `no vmlinuz-* in ${boot}` }
+  const release = image.slice('vmlinuz-'.length)
+  return {
+    kernel: join(boot, image),
+    modulesDir: join(BOOTABLE_ROOT, 'lib/modules', release),
+    release,
+  }
+}
