@@ -21,6 +21,9 @@ TEST_DEBS+=(cpio busybox-static kmod fdisk dosfstools xfsprogs qemu-system-x86 i
 # The VM harness (scripts/lib/vm-*.mjs): qemu-img makes the VMs' sparse disks, OVMF is their
 # UEFI firmware, mkfs.ext4 (e2fsprogs) formats the harness test's partition.
 TEST_DEBS+=(qemu-utils ovmf e2fsprogs)
+# Trust (issue 17): the key and signature tests check our minisign files against the real tool,
+# and our secret key files against openssl (PKCS#8, and a key openssl encrypted with scrypt).
+TEST_DEBS+=(minisign openssl)
 
 # The swarm benchmark (scripts/bench-swarm) compares against aria2 and turns offloads off.
 BENCH_DEBS=(aria2 ethtool iproute2 curl)

@@ -106,7 +106,7 @@ describe('an interrupted install', () => {
 
 describe('the local image cache', () => {
   it('downloads on a miss, installs and seeds from the cache on a hit, and replaces a corrupted copy', async () => {
-    const { server, manifest } = await serve(['--upload-limit', '512K'])
+    const { server, manifest } = await serve(['--upload-limit', '256K'])
     const cache = join(env.layout!.dir, 'cache')
     const cached = join(cache, manifest.archiveFile)
 
@@ -125,10 +125,25 @@ describe('the local image cache', () => {
     expect(await sha256(cached)).toBe(manifest.sha256)
 
     // A hit: nothing downloaded, and the node seeds the cached copy to a fresh node at once.
+    // The fresh node starts first: once it is downloading (behind the server's slow uplink),
+    // the tracker counts it, so the cache-hit node, which needs no download, does not leave
+    // the swarm before anyone needs it (it lingers only while nodes still download).
     const hitDirs = clientDirs(env.layout!, 2)
     const freshDirs = clientDirs(env.layout!, 3)
-    // Both start at once; the fresh node, behind the server's slow uplink, finds the
-    // cache-hit node already holding every piece and takes most of them from it.
+    let freshDownloading!: () => void
+    const downloading = new Promise<void>((resolve) => {
+      freshDownloading = resolve
+    })
+    const freshRun = runInstall({
+      server: server.url,
+      image: 'node',
+      ...freshDirs,
+      seedTime: 0,
+      onEvent: (event: { type: string }) => {
+        if (event.type === 'download-progress') freshDownloading()
+      },
+    })
+    await Promise.race([downloading, freshRun])
     const [hit, fresh] = await Promise.all([
       runInstall({
         server: server.url,
@@ -137,7 +152,7 @@ describe('the local image cache', () => {
         seedTime: 60,
         args: ['--cache', cache],
       }),
-      runInstall({ server: server.url, image: 'node', ...freshDirs, seedTime: 0 }),
+      freshRun,
     ])
     expectSuccess(hit)
     expectSuccess(fresh)

@@ -19,11 +19,27 @@ function parseJson(line) {
   }
 }
 
+/** Install routes' directories and settings (`serve --boot-dir` …), passed on when given. */
+const INSTALL_FLAGS = {
+  bootDir: '--boot-dir',
+  bootImage: '--boot-image',
+  bootAppend: '--boot-append',
+  scriptsDir: '--scripts-dir',
+  overridesDir: '--overrides-dir',
+  advertiseAddress: '--advertise-address',
+}
+
 /**
- * `imageswarm serve` on loopback with its own directories; resolves once every image is
- * published and seeded, with the server's URL.
+ * `imageswarm serve` with its own directories, on 127.0.0.1 unless `address` says
+ * otherwise, inside network namespace `netns` when given (`ip netns exec NS node …`, which
+ * execs node: the PID is the server's); resolves once every image is published and
+ * seeded, with the server's URL. `bootDir`, `bootImage`, `bootAppend`, `scriptsDir`,
+ * `overridesDir` and `advertiseAddress` become the serve flags of the same names.
  */
 export async function startServer(options) {
+  const installArgs = Object.entries(INSTALL_FLAGS).flatMap(([key, flag]) =>
+    options[key] === undefined ? [] : [flag, String(options[key])],
+  )
   const args = [
     CLI,
     'serve',
@@ -37,14 +53,19 @@ export async function startServer(options) {
     '--pid-file',
     options.pidFile,
     '--address',
-    '127.0.0.1',
+    options.address ?? '127.0.0.1',
     '--port',
     String(options.port ?? 0),
     '--torrent-port',
     '0',
+    ...installArgs,
     ...(options.args ?? []),
   ]
-  const child = spawn(process.execPath, args, {
+  const [command, commandArgs] =
+    options.netns === undefined
+      ? [process.execPath, args]
+      : ['ip', ['netns', 'exec', options.netns, process.execPath, ...args]]
+  const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   })

@@ -1,7 +1,9 @@
 import { createLogger, type Logger, SYSTEMIMAGER_DIRS } from '@imageswarm/core'
+import { INSTALL_DIRS } from '@imageswarm/seeder'
 import { Command, Option } from 'commander'
 import { addInitrdOptions, runInitrd } from './commands/initrd.js'
 import { addInstallOptions, runInstall } from './commands/install.js'
+import { addKeyCommands } from './commands/key.js'
 import { runPublish } from './commands/publish.js'
 import { runServe } from './commands/serve.js'
 import { runStop } from './commands/stop.js'
@@ -44,6 +46,17 @@ function addPublishingOptions(command: Command): Command {
       '--piece-length <bytes>',
       'torrent piece length (power of two)',
       integerFlag('--piece-length', 16384, 67108864),
+    )
+    .addOption(
+      new Option(
+        '--keys <dir>',
+        'sign every manifest with the signing key of this key directory (imageswarm key generate)',
+      ).env('IMAGESWARM_KEYS_DIR'),
+    )
+    .option(
+      '--manifest-lifetime <seconds>',
+      'seconds a signed manifest is accepted (default 604800, 7 days; serve signs again at half)',
+      integerFlag('--manifest-lifetime', 1, 366 * 24 * 60 * 60),
     )
 }
 
@@ -120,6 +133,32 @@ export function buildProgram(): Command {
         .default(DEFAULT_PID_FILE)
         .env('IMAGESWARM_PID_FILE'),
     )
+    .addOption(
+      new Option(
+        '--boot-dir <dir>',
+        'installer kernel and ramdisk for network boot (imageswarm initrd --output DIR)',
+      )
+        .default(INSTALL_DIRS.boot)
+        .env('IMAGESWARM_BOOT_DIR'),
+    )
+    .option(
+      '--boot-image <name>',
+      'image a network-booted node installs when scripts/cluster.txt names none (default: the only --image)',
+    )
+    .option('--boot-append <args>', 'added to the installer kernel command line (iPXE script)')
+    .addOption(
+      new Option(
+        '--scripts-dir <dir>',
+        "SystemImager's scripts: disks-layouts/, cluster.txt, hosts, post-install/",
+      )
+        .default(INSTALL_DIRS.scripts)
+        .env('IMAGESWARM_SCRIPTS_DIR'),
+    )
+    .addOption(
+      new Option('--overrides-dir <dir>', "SystemImager's override directories")
+        .default(INSTALL_DIRS.overrides)
+        .env('IMAGESWARM_OVERRIDES_DIR'),
+    )
     .action(async (options, command: Command) => runServe(options, loggerFor(command, 'server')))
 
   addPublishingOptions(
@@ -157,6 +196,8 @@ export function buildProgram(): Command {
       .command('initrd')
       .description('build the installer ramdisk for network boot: DIR/vmlinuz and DIR/initrd.img'),
   ).action(async (options, command: Command) => runInitrd(options, loggerFor(command, 'initrd')))
+
+  addKeyCommands(program)
 
   return program
 }

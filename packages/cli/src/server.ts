@@ -4,15 +4,27 @@ import { networkInterfaces } from 'node:os'
 import { ImageSwarmError, type Logger, type ServerDescription, WIRE } from '@imageswarm/core'
 import {
   handleImageRequest,
+  handleKeyListRequest,
   ImageCatalog,
   ImageSeeder,
+  InstallRoutes,
+  type InstallRoutesConfig,
+  ManifestSigner,
   type PublishedImage,
   publishImage,
+  resolveInstallRoutesConfig,
   type SeederConfig,
+  SignatureRenewal,
   sendError,
   sendJson,
 } from '@imageswarm/seeder'
-import { createTracker, type Tracker, type TrackerConfig } from '@imageswarm/tracker'
+import {
+  clientAddress,
+  createTracker,
+  resolveTrackerConfig,
+  type Tracker,
+  type TrackerConfig,
+} from '@imageswarm/tracker'
 
 /** How often the published archives are checked for a change in place: an fstat each. */
 const ARCHIVE_CHECK_MS = 10_000
@@ -20,6 +32,8 @@ const ARCHIVE_CHECK_MS = 10_000
 export interface ImageServerOptions {
   images: readonly string[]
   seeder: SeederConfig
+  /** Boot files, node config, overrides, post-install scripts; default: SystemImager's directories. */
+  install?: InstallRoutesConfig
   tracker?: Partial<TrackerConfig>
   /** False serves images without a tracker: announces fail and clients use the web seed. */
   trackerEnabled?: boolean
@@ -43,8 +57,13 @@ export class ImageServer {
   readonly #tracker: Tracker
   readonly #catalog: ImageCatalog
   readonly #http: Server
+  #install: InstallRoutes | undefined
+  #url: string | undefined
   #seeder: ImageSeeder | undefined
   #archiveWatch: NodeJS.Timeout | undefined
+  /** With `seeder.keys`: signs every manifest, serves the key list (docs/trust.md). */
+  #signer: ManifestSigner | undefined
+  #renewal: SignatureRenewal | undefined
 
   get #trackerEnabled(): boolean {
     return this.#options.trackerEnabled !== false
@@ -72,6 +91,8 @@ export class ImageServer {
         // The dashboard (/, /assets/*, /api/*, /metrics), with or without the tracker.
         if (this.#tracker.handleDashboard(req, res)) return
         if (handleImageRequest(this.#catalog, req, res, imageRoutesLogger)) return
+        if (handleKeyListRequest(this.#signer, req, res)) return
+        if (this.#install?.handle(req, res)) return
         if (req.url === WIRE.health) return sendJson(res, 200, { ok: true })
         if (req.url === WIRE.server) return this.#describe(res)
         sendError(
@@ -124,12 +145,38 @@ export class ImageServer {
    */
   async listen(signal?: AbortSignal): Promise<string> {
     const { logger, seeder } = this.#options
+    // Before listening: a key directory that cannot sign stops the server here.
+    if (seeder.keys !== undefined) {
+      this.#signer = await ManifestSigner.open({
+        keys: seeder.keys,
+        manifestLifetime: seeder.manifestLifetime,
+        logger: logger.child({ component: 'signing' }),
+      })
+      this.#renewal = new SignatureRenewal({
+        catalog: this.#catalog,
+        signer: this.#signer,
+        logger: logger.child({ component: 'signing' }),
+      })
+    }
+    // Before listening: a disks layout the installer cannot apply stops the server here
+    // (E_LAYOUT_INVALID naming the file), not on every node that would use it.
+    // The tracker's rule for a node's address: X-Forwarded-For only with trustProxy.
+    const trustProxy = resolveTrackerConfig(this.#options.tracker ?? {}).trustProxy
+    this.#install = await InstallRoutes.create({
+      config: this.#options.install ?? resolveInstallRoutesConfig({}),
+      catalog: this.#catalog,
+      archiveDir: seeder.tarballsDir,
+      serverUrl: () => this.#url,
+      nodeAddress: (req) => clientAddress(req, trustProxy),
+      logger: logger.child({ component: 'install routes' }),
+    })
     await new Promise<void>((resolve, reject) => {
       this.#http.once('error', (err) => reject(listenError(err, this.#options)))
       this.#http.listen(this.#options.port, this.#options.address, () => resolve())
     })
     const port = (this.#http.address() as AddressInfo).port
     const url = `http://${formatHost(this.advertisedAddress())}:${port}`
+    this.#url = url
     logger.info({ url, listen: `${this.#options.address}:${port}` }, 'image server listening')
     this.#seeder = await ImageSeeder.start({
       settings: seeder.swarm,
@@ -138,6 +185,9 @@ export class ImageServer {
       uploadBucket: this.#catalog.uploadBudget?.bucket,
       logger: logger.child({ component: 'seeder' }),
     })
+    // Manifests are signed again at half their lifetime, and when the key list changes;
+    // from the first one published on, as packing the others may take longer than that.
+    this.#renewal?.start()
     for (const image of new Set(this.#options.images)) {
       let published: PublishedImage | undefined
       try {
@@ -149,6 +199,7 @@ export class ImageServer {
           logger: logger.child({ component: 'publish', image }),
           onStage: (stage) => this.#catalog.advance(image, stage),
           ...(signal ? { signal } : {}),
+          ...(this.#signer ? { signer: this.#signer } : {}),
         })
         this.#catalog.advance(image, 'starting to seed it')
         const { manifest } = published
@@ -190,10 +241,12 @@ export class ImageServer {
 
   async close(): Promise<void> {
     clearInterval(this.#archiveWatch)
+    await this.#renewal?.stop()
     this.#http.closeAllConnections()
     await new Promise<void>((resolve) => this.#http.close(() => resolve()))
     await this.#seeder?.close()
     await this.#tracker.close()
+    await this.#install?.close()
     await this.#catalog.close()
   }
 }

@@ -4,11 +4,18 @@ import { z } from 'zod'
 /** The port an imageswarm server listens on unless told otherwise (SystemImager's tracker port). */
 export const DEFAULT_SERVER_PORT = 6969
 
+/** The ways the archive can be fetched (ClientConfig's downloadProtocol). */
+export const DOWNLOAD_PROTOCOLS = ['torrent', 'http'] as const
+export type DownloadProtocol = (typeof DOWNLOAD_PROTOCOLS)[number]
+
 export const ClientConfigSchema = z.object({
   /** Base URL of the image server, e.g. `http://10.0.0.1:6969`. */
   server: z.string().min(1),
   image: z.string().transform((name) => parseImageName(name)),
-  /** Where the archive is downloaded; `auto` picks tmpfs when memory allows, else the target disk. */
+  /**
+   * Where the archive is downloaded: a directory, or one of STAGING_CHOICES: `auto` picks
+   * tmpfs when memory allows, else the target disk; `tmpfs` and `target` pick one of them.
+   */
   staging: z.string().min(1).default('auto'),
   /** Memory that `auto` staging leaves free beside the archive for the installer and tar. */
   memoryReserve: z
@@ -36,12 +43,50 @@ export const ClientConfigSchema = z.object({
   cache: z.string().min(1).optional(),
   /** This node's name in the dashboard; default: the host name. */
   node: z.string().min(1).max(255).optional(),
+  /**
+   * How the archive is fetched: `torrent`, over the swarm (the server's web seed only as a
+   * fallback); `http`, one sequential GET from the server, resumed with Range after a cut,
+   * with no swarm and no seeding: the baseline the VM benchmark measures the swarm against
+   * (`si.dl-protocol=http`). Either way the archive is verified and extracted alike.
+   */
+  downloadProtocol: z.enum(DOWNLOAD_PROTOCOLS).default('torrent'),
   /** Post install status to the server for its dashboard. */
   report: z.boolean().default(true),
   /** Accept a target root that already has files in it (they may be overwritten). */
   force: z.boolean().default(false),
+  /**
+   * The root public key this node trusts (minisign, the `root.pub` of `imageswarm key
+   * generate`; in the installer ramdisk a path inside it, `imageswarm initrd --trust-root`).
+   * With it, only images whose manifest a key of the server's root-signed key list signed
+   * are installed, checked before anything is written to the target (docs/trust.md).
+   */
+  trustRoot: z.string().min(1).optional(),
+  /**
+   * A root public key given as its `RW…` line instead of a file: accepted only with
+   * `insecureTestMode`, since the kernel command line comes from the same unauthenticated
+   * boot path an attacker would use.
+   */
+  trustRootKey: z.string().min(1).optional(),
+  /** Accept `trustRootKey` (tests, labs): logged as insecure on every install. */
+  insecureTestMode: z.boolean().default(false),
+  /** Refuse a manifest serial below this (rollback), besides the serial the node recorded. */
+  minSerial: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+  /** Refuse a key list version below this, besides the version the node recorded. */
+  minKeyListVersion: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
   swarm: SwarmSettingsSchema.default(SwarmSettingsSchema.parse({})),
 })
+
+/**
+ * Staging chosen by the client rather than given as a directory: `auto` (tmpfs when memory
+ * allows, else the target disk), `tmpfs` (`/tmp/imageswarm-NAME`), `target` (the target
+ * disk's `tmp/imageswarm-NAME`). The last two are SystemImager 5's `si.tmpfs-staging=y|n`.
+ */
+export const STAGING_CHOICES = ['auto', 'tmpfs', 'target'] as const
+export type StagingChoiceName = (typeof STAGING_CHOICES)[number]
+
+export function isStagingChoice(staging: string): staging is StagingChoiceName {
+  return (STAGING_CHOICES as readonly string[]).includes(staging)
+}
 
 export type ClientConfig = z.output<typeof ClientConfigSchema>
 export type ClientConfigInput = z.input<typeof ClientConfigSchema>

@@ -19,6 +19,9 @@ import { allocatedBytes, freeBytes } from './disk-space.js'
 /** Where a cache given as a device (`/dev/sda3`, `LABEL=cache`) is mounted. */
 export const CACHE_MOUNT_POINT = '/run/imageswarm/cache'
 
+/** Where `peek` mounts a cache device, read-only, for a moment. */
+const CACHE_PEEK_POINT = '/run/imageswarm/cache-peek'
+
 /** Downloads bound for the cache land here first; only a verified archive is moved in. */
 const INCOMING = '.incoming'
 
@@ -51,6 +54,47 @@ export class ImageCache {
       logger.warn(
         { cache: spec, err: err instanceof Error ? err.message : String(err) },
         'the image cache cannot be used; installing without it',
+      )
+      return undefined
+    }
+  }
+
+  /**
+   * Reads one small file of the cache before the install touches any disk (the node's trust
+   * state, which must be checked before partitioning): a directory is read in place; a
+   * device is mounted read-only beside the cache's mount point and unmounted again, so the
+   * partitioning that follows finds it free. Undefined when the file is not there, or the
+   * cache cannot be read (logged, as a cache that cannot be used is).
+   */
+  static async peek(
+    spec: string,
+    file: string,
+    logger: Logger,
+  ): Promise<{ text: string; path: string } | undefined> {
+    const read = async (dir: string) => {
+      const path = join(dir, file)
+      try {
+        return { text: await readFile(path, 'utf8'), path }
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+        throw err
+      }
+    }
+    try {
+      if (!isDeviceSpec(spec)) return await read(spec)
+      if (await isMountPoint(CACHE_MOUNT_POINT)) return await read(CACHE_MOUNT_POINT)
+      await mkdir(CACHE_PEEK_POINT, { recursive: true })
+      await promisify(execFile)('mount', ['-o', 'ro', spec, CACHE_PEEK_POINT], { timeout: 30_000 })
+      try {
+        const found = await read(CACHE_PEEK_POINT)
+        return found && { text: found.text, path: `${spec}:${file}` }
+      } finally {
+        await promisify(execFile)('umount', [CACHE_PEEK_POINT], { timeout: 30_000 })
+      }
+    } catch (err) {
+      logger.warn(
+        { cache: spec, file, err: err instanceof Error ? err.message : String(err) },
+        'the image cache cannot be read; going on without what it records',
       )
       return undefined
     }
@@ -140,10 +184,14 @@ function isDeviceSpec(spec: string): boolean {
   return spec.startsWith('/dev/') || /^(LABEL|UUID|PARTLABEL|PARTUUID)=/.test(spec)
 }
 
+async function isMountPoint(path: string): Promise<boolean> {
+  const mounts = await readFile('/proc/mounts', 'utf8')
+  return mounts.split('\n').some((line) => line.split(' ')[1] === path)
+}
+
 async function mountCache(spec: string): Promise<string> {
   await mkdir(CACHE_MOUNT_POINT, { recursive: true })
-  const mounts = await readFile('/proc/mounts', 'utf8')
-  if (!mounts.split('\n').some((line) => line.split(' ')[1] === CACHE_MOUNT_POINT)) {
+  if (!(await isMountPoint(CACHE_MOUNT_POINT))) {
     await promisify(execFile)('mount', [spec, CACHE_MOUNT_POINT], { timeout: 30_000 })
   }
   return CACHE_MOUNT_POINT

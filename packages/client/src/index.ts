@@ -3,18 +3,46 @@ export {
   type ClientConfigInput,
   ClientConfigSchema,
   DEFAULT_SERVER_PORT,
+  DOWNLOAD_PROTOCOLS,
+  type DownloadProtocol,
+  isStagingChoice,
   normalizeServerUrl,
+  STAGING_CHOICES,
 } from './config.js'
 export { formatMiB } from './disk-space.js'
+export { downloadArchiveOverHttp, type HttpDownloadOptions } from './http-download.js'
 export { CACHE_MOUNT_POINT, ImageCache } from './image-cache.js'
-export { type InstallOptions, type InstallResult, installImage } from './install.js'
+export {
+  fetchVerifiedManifest,
+  loadTrustRoot,
+  readTrustFloor,
+  recordInstalledImage,
+  recordTrustState,
+  type TrustRoot,
+  trustedInstallOf,
+  type VerifiedImage,
+  type VerifyImageOptions,
+} from './image-trust.js'
+export {
+  type InstallOptions,
+  type InstallResult,
+  installImage,
+  type TargetPreparation,
+} from './install.js'
 export {
   INSTALL_PARAMETERS,
+  type KernelTranslation,
   type ParameterInputs,
   type ParameterSource,
   type ParameterSpec,
   type ResolvedParameters,
   resolveInstallParameters,
 } from './parameters.js'
-export { fetchManifest, fetchTorrent } from './server-api.js'
+export {
+  fetchInstallFile,
+  fetchManifest,
+  fetchManifestFile,
+  fetchTorrent,
+  type ServerRequestOptions,
+} from './server-api.js'
 export { StatusReporter } from './status-reporter.js'

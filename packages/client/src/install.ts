@@ -16,9 +16,24 @@ import {
   type TransferTotals,
 } from '@imageswarm/core'
 import type { ClientConfig } from './config.js'
+import { downloadArchiveOverHttp } from './http-download.js'
 import { ImageCache } from './image-cache.js'
+import {
+  fetchVerifiedManifest,
+  loadTrustRoot,
+  readTrustFloor,
+  recordInstalledImage,
+  recordTrustState,
+  trustedInstallOf,
+  type VerifiedImage,
+} from './image-trust.js'
 import { InstallState } from './install-state.js'
-import { fetchManifest, fetchTorrent, type ImageWait } from './server-api.js'
+import {
+  fetchManifest,
+  fetchTorrent,
+  type ImageWait,
+  type ServerRequestOptions,
+} from './server-api.js'
 import { chooseStaging } from './staging.js'
 import { StatusReporter } from './status-reporter.js'
 import { SwarmSession } from './swarm-session.js'
@@ -36,6 +51,27 @@ export interface InstallOptions {
   logger?: Logger
   onEvent?: (event: InstallEvent) => void
   signal?: AbortSignal
+  /**
+   * The installer's disks (packages/installer): run in state `partitioning` once the
+   * manifest and .torrent are in, before the target root is checked; it makes and mounts
+   * the node's filesystems at the target.
+   */
+  prepareTarget?: (manifest: ImageManifest) => Promise<TargetPreparation | undefined>
+  /**
+   * The installer's configuration of the new root (fstab, bootloader, post-install
+   * scripts): run in state `configuring` after extraction, before seeding, so the install
+   * is reported done only once the node can boot what it installed.
+   */
+  configureTarget?: (target: string, manifest: ImageManifest) => Promise<void>
+}
+
+/** What `prepareTarget` made of the target root. */
+export interface TargetPreparation {
+  /**
+   * The target root holds what the hook put there (mount points of the layout's other
+   * filesystems, a filesystem it kept): accept it as `force` does.
+   */
+  force?: boolean
 }
 
 export interface InstallResult {
@@ -45,6 +81,8 @@ export interface InstallResult {
   /** Where the archive came from: the swarm, or this node's cache. */
   source: 'swarm' | 'cache'
   seconds: number
+  /** With a trust root: what the manifest's signature was checked under. */
+  trust?: { serial: number; signingKeyId: string; keyListVersion: number; seconds: number }
 }
 
 /** Where this install keeps the archive, and what happens to it afterwards. */
@@ -58,11 +96,13 @@ interface ArchivePlace {
 }
 
 /**
- * Installs an image into the target root: manifest → .torrent → cache or staging →
- * download from the swarm → sha256 of the whole archive → extract → keep seeding while
- * others download → clean up. Throws an `ImageSwarmError` on any failure, after
- * emitting a `failed` event; a target root that did not finish keeps its
- * `.imageswarm-incomplete` marker.
+ * Installs an image into the target root: manifest → .torrent → (the installer's
+ * `prepareTarget`) → cache or staging → download from the swarm → sha256 of the whole
+ * archive → extract → (the installer's `configureTarget`) → keep seeding while others
+ * download → clean up. With `downloadProtocol: 'http'` there is no .torrent, the download
+ * is one GET from the server (downloadArchiveOverHttp) and nothing is seeded afterwards.
+ * Throws an `ImageSwarmError` on any failure, after emitting a `failed` event; a target
+ * root that did not finish keeps its `.imageswarm-incomplete` marker.
  */
 export async function installImage(options: InstallOptions): Promise<InstallResult> {
   const { config, signal } = options
@@ -98,15 +138,25 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
         logger.warn({ attempt, err: String(err) }, 'image server not reachable yet; retrying'),
       onWait: (wait: ImageWait) => reportImageWait(wait, logger),
     }
-    const manifest = await fetchManifest(config.image, request)
+    // With a trust root, the key list and the manifest are checked against it, and the
+    // .torrent below against the signed infohash, before any disk is touched.
+    const verified = await verifyImage(config, request, logger)
+    const manifest = verified?.manifest ?? (await fetchManifest(config.image, request))
     emit({ type: 'manifest', manifest })
-    const torrent = await fetchTorrent(manifest, request)
+    const archiveUrl = serverUrl(config.server, archiveUrlPath(manifest.name, manifest.archiveFile))
+    // Over plain HTTP the .torrent is not needed: the manifest's sha256 checks the archive.
+    const torrent =
+      config.downloadProtocol === 'torrent' ? await fetchTorrent(manifest, request) : undefined
     // The web seed is this server's, even if the .torrent was made for another address.
-    torrent.urlList = [
-      serverUrl(config.server, archiveUrlPath(manifest.name, manifest.archiveFile)),
-    ]
+    if (torrent) torrent.urlList = [archiveUrl]
 
-    const prepared = await prepareTargetRoot(config.target, config.force, manifest)
+    let force = config.force
+    if (options.prepareTarget) {
+      state.moveTo('partitioning')
+      const preparation = await options.prepareTarget(manifest)
+      force ||= preparation?.force === true
+    }
+    const prepared = await prepareTargetRoot(config.target, force, manifest)
     reportTargetPreparation(prepared, config.target, manifest, logger)
     cache = config.cache ? await ImageCache.open(config.cache, logger) : undefined
     const cached = await cache?.lookup(manifest)
@@ -116,26 +166,45 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     emit({ type: 'staging', dir: place.dir, archivePath: place.path })
     logger.info({ dir: place.dir, cached: Boolean(cached) }, 'archive location chosen')
 
-    session = await SwarmSession.start({
-      torrent,
-      server: config.server,
-      peerId,
-      manifest,
-      archivePath: place.path,
-      alreadyVerified: Boolean(cached),
-      settings: config.swarm,
-      webSeedFallbackSeconds: config.webSeedFallbackSeconds,
-      stallTimeoutSeconds: config.stallTimeoutSeconds,
-      logger,
-      emit,
-    })
-    if (cached) {
-      // The cache lookup checked the sha256; the node seeds the copy at once.
-      state.moveTo('verifying')
+    let httpTotals: TransferTotals | undefined
+    if (!torrent) {
+      if (cached) {
+        state.moveTo('verifying')
+      } else {
+        state.moveTo('downloading')
+        httpTotals = await downloadArchiveOverHttp({
+          url: archiveUrl,
+          path: place.path,
+          manifest,
+          stallTimeoutSeconds: config.stallTimeoutSeconds,
+          logger,
+          emit,
+          ...(signal ? { signal } : {}),
+        })
+        state.moveTo('verifying')
+      }
     } else {
-      state.moveTo('downloading')
-      await session.downloadArchive(signal)
-      state.moveTo('verifying')
+      session = await SwarmSession.start({
+        torrent,
+        server: config.server,
+        peerId,
+        manifest,
+        archivePath: place.path,
+        alreadyVerified: Boolean(cached),
+        settings: config.swarm,
+        webSeedFallbackSeconds: config.webSeedFallbackSeconds,
+        stallTimeoutSeconds: config.stallTimeoutSeconds,
+        logger,
+        emit,
+      })
+      if (cached) {
+        // The cache lookup checked the sha256; the node seeds the copy at once.
+        state.moveTo('verifying')
+      } else {
+        state.moveTo('downloading')
+        await session.downloadArchive(signal)
+        state.moveTo('verifying')
+      }
     }
     await verifyArchive(place.path, manifest, emit, {
       checkDigest: !cached,
@@ -163,19 +232,35 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
       onProgress: (bytes, size) => emit({ type: 'extract-progress', bytes, size }),
     })
     // Removing the marker and our staging changes these directories after tar set them.
+    const trusted = verified && trustedInstallOf(verified, config.server)
+    // In the root while it is still marked incomplete: the record is part of the install.
+    if (trusted) await recordInstalledImage(config.target, trusted, logger)
     const times = await captureTimes([config.target, join(config.target, 'tmp')])
     await markComplete(config.target)
+    // The floor the next install of this node starts from, after its disk was wiped.
+    if (trusted && cache) await recordTrustState(cache.dir, trusted, logger)
     emit({
       type: 'extracted',
       target: config.target,
       seconds: (performance.now() - extractStarted) / 1000,
     })
+    if (options.configureTarget) {
+      state.moveTo('configuring')
+      await options.configureTarget(config.target, manifest)
+    }
 
-    state.moveTo('seeding')
-    await linger(session, config.seedTimeSeconds, emit, logger, signal)
-    const totals = session.totals
-    await session.close()
-    session = undefined
+    let totals: TransferTotals = httpTotals ?? {
+      downloaded: 0,
+      downloadedFromServer: 0,
+      uploaded: 0,
+    }
+    if (session) {
+      state.moveTo('seeding')
+      await linger(session, config.seedTimeSeconds, emit, logger, signal)
+      totals = session.totals
+      await session.close()
+      session = undefined
+    }
     await settleArchive(place, manifest, cache, logger)
     place = undefined
     await restoreTimes(times)
@@ -190,6 +275,16 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
       totals,
       source: cached ? 'cache' : 'swarm',
       seconds,
+      ...(verified
+        ? {
+            trust: {
+              serial: verified.manifest.serial,
+              signingKeyId: verified.signingKeyId,
+              keyListVersion: verified.keyList.version,
+              seconds: verified.seconds,
+            },
+          }
+        : {}),
     }
   } catch (err) {
     const error = asInstallError(err, signal)
@@ -202,6 +297,48 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     if (place && !finished) await abandonArchive(place, failure)
     await reporter?.flush()
   }
+}
+
+/**
+ * With a trust root: the server's key list and the image's manifest, checked against the
+ * root key and the node's floor (see fetchVerifiedManifest); undefined without one. The
+ * test mode (a root key on the kernel command line) is logged as insecure every time.
+ */
+async function verifyImage(
+  config: ClientConfig,
+  request: ServerRequestOptions,
+  logger: Logger,
+): Promise<VerifiedImage | undefined> {
+  const root = await loadTrustRoot(config)
+  if (!root) return undefined
+  if (root.testMode) {
+    logger.warn(
+      { rootKey: root.publicKey.keyId },
+      'INSECURE TEST MODE: trusting a root key from the kernel command line (imageswarm.trust-root-key=), which anyone who can answer this node’s network boot can set; never use this in production',
+    )
+  }
+  const floor = await readTrustFloor(config, logger)
+  const verified = await fetchVerifiedManifest({
+    image: config.image,
+    root,
+    floor,
+    request,
+    logger,
+  })
+  logger.info(
+    {
+      image: verified.manifest.name,
+      serial: verified.manifest.serial,
+      expires: verified.manifest.expires,
+      signingKey: verified.signingKeyId,
+      rootKey: root.publicKey.keyId,
+      keyListVersion: verified.keyList.version,
+      floor: floor.reasons,
+      seconds: Number(verified.seconds.toFixed(4)),
+    },
+    'image signature verified',
+  )
+  return verified
 }
 
 /** Says what the install waits for: logged when the wait starts, then once a minute. */

@@ -1,10 +1,27 @@
 import { isAbsolute, relative, resolve } from 'node:path'
 import { ImageSwarmError, parseByteRate, resolveConfig } from '@imageswarm/core'
-import { type ClientConfig, ClientConfigSchema, normalizeServerUrl } from './config.js'
+import {
+  type ClientConfig,
+  ClientConfigSchema,
+  DOWNLOAD_PROTOCOLS,
+  isStagingChoice,
+  normalizeServerUrl,
+} from './config.js'
 
 export type ParameterSource = 'flag' | 'environment' | 'kernel' | 'default'
 
-type Kind = 'string' | 'server' | 'seconds' | 'integer' | 'rate' | 'bytes' | 'boolean'
+type Kind = 'string' | 'server' | 'seconds' | 'integer' | 'rate' | 'bytes' | 'boolean' | 'protocol'
+
+/**
+ * A kernel name that says a setting in another installer's words: its values are turned
+ * into the setting's own (SystemImager 5's `si.tmpfs-staging=y` is staging `tmpfs`).
+ */
+export interface KernelTranslation {
+  /** The values it takes, for the error when it is given another. */
+  expected: string
+  /** The setting's own value for `value` (`''` for a bare name), or undefined when bad. */
+  translate: (value: string) => string | undefined
+}
 
 /** One install setting and every name it can be given by, in order of preference. */
 export interface ParameterSpec {
@@ -14,6 +31,8 @@ export interface ParameterSpec {
   env: readonly string[]
   kernel: readonly string[]
   kind: Kind
+  /** Kernel names (of `kernel`) whose values are translated first. */
+  translations?: Readonly<Record<string, KernelTranslation>>
 }
 
 const spec = (
@@ -22,28 +41,52 @@ const spec = (
   env: readonly string[],
   kernel: readonly string[],
   kind: Kind = 'string',
-): ParameterSpec => ({ key, flag, env, kernel, kind })
+  translations?: Readonly<Record<string, KernelTranslation>>,
+): ParameterSpec => ({ key, flag, env, kernel, kind, ...(translations ? { translations } : {}) })
+
+/**
+ * SystemImager 5's `si.tmpfs-staging`: a y/n boolean in its code (a bare name is yes),
+ * whatever its man page says: y stages in memory (tmpfs), n on the target disk.
+ */
+const TMPFS_STAGING: KernelTranslation = {
+  expected: 'y or n',
+  translate: (value) => {
+    const text = value.toLowerCase()
+    if (['', '1', 'y', 'yes'].includes(text)) return 'tmpfs'
+    if (['0', 'n', 'no'].includes(text)) return 'target'
+    return undefined
+  },
+}
 
 /**
  * Every install setting. SystemImager's names (`IMAGESERVER`, `IMAGENAME`,
  * `BITTORRENT_STAGING`) are accepted on the kernel command line and, as SystemImager's
- * installer exports them, in the environment; imageswarm's own kernel parameters are
- * namespaced (`imageswarm.server=`), its variables prefixed (`IMAGESWARM_SERVER`).
+ * installer exports them, in the environment; so are SystemImager 5's kernel parameters
+ * (`si.image-server=`, `si.image-name=`, `si.tmpfs-staging=y|n`). imageswarm's own kernel
+ * parameters are namespaced (`imageswarm.server=`), its variables prefixed
+ * (`IMAGESWARM_SERVER`).
  */
 export const INSTALL_PARAMETERS: readonly ParameterSpec[] = [
   spec(
     'server',
     '--server',
     ['IMAGESWARM_SERVER', 'IMAGESERVER'],
-    ['imageswarm.server', 'IMAGESERVER'],
+    ['imageswarm.server', 'IMAGESERVER', 'si.image-server'],
     'server',
   ),
-  spec('image', '--image', ['IMAGESWARM_IMAGE', 'IMAGENAME'], ['imageswarm.image', 'IMAGENAME']),
+  spec(
+    'image',
+    '--image',
+    ['IMAGESWARM_IMAGE', 'IMAGENAME'],
+    ['imageswarm.image', 'IMAGENAME', 'si.image-name'],
+  ),
   spec(
     'staging',
     '--staging',
     ['IMAGESWARM_STAGING', 'BITTORRENT_STAGING'],
-    ['imageswarm.staging', 'BITTORRENT_STAGING'],
+    ['imageswarm.staging', 'BITTORRENT_STAGING', 'si.tmpfs-staging'],
+    'string',
+    { 'si.tmpfs-staging': TMPFS_STAGING },
   ),
   spec('target', '--target', ['IMAGESWARM_TARGET'], ['imageswarm.target']),
   spec(
@@ -118,8 +161,47 @@ export const INSTALL_PARAMETERS: readonly ParameterSpec[] = [
     ['imageswarm.download-limit'],
     'rate',
   ),
+  // SystemImager 5's si.dl-protocol names its transports (rsync, torrent, ssh, ...); of
+  // those imageswarm has torrent, and adds http, the plain-HTTP baseline.
+  spec(
+    'downloadProtocol',
+    '--dl-protocol',
+    ['IMAGESWARM_DL_PROTOCOL'],
+    ['imageswarm.dl-protocol', 'si.dl-protocol'],
+    'protocol',
+  ),
   spec('report', '--report', ['IMAGESWARM_REPORT'], ['imageswarm.report'], 'boolean'),
   spec('force', '--force', ['IMAGESWARM_FORCE'], ['imageswarm.force'], 'boolean'),
+  // Trust (docs/trust.md). The installer ramdisk bakes its root key in as the environment's
+  // IMAGESWARM_TRUST_ROOT, which the kernel command line cannot override.
+  spec('trustRoot', '--trust-root', ['IMAGESWARM_TRUST_ROOT'], ['imageswarm.trust-root']),
+  spec(
+    'trustRootKey',
+    '--trust-root-key',
+    ['IMAGESWARM_TRUST_ROOT_KEY'],
+    ['imageswarm.trust-root-key'],
+  ),
+  spec(
+    'insecureTestMode',
+    '--insecure-test-mode',
+    ['IMAGESWARM_INSECURE_TEST_MODE'],
+    ['imageswarm.insecure-test-mode'],
+    'boolean',
+  ),
+  spec(
+    'minSerial',
+    '--min-serial',
+    ['IMAGESWARM_MIN_SERIAL'],
+    ['imageswarm.min-serial'],
+    'integer',
+  ),
+  spec(
+    'minKeyListVersion',
+    '--min-key-list-version',
+    ['IMAGESWARM_MIN_KEY_LIST_VERSION'],
+    ['imageswarm.min-key-list-version'],
+    'integer',
+  ),
 ]
 
 export interface ParameterInputs {
@@ -185,6 +267,18 @@ function pick(
   }
   for (const name of parameter.kernel) {
     const value = inputs.kernel.get(name)
+    const translation = parameter.translations?.[name]
+    if (value !== undefined && translation) {
+      const translated = translation.translate(value)
+      if (translated === undefined) {
+        throw new ImageSwarmError(
+          'E_CONFIG_INVALID',
+          `invalid ${name} (kernel): ${JSON.stringify(value)}`,
+          { path: parameter.key, hint: `give ${translation.expected}` },
+        )
+      }
+      return { value: translated, source: 'kernel', name }
+    }
     // A bare boolean kernel parameter (`imageswarm.force`) means yes.
     if (value === '' && parameter.kind === 'boolean')
       return { value: 'yes', source: 'kernel', name }
@@ -229,6 +323,13 @@ function convert(
       if (bytes === undefined || bytes < 0) throw bad('a size in bytes, e.g. 512M')
       return bytes
     }
+    case 'protocol': {
+      const protocol = value.toLowerCase()
+      if (!(DOWNLOAD_PROTOCOLS as readonly string[]).includes(protocol)) {
+        throw bad('torrent (the swarm) or http (one GET from the image server)')
+      }
+      return protocol
+    }
     case 'boolean': {
       const text = value.toLowerCase()
       if (['1', 'yes', 'y', 'true', 'on'].includes(text)) return true
@@ -261,7 +362,9 @@ function refuseContradictions(config: ClientConfig, sources: ResolvedParameters[
   }
   const contradiction = (key: string, message: string, hint: string) =>
     new ImageSwarmError('E_CONFIG_INVALID', `${named(key)}: ${message}`, { path: key, hint })
-  if (config.staging !== 'auto' && resolve(config.staging) === target) {
+  refuseTrustContradictions(config, named)
+  const stagingDir = isStagingChoice(config.staging) ? undefined : resolve(config.staging)
+  if (stagingDir === target) {
     throw contradiction(
       'staging',
       `staging directory ${config.staging} is the target root`,
@@ -280,11 +383,44 @@ function refuseContradictions(config: ClientConfig, sources: ResolvedParameters[
         'the cache must be its own partition; the target root is what gets installed',
       )
     }
-    if (config.staging !== 'auto' && resolve(config.staging) === resolve(config.cache)) {
+    if (stagingDir === resolve(config.cache)) {
       throw contradiction(
         'cache',
         `cache and staging are the same directory (${config.cache})`,
         'give only the cache: downloads for it are staged inside it',
+      )
+    }
+  }
+}
+
+/**
+ * A root key given as a line (`imageswarm.trust-root-key=`) only in the test mode, one
+ * root key only, and rollback floors only where there is a root to check them against.
+ */
+function refuseTrustContradictions(config: ClientConfig, named: (key: string) => string): void {
+  const contradiction = (key: string, message: string, hint: string) =>
+    new ImageSwarmError('E_CONFIG_INVALID', `${named(key)}: ${message}`, { path: key, hint })
+  if (config.trustRootKey !== undefined && !config.insecureTestMode) {
+    throw contradiction(
+      'trustRootKey',
+      'a root key given on the command line is accepted only in the insecure test mode',
+      'the kernel command line comes from the same unauthenticated boot path an attacker would use: bake the root key into the ramdisk (imageswarm initrd --trust-root FILE); for a test, add imageswarm.insecure-test-mode=1',
+    )
+  }
+  if (config.trustRootKey !== undefined && config.trustRoot !== undefined) {
+    throw contradiction(
+      'trustRootKey',
+      `a second root key, beside ${named('trustRoot')} (${config.trustRoot})`,
+      'a node trusts one root key; a ramdisk that carries one (imageswarm initrd --trust-root) cannot be given another on the kernel command line',
+    )
+  }
+  const hasRoot = config.trustRoot !== undefined || config.trustRootKey !== undefined
+  for (const key of ['minSerial', 'minKeyListVersion'] as const) {
+    if (config[key] !== undefined && !hasRoot) {
+      throw contradiction(
+        key,
+        'a rollback floor without a trust root',
+        'serials and key list versions are only trusted when signed: give the root key too (--trust-root FILE, imageswarm.trust-root=PATH)',
       )
     }
   }

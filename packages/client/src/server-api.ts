@@ -104,6 +104,9 @@ interface Answer {
   body: Buffer
 }
 
+/** A 404 for a file that may be absent (`fetchInstallFile`): not an error of its own. */
+class Absent extends Error {}
+
 /**
  * GETs a path from the image server and reads its body, bounded by `limit`.
  *
@@ -121,7 +124,7 @@ async function fetchFromServer(
   image: string,
   limit: number,
   tooLarge: (error: BodyTooLarge, url: string) => ImageSwarmError,
-  options: ServerRequestOptions,
+  options: ServerRequestOptions & { notFound?: 'unknown image' | 'absent' },
 ): Promise<Answer> {
   const url = serverUrl(options.server, path)
   const started = Date.now()
@@ -214,6 +217,7 @@ async function fetchFromServer(
       if (response.status === 503 && refusal?.code === 'E_IMAGE_PUBLISHING') {
         delayMs = whilePublishing(response, refusal)
       } else if (response.status === 404) {
+        if (options.notFound === 'absent') throw new Absent(url)
         delayMs = whileUnpublished(refusal)
       } else if (response.status >= 500 || response.status === 429) {
         throw new TransientFailure(
@@ -230,7 +234,7 @@ async function fetchFromServer(
     } catch (err) {
       if (options.signal?.aborted) throw options.signal.reason ?? err
       if (err instanceof BodyTooLarge) throw tooLarge(err, url)
-      if (err instanceof ImageSwarmError) throw err
+      if (err instanceof ImageSwarmError || err instanceof Absent) throw err
       lastError = err
       const deadline = budgetFrom + connectMs
       if (Date.now() + 250 >= deadline) break
@@ -359,10 +363,53 @@ function sanitizeServerText(text: string): string {
   return clean.length > SERVER_TEXT_LIMIT ? `${clean.slice(0, SERVER_TEXT_LIMIT)}…` : clean
 }
 
-export async function fetchManifest(
+/**
+ * GETs a file the installer needs besides the image (`/install/node.json`, an override's
+ * tar, a post-install script: core's INSTALL_PATHS), with the same retries as the
+ * manifest; undefined when the server answers 404 (an older server, an override that does
+ * not exist). A body over `limit` bytes is E_SERVER_RESPONSE, naming `what`.
+ *
+ * @example
+ *   const body = await fetchInstallFile(INSTALL_PATHS.node + query, 'node config', 1 << 20, request)
+ */
+export async function fetchInstallFile(
+  path: string,
+  what: string,
+  limit: number,
+  options: ServerRequestOptions,
+): Promise<Buffer | undefined> {
+  try {
+    const { body } = await fetchFromServer(
+      path,
+      what,
+      limit,
+      (error, url) =>
+        new ImageSwarmError(
+          'E_SERVER_RESPONSE',
+          `the server's ${what} is larger than ${formatMiB(error.limit)}${error.declared === undefined ? '' : ` (it announced ${error.declared} bytes)`}`,
+          {
+            operation: `GET ${path}`,
+            path: url,
+            hint: `the installer reads at most ${formatMiB(error.limit)} of it: make it smaller on the server`,
+          },
+        ),
+      { ...options, notFound: 'absent' },
+    )
+    return body
+  } catch (err) {
+    if (err instanceof Absent) return undefined
+    throw err
+  }
+}
+
+/**
+ * The manifest file's bytes as the server sent them, unparsed: what a signature covers
+ * (`verifySignedManifest` checks them before they are parsed), and where they came from.
+ */
+export async function fetchManifestFile(
   image: string,
   options: ServerRequestOptions,
-): Promise<ImageManifest> {
+): Promise<{ bytes: Buffer; url: string }> {
   const { response, body } = await fetchFromServer(
     manifestPath(image),
     image,
@@ -379,23 +426,31 @@ export async function fetchManifest(
       ),
     options,
   )
+  return { bytes: body, url: response.url }
+}
+
+export async function fetchManifest(
+  image: string,
+  options: ServerRequestOptions,
+): Promise<ImageManifest> {
+  const { bytes: body, url } = await fetchManifestFile(image, options)
   let value: unknown
   try {
     value = JSON.parse(body.toString('utf8'))
   } catch (err) {
     throw new ImageSwarmError('E_MANIFEST_INVALID', `the manifest of ${image} is not JSON`, {
       operation: 'read manifest',
-      path: response.url,
+      path: url,
       hint: 'check that --server / IMAGESERVER points at an imageswarm server, or republish the image',
       cause: err,
     })
   }
-  const manifest = parseManifest(value, response.url)
+  const manifest = parseManifest(value, url)
   if (manifest.name !== image) {
     throw new ImageSwarmError(
       'E_MANIFEST_INVALID',
       `asked for image ${image}, got the manifest of ${manifest.name}`,
-      { path: response.url, hint: 'the server answered for another image; check its setup' },
+      { path: url, hint: 'the server answered for another image; check its setup' },
     )
   }
   return manifest

@@ -14,10 +14,11 @@ export interface StagingChoice {
 }
 
 /**
- * Picks the staging directory: the one given, else tmpfs when free memory holds the
- * archive with a margin (and /tmp has room for it: a tmpfs is often capped below the
- * memory), else a directory on the target disk. Checks that it is writable and has room
- * before any download starts: E_STAGING_NOT_WRITABLE, or E_NO_SPACE with the numbers.
+ * Picks the staging directory: the one given; for `auto`, tmpfs when free memory holds
+ * the archive with a margin (and /tmp has room for it: a tmpfs is often capped below the
+ * memory), else a directory on the target disk; `tmpfs` and `target` name one of those
+ * two. Checks that it is writable and has room before any download starts:
+ * E_STAGING_NOT_WRITABLE, or E_NO_SPACE with the numbers.
  */
 export async function chooseStaging(
   requested: string,
@@ -32,15 +33,17 @@ export async function chooseStaging(
     kind: 'target-disk',
     removeAfter: true,
   }
+  const inMemory: StagingChoice = {
+    dir: join(memoryRoot, `${TARGET_STAGING_PREFIX}${manifest.name}`),
+    kind: 'memory',
+    removeAfter: true,
+  }
+  if (requested === 'tmpfs') return prepare(inMemory, manifest)
+  if (requested === 'target') return prepare(onTargetDisk, manifest)
   if (requested !== 'auto') {
     return prepare({ dir: requested, kind: 'given', removeAfter: false }, manifest)
   }
   if (freemem() > manifest.size + memoryReserve) {
-    const inMemory: StagingChoice = {
-      dir: join(memoryRoot, `${TARGET_STAGING_PREFIX}${manifest.name}`),
-      kind: 'memory',
-      removeAfter: true,
-    }
     await ensureWritable(inMemory.dir)
     if ((await roomFor(inMemory.dir, manifest)).fits) return inMemory
     await rmdir(inMemory.dir).catch(() => {})

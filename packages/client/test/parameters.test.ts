@@ -140,6 +140,59 @@ describe('the other imageswarm.* settings', () => {
   })
 })
 
+describe('SystemImager 5’s kernel parameters', () => {
+  it('names the server and image as si.image-server= and si.image-name=, after imageswarm.* and SystemImager 4’s', () => {
+    const si = new Map([
+      ['si.image-server', '10.0.0.9'],
+      ['si.image-name', 'login'],
+    ])
+    const { config, sources } = resolveInstallParameters({ flags: {}, env: {}, kernel: si })
+    expect(config.server).toBe('http://10.0.0.9:6969')
+    expect(config.image).toBe('login')
+    expect(sources.image).toEqual({ source: 'kernel', name: 'si.image-name' })
+    const both = resolveInstallParameters({
+      flags: {},
+      env: {},
+      kernel: new Map([...si, ...kernel]),
+    })
+    expect(both.config.server).toBe('http://10.0.0.1:6969')
+    expect(both.config.image).toBe('compute')
+  })
+
+  it('stages in tmpfs for si.tmpfs-staging=y (or bare), on the target disk for n', () => {
+    const base = new Map([
+      ['IMAGESERVER', '10.0.0.1'],
+      ['IMAGENAME', 'compute'],
+    ])
+    const staging = (value: string) =>
+      resolveInstallParameters({
+        flags: {},
+        env: {},
+        kernel: new Map([...base, ['si.tmpfs-staging', value]]),
+      })
+    for (const yes of ['y', 'yes', 'Y', '1', '']) expect(staging(yes).config.staging).toBe('tmpfs')
+    for (const no of ['n', 'no', '0']) expect(staging(no).config.staging).toBe('target')
+    expect(staging('y').sources.staging).toEqual({ source: 'kernel', name: 'si.tmpfs-staging' })
+    expect(() => staging('/tmp/tmpfs_staging')).toThrow(
+      /invalid si\.tmpfs-staging \(kernel\): "\/tmp\/tmpfs_staging"/,
+    )
+    // BITTORRENT_STAGING, a directory, wins over it; the keywords are no directories.
+    const given = resolveInstallParameters({
+      flags: {},
+      env: {},
+      kernel: new Map([...base, ['BITTORRENT_STAGING', '/tmp/bt'], ['si.tmpfs-staging', 'y']]),
+    })
+    expect(given.config.staging).toBe('/tmp/bt')
+    expect(
+      resolveInstallParameters({
+        flags: { staging: 'target', cache: '/var/cache/target' },
+        env: {},
+        kernel: base,
+      }).config.staging,
+    ).toBe('target')
+  })
+})
+
 describe('normalizeServerUrl', () => {
   it.each([
     ['10.0.0.1', 'http://10.0.0.1:6969'],

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { type ImageManifest, isImageSwarmError } from '@imageswarm/core'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
+  fetchInstallFile,
   fetchManifest,
   fetchTorrent,
   type ImageWait,
@@ -319,5 +320,39 @@ describe('waiting for an image', () => {
       onWait: () => interrupt.abort(reason),
     })
     await expect(waiting).rejects.toBe(reason)
+  })
+})
+
+describe('the installer’s files beside the image', () => {
+  it('reads one, is undefined on a 404 at once, and retries a 503 like the manifest', async () => {
+    const { url, seen } = await serve((nth, req, res) => {
+      if (req.url === '/install/overrides/missing.tar') return res.writeHead(404).end('{}')
+      if (nth === 1) return res.writeHead(503).end()
+      res.writeHead(200).end('#!/bin/sh\necho hi\n')
+    })
+    const options = { server: url, connectTimeoutSeconds: 10 }
+    expect(
+      await fetchInstallFile('/install/overrides/missing.tar', 'override missing', 1024, options),
+    ).toBeUndefined()
+    expect(seen.requests).toBe(1)
+    const body = await fetchInstallFile(
+      '/install/post-install/10all.hi',
+      'post-install script 10all.hi',
+      1024,
+      options,
+    )
+    expect(body?.toString()).toBe('#!/bin/sh\necho hi\n')
+    expect(seen.requests).toBe(3)
+  })
+
+  it('stops reading one over its limit with E_SERVER_RESPONSE naming what it is', async () => {
+    const { url } = await serve((_nth, _req, res) => sendEndlessly(res))
+    const err = await fetchInstallFile('/install/node.json?image=node', 'node config', 64 * 1024, {
+      server: url,
+      connectTimeoutSeconds: 10,
+    }).catch((e: unknown) => e)
+    if (!isImageSwarmError(err)) throw new Error(`expected an ImageSwarmError, got ${String(err)}`)
+    expect(err.code).toBe('E_SERVER_RESPONSE')
+    expect(err.message).toBe("the server's node config is larger than 0.1 MiB")
   })
 })

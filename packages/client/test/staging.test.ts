@@ -89,3 +89,31 @@ describe.skipIf(!isRoot)('chooseStaging on filesystems too small (root: mounts t
     expect(err.path).toBe(join(target, 'tmp', 'imageswarm-node'))
   })
 })
+
+describe('chooseStaging by name: tmpfs or target', () => {
+  it('stages where it is told, whatever memory is free', async () => {
+    const dir = await workDir()
+    const memory = join(dir, 'tmpfs')
+    const target = join(dir, 'a')
+    expect(await chooseStaging('tmpfs', target, manifest(MiB), 0, memory)).toEqual({
+      dir: join(memory, 'imageswarm-node'),
+      kind: 'memory',
+      removeAfter: true,
+    })
+    expect(await chooseStaging('target', target, manifest(MiB), 64 * 1024 * MiB, memory)).toEqual({
+      dir: join(target, 'tmp', 'imageswarm-node'),
+      kind: 'target-disk',
+      removeAfter: true,
+    })
+  })
+
+  it.skipIf(!isRoot)('is E_NO_SPACE when the tmpfs asked for cannot hold the archive', async () => {
+    const dir = await workDir()
+    const memory = await smallFilesystem(join(dir, 'tmpfs'), 1 * MiB)
+    const err = await stagingError(
+      chooseStaging('tmpfs', join(dir, 'a'), manifest(4 * MiB), 0, memory),
+    )
+    expect(err.code).toBe('E_NO_SPACE')
+    expect(err.path).toBe(join(memory, 'imageswarm-node'))
+  })
+})

@@ -79,7 +79,13 @@ export type PartitionSize = z.output<typeof PartitionSizeSchema>
 
 export const PartitionSchema = z.strictObject({
   num: z.number().int().min(1).max(128),
-  /** `*`: what is left of the disk (one partition per disk). */
+  /**
+   * `*`: what is left of the disk (one primary or extended partition per disk), or, for a
+   * logical partition, of the extended one (one logical per disk): SystemImager's own
+   * msdos example has both. As SystemImager 5 lays them out, partitions listed before
+   * the `*` one start at the beginning of the free space, in order; those after it end at
+   * its end.
+   */
   size: PartitionSizeSchema,
   type: z.enum(['primary', 'extended', 'logical']).default('primary'),
   /** The GPT partition name (SystemImager's `p_name`). */
@@ -138,7 +144,7 @@ export const DiskLayoutSchema = z
   .superRefine((layout, ctx) => {
     for (const [d, disk] of layout.disks.entries()) {
       const nums = new Set<number>()
-      let grows = 0
+      const grows = { outer: 0, logical: 0 }
       for (const [p, part] of disk.partitions.entries()) {
         if (nums.has(part.num)) {
           ctx.addIssue({
@@ -148,7 +154,7 @@ export const DiskLayoutSchema = z
           })
         }
         nums.add(part.num)
-        if (part.size === '*') grows++
+        if (part.size === '*') grows[part.type === 'logical' ? 'logical' : 'outer']++
         if (disk.label === 'gpt' && part.type !== 'primary') {
           ctx.addIssue({
             code: 'custom',
@@ -157,11 +163,14 @@ export const DiskLayoutSchema = z
           })
         }
       }
-      if (grows > 1) {
+      if (grows.outer > 1 || grows.logical > 1) {
         ctx.addIssue({
           code: 'custom',
           path: ['disks', d, 'partitions'],
-          message: `only one partition of ${disk.dev} can take the rest of the disk (size *)`,
+          message:
+            grows.logical > 1
+              ? `only one logical partition of ${disk.dev} can take the rest of the extended one (size *)`
+              : `only one partition of ${disk.dev} can take the rest of the disk (size *)`,
         })
       }
     }

@@ -27,3 +27,8 @@ export function torrentFileName(archiveFile: string): string {
 export function manifestFileName(image: string): string {
   return `image-${image}.manifest.json`
 }
+
+/** The manifest's minisign signature beside it (`serve --keys DIR`, `publish --keys DIR`). */
+export function manifestSignatureFileName(image: string): string {
+  return `${manifestFileName(image)}.minisig`
+}

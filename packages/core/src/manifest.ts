@@ -2,6 +2,8 @@ import { z } from 'zod'
 import { ImageSwarmError } from './errors.js'
 import { IMAGE_NAME_PATTERN } from './image-ref.js'
 import { type InfoHash, parseInfoHash } from './infohash.js'
+import { GROUP_NAME_PATTERN } from './trust/archive-key.js'
+import { ENCRYPTION_SCHEME } from './trust/archive-stream.js'
 
 export const COMPRESSIONS = ['zstd', 'gzip', 'none'] as const
 export type Compression = (typeof COMPRESSIONS)[number]
@@ -31,6 +33,39 @@ export const ImageManifestSchema = z.object({
   created: z.iso.datetime(),
   /** A digest of the image root's tree when the archive was packed (server-side use). */
   sourceFingerprint: z.string().optional(),
+  // Signed manifests (issue 17, docs/trust.md): optional, so unsigned manifests parse as
+  // before; verifySignedManifest requires serial and expires.
+  /** The image version: grows with every publication; nodes refuse a lower one (rollback). */
+  serial: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+  /** After this time nodes refuse the manifest: an old signed manifest cannot be replayed. */
+  expires: z.iso.datetime().optional(),
+  /** SHA-256 of the other documents the client acts on, where the image has them. */
+  digests: z
+    .strictObject({
+      fileIndex: Sha256.optional(),
+      diskLayout: Sha256.optional(),
+      deltas: Sha256.optional(),
+    })
+    .optional(),
+  /** The archive is encrypted: archiveFile, size, sha256 and infoHash are the ciphertext's. */
+  encryption: z
+    .strictObject({
+      scheme: z.literal(ENCRYPTION_SCHEME),
+      archiveKeyId: z.string().regex(/^[0-9A-F]{16}$/, 'a key id (16 upper-case hex digits)'),
+      plaintextSize: z.number().int().nonnegative(),
+      plaintextSha256: Sha256,
+      /** The archive key, wrapped once per node group (wrapArchiveKey). */
+      wrappedKeys: z
+        .array(
+          z.strictObject({
+            group: z.string().regex(GROUP_NAME_PATTERN, 'a group name'),
+            groupKeyId: z.string().regex(/^[0-9A-F]{16}$/, 'a key id (16 upper-case hex digits)'),
+            wrappedKey: z.base64(),
+          }),
+        )
+        .max(1024),
+    })
+    .optional(),
 })
 
 export type ImageManifest = Omit<z.output<typeof ImageManifestSchema>, 'infoHash'> & {

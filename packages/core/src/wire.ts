@@ -27,6 +27,17 @@ export function manifestPath(image: string): string {
   return `/images/${encodeURIComponent(image)}/manifest.json`
 }
 
+/** The root-signed key list and its signature (`serve --keys DIR`), served verbatim. */
+export const TRUST_PATHS = {
+  keyList: '/keys.json',
+  keyListSignature: '/keys.json.minisig',
+} as const
+
+/** The manifest's minisign signature (`serve --keys DIR`); 404 when the image is unsigned. */
+export function manifestSignaturePath(image: string): string {
+  return `${manifestPath(image)}.minisig`
+}
+
 export function torrentPath(image: string): string {
   return `/images/${encodeURIComponent(image)}/image.torrent`
 }

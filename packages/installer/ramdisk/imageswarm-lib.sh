@@ -66,6 +66,15 @@ exit_meaning() {
 	13) echo "the server is in the wrong state" ;;
 	14) echo "the disks do not fit the layout, or partitioning failed" ;;
 	15) echo "the image cannot be made bootable" ;;
+	16) echo "a post-install script failed" ;;
+	17) echo "the image is not signed, and this node requires signed images" ;;
+	18) echo "the image's signature is not valid: a forged or damaged manifest" ;;
+	19) echo "the image was signed with a revoked key" ;;
+	20) echo "the image's signature or key list has expired" ;;
+	21) echo "the image is older than the one this node holds (rollback refused)" ;;
+	22) echo "the server's key list is not signed by this node's root key" ;;
+	23) echo "the image could not be decrypted" ;;
+	24) echo "the key files are missing or not valid" ;;
 	70) echo "internal error: please report it with the messages above" ;;
 	130) echo "interrupted" ;;
 	137) echo "killed (out of memory?)" ;;
@@ -152,6 +161,25 @@ record_network() {
 	} >"$IMAGESWARM_RUN/dhcp.env.new" && mv "$IMAGESWARM_RUN/dhcp.env.new" "$IMAGESWARM_RUN/dhcp.env"
 }
 
+# ramdisk_settings: exports the settings baked into this initramfs (imageswarm initrd
+# --trust-root writes /etc/imageswarm/installer.env): IMAGESWARM_* lines only, never run as
+# shell. The environment wins over the kernel command line, so the boot path cannot
+# replace or remove them (the root key the installer trusts).
+ramdisk_settings() {
+	env_file=${IMAGESWARM_ETC:-/etc/imageswarm}/installer.env
+	[ -f "$env_file" ] || return 0
+	while IFS= read -r line; do
+		case "$line" in
+		IMAGESWARM_*=*)
+			name=${line%%=*}
+			case "$name" in *[!A-Z0-9_]*) continue ;; esac
+			export "$name=${line#*=}"
+			say "ramdisk setting $name=${line#*=}"
+			;;
+		esac
+	done <"$env_file"
+}
+
 # run_installer: runs the program with node and returns its exit status. --initial-old-
 # space-size=64 cuts the client's garbage collections during extraction (about 10 % of its
 # CPU in the 32-node benchmark: docs/installer-ramdisk.md, "Node options").
@@ -160,6 +188,7 @@ run_installer() {
 		say "this initramfs carries no imageswarm program in $IMAGESWARM_LIB"
 		return 11
 	}
+	ramdisk_settings
 	say "starting ${program##*/} with node $(node --version)"
 	node --initial-old-space-size=64 "$program"
 }

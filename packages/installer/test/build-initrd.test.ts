@@ -4,6 +4,7 @@ import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } fro
 import { tmpdir } from 'node:os'
 import { join, posix } from 'node:path'
 import { promisify } from 'node:util'
+import { writeKeyDirectoryFixture } from '@imageswarm/core/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type BuildInitrdResult, buildInitrd } from '../src/ramdisk/build-initrd.js'
 import type { RamdiskContents } from '../src/ramdisk/initrd-manifest.js'
@@ -207,6 +208,52 @@ describe('buildInitrd on a fake kernel', () => {
     expect(second.manifest.initrd.sha256).toBe(first.manifest.initrd.sha256)
     // Buffer.equals: a deep comparison of two 40 MB buffers would take the test's memory.
     expect((await readFile(second.initrd)).equals(await readFile(first.initrd))).toBe(true)
+  })
+
+  it('bakes a root key in as the installer’s trust root, with a key list floor', async () => {
+    const keys = join(work, 'keys')
+    const { root } = await writeKeyDirectoryFixture(keys, { now: new Date() })
+    const built = await buildInitrd({
+      output: join(work, 'out-trust'),
+      program,
+      kernel: { vmlinuz: kernel.vmlinuz, modulesDir: kernel.modulesDir },
+      workDir: work,
+      compressionLevel: 1,
+      trustRoot: join(keys, 'root.pub'),
+      minKeyListVersion: 3,
+    })
+    expect(built.manifest.contents.trust).toEqual({
+      rootKeyId: root.keyId,
+      path: '/etc/imageswarm/root.pub',
+      minKeyListVersion: 3,
+    })
+    const unpacked = join(work, 'unpacked-trust')
+    await unpack(built.initrd, unpacked)
+    expect(await readFile(join(unpacked, 'etc/imageswarm/root.pub'))).toEqual(
+      await readFile(join(keys, 'root.pub')),
+    )
+    expect(await readFile(join(unpacked, 'etc/imageswarm/installer.env'), 'utf8')).toMatch(
+      /^IMAGESWARM_TRUST_ROOT=\/etc\/imageswarm\/root.pub\nIMAGESWARM_MIN_KEY_LIST_VERSION=3\n$/m,
+    )
+    const contents = JSON.parse(
+      await readFile(join(unpacked, 'etc/imageswarm/ramdisk.json'), 'utf8'),
+    ) as RamdiskContents
+    expect(contents.trust?.rootKeyId).toBe(root.keyId)
+  })
+
+  it('refuses a trust root that is not a minisign public key, before doing any work', async () => {
+    const notAKey = join(work, 'not-a-key.pub')
+    await writeFile(notAKey, 'untrusted comment: x\nnot base64\n')
+    await expect(
+      buildInitrd({
+        output: join(work, 'out4'),
+        program,
+        kernel: { vmlinuz: kernel.vmlinuz, modulesDir: kernel.modulesDir },
+        workDir: work,
+        trustRoot: notAKey,
+      }),
+    ).rejects.toMatchObject({ code: 'E_KEY_FILE_INVALID', path: notAKey })
+    await expect(lstat(join(work, 'out4'))).rejects.toThrow()
   })
 
   it('refuses a program file that does not exist, before doing any work', async () => {

@@ -136,6 +136,45 @@ describe('the ramdisk scripts', () => {
     expect(out).toMatch(/POWEROFF\n$/)
   })
 
+  it('export the settings baked into the ramdisk to the installer, never running them as shell', async () => {
+    const lib = join(dir, 'baked')
+    const etc = join(dir, 'baked-etc')
+    const ran = join(dir, 'baked-ran')
+    await execFileAsync('mkdir', ['-p', lib, etc])
+    await writeFile(
+      join(lib, 'imageswarm-install.mjs'),
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the program's JavaScript, written to a file
+      "for (const [k, v] of Object.entries(process.env).sort()) if (k.startsWith('IMAGESWARM_') && k !== 'IMAGESWARM_CMDLINE' && k !== 'IMAGESWARM_LIB') console.log(`${k}=${v}`)\n",
+    )
+    await writeFile(
+      join(etc, 'installer.env'),
+      [
+        '# Baked in by imageswarm initrd --trust-root',
+        'IMAGESWARM_TRUST_ROOT=/etc/imageswarm/root.pub',
+        'IMAGESWARM_MIN_KEY_LIST_VERSION=3',
+        `IMAGESWARM_X=$(touch ${ran})`,
+        'PATH=/nowhere',
+        'IMAGESWARM_bad-name=1',
+        '',
+      ].join('\n'),
+    )
+    const out = await runLib(
+      dir,
+      'imageswarm.post-action=poweroff',
+      `IMAGESWARM_ETC='${etc}'; install_and_finish`,
+      lib,
+    )
+    expect(out).toContain('ramdisk setting IMAGESWARM_TRUST_ROOT=/etc/imageswarm/root.pub')
+    const exported = out.split('\n').filter((line) => /^IMAGESWARM_/.test(line))
+    expect(exported).toEqual([
+      'IMAGESWARM_MIN_KEY_LIST_VERSION=3',
+      'IMAGESWARM_TRUST_ROOT=/etc/imageswarm/root.pub',
+      `IMAGESWARM_X=$(touch ${ran})`,
+    ])
+    await expect(execFileAsync('test', ['-e', ran])).rejects.toMatchObject({ code: 1 })
+    expect(out).toMatch(/POWEROFF\n$/)
+  })
+
   it('prefer the whole installer to the install-only client, and do the post action after it', async () => {
     const lib = join(dir, 'both')
     await execFileAsync('mkdir', ['-p', lib])

@@ -5,6 +5,7 @@ import {
   SYSTEMIMAGER_DIRS,
 } from '@imageswarm/core'
 import { z } from 'zod'
+import { DEFAULT_MANIFEST_LIFETIME_SECONDS } from './manifest-signer.js'
 
 export const SeederConfigSchema = z.object({
   imagesDir: z.string().min(1).default(SYSTEMIMAGER_DIRS.images),
@@ -25,6 +26,18 @@ export const SeederConfigSchema = z.object({
     .default(1024 * 1024),
   /** SystemImager-style exclude file applied when packing every image. */
   excludeFile: z.string().optional(),
+  /**
+   * The key directory (`imageswarm key generate --output DIR`) whose signing key signs every
+   * manifest; unset: manifests are unsigned, as before.
+   */
+  keys: z.string().min(1).optional(),
+  /** Seconds a signed manifest is accepted: see DEFAULT_MANIFEST_LIFETIME_SECONDS. */
+  manifestLifetime: z
+    .number()
+    .int()
+    .min(1)
+    .max(366 * 24 * 60 * 60)
+    .default(DEFAULT_MANIFEST_LIFETIME_SECONDS),
   /** TCP port of the server's BitTorrent seeder (BitTorrent's customary 6881). */
   torrentPort: z.number().int().min(0).max(65535).default(6881),
   swarm: SwarmSettingsSchema.default(SwarmSettingsSchema.parse({})),

@@ -13,8 +13,10 @@ const IMAGE_ROUTE = /^\/images\/([^/]+)\/([^/]+)$/
 export const PUBLISHING_RETRY_AFTER_SECONDS = 5
 
 /**
- * Serves what clients fetch over HTTP: the image list, each image's manifest and
- * `.torrent`, and the archive itself with range requests (BEP 19 web seed). An image
+ * Serves what clients fetch over HTTP: the image list, each image's manifest (its file's
+ * exact bytes) and, when signed, its `manifest.json.minisig` (404 `E_SIGNATURE_MISSING`
+ * otherwise), the `.torrent`, and the archive itself with range requests (BEP 19 web
+ * seed). An image
  * named to be published but not ready yet is answered 503 with `Retry-After` and
  * `E_IMAGE_PUBLISHING`. Returns false for requests that are not for these routes.
  */
@@ -56,7 +58,14 @@ export function handleImageRequest(
     return true
   }
   if (file === 'manifest.json') {
-    sendJson(res, 200, image.manifest)
+    // The file's exact bytes: a signature covers them, not a re-serialised object.
+    sendBytes(req, res, image.manifestBytes, 'application/json; charset=utf-8')
+  } else if (file === 'manifest.json.minisig') {
+    if (image.manifestSignature === undefined) {
+      sendError(res, 404, unsignedImage(name ?? url.pathname))
+    } else {
+      sendBytes(req, res, Buffer.from(image.manifestSignature), 'text/plain; charset=utf-8')
+    }
   } else if (file === 'image.torrent') {
     res.writeHead(200, {
       'content-type': 'application/x-bittorrent',
@@ -89,11 +98,33 @@ export function handleImageRequest(
       404,
       new ImageSwarmError('E_IMAGE_NOT_FOUND', `image ${name} has no file ${file}`, {
         path: url.pathname,
-        hint: `use manifest.json, image.torrent or ${image.manifest.archiveFile}`,
+        hint: `use manifest.json, manifest.json.minisig, image.torrent or ${image.manifest.archiveFile}`,
       }),
     )
   }
   return true
+}
+
+function unsignedImage(name: string): ImageSwarmError {
+  return new ImageSwarmError('E_SIGNATURE_MISSING', `image ${name} is not signed`, {
+    path: name,
+    hint: 'this server publishes unsigned manifests: run it with serve --keys DIR to sign them',
+  })
+}
+
+/** A file's bytes as they are (manifest, signature, key list), never re-encoded. */
+export function sendBytes(
+  req: IncomingMessage,
+  res: ServerResponse,
+  bytes: Uint8Array,
+  contentType: string,
+): void {
+  res.writeHead(200, {
+    'content-type': contentType,
+    'content-length': bytes.byteLength,
+    'cache-control': 'no-cache',
+  })
+  res.end(req.method === 'HEAD' ? undefined : bytes)
 }
 
 function unknownImage(name: string, catalog: ImageCatalog): ImageSwarmError {

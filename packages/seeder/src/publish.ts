@@ -1,13 +1,15 @@
-import { mkdir, readFile, stat } from 'node:fs/promises'
+import { mkdir, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
   archiveFileName,
   archivePath as archiveUrlPath,
+  encodeManifest,
   errnoOf,
   type ImageManifest,
   ImageSwarmError,
   type Logger,
   manifestFileName,
+  manifestSignatureFileName,
   packArchive,
   parseImageName,
   parseInfoHash,
@@ -22,6 +24,7 @@ import parseTorrent from 'parse-torrent'
 import type { PublishingStage } from './catalog.js'
 import type { SeederConfig } from './config.js'
 import { fingerprintTree } from './fingerprint.js'
+import { type ManifestSigner, nextSerial } from './manifest-signer.js'
 import { PublishedArchive } from './published-archive.js'
 import { createImageTorrent, retargetTorrent } from './torrent-file.js'
 
@@ -34,6 +37,14 @@ export interface PublishedImage {
   archive: PublishedArchive
   torrentPath: string
   manifestPath: string
+  /** The manifest file's exact bytes: what is served, and what the signature covers. */
+  manifestBytes: Buffer
+  /** `image-NAME.manifest.json.minisig` beside the manifest. */
+  manifestSignaturePath: string
+  /** The `.minisig` over `manifestBytes`; undefined for an unsigned image. */
+  manifestSignature?: string
+  /** The key that made `manifestSignature`. */
+  signingKeyId?: string
   torrent: Uint8Array
   /** True when this call packed the archive (false: an existing one was reused). */
   packed: boolean
@@ -50,6 +61,12 @@ export interface PublishOptions {
   signal?: AbortSignal
   /** Told when publishing moves on (what a node asking for the image is told it waits for). */
   onStage?: (stage: PublishingStage) => void
+  /**
+   * Signs the manifest (`--keys DIR`): it gets a serial (the previous one, plus one when the
+   * archive changed) and an expiry, and `image-NAME.manifest.json.minisig` is written after
+   * it. Without it the manifest is written unsigned, as before.
+   */
+  signer?: ManifestSigner
 }
 
 /**
@@ -70,6 +87,16 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   const archivePath = join(config.tarballsDir, archiveFile)
   const torrentPath = join(config.torrentsDir, torrentFileName(archiveFile))
   const manifestPath = join(config.torrentsDir, manifestFileName(name))
+  const manifestSignaturePath = join(config.torrentsDir, manifestSignatureFileName(name))
+  const writeManifest = (manifest: ImageManifest, serial: number | undefined, bytes?: Buffer) =>
+    writeManifestFiles({
+      manifest,
+      serial,
+      manifestPath,
+      manifestSignaturePath,
+      ...(bytes ? { unchangedBytes: bytes } : {}),
+      ...(options.signer ? { signer: options.signer } : {}),
+    })
   const announce = serverUrl(options.serverUrl, WIRE.announce)
   const webSeed = serverUrl(options.serverUrl, archiveUrlPath(name, archiveFile))
   await ensureDir(config.tarballsDir, 'archives (--tarballs-dir)')
@@ -83,8 +110,11 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
     config.excludeFile ?? '',
   ].join(':')
   const fingerprint = await fingerprintTree(root, packing)
-  const existing = options.update ? undefined : await readExisting(manifestPath, archivePath)
-  if (existing && existing.manifest.sourceFingerprint === fingerprint) {
+  // The previous manifest carries the image's serial, even when its archive is packed again.
+  const previous = await readPreviousManifest(manifestPath)
+  const existing =
+    options.update || !previous ? undefined : await openExisting(previous.manifest, archivePath)
+  if (previous && existing && existing.manifest.sourceFingerprint === fingerprint) {
     const current = await retargetTorrent(await readFile(torrentPath), announce, webSeed).catch(
       () => undefined,
     )
@@ -94,7 +124,18 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
         { image: name, archive: archivePath, infoHash: existing.manifest.infoHash },
         'image unchanged since it was packed: reusing its archive',
       )
-      return { ...existing, root, torrentPath, torrent: current.torrent, packed: false }
+      const serial = nextSerial(previous.manifest, previous.manifest, Boolean(options.signer))
+      const files = await writeManifest(existing.manifest, serial, previous.bytes)
+      return {
+        ...existing,
+        ...files,
+        manifestPath,
+        manifestSignaturePath,
+        root,
+        torrentPath,
+        torrent: current.torrent,
+        packed: false,
+      }
     }
   }
   await existing?.archive.close()
@@ -143,10 +184,14 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
     manifestPath,
   )
   await writeFileAtomically(torrentPath, torrent)
-  // The manifest is written last and marks the image complete. The torrent reaches the disk
-  // before it; the archive is not forced there (see packArchive), so after a crash
-  // readExisting's sha256 check is what tells a torn archive from a whole one.
-  await writeFileAtomically(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`)
+  // The manifest is written last and marks the image complete (its signature follows it).
+  // The torrent reaches the disk before it; the archive is not forced there (see
+  // packArchive), so after a crash openExisting's sha256 check is what tells a torn archive
+  // from a whole one.
+  const files = await writeManifest(
+    manifest,
+    nextSerial(previous?.manifest, manifest, Boolean(options.signer)),
+  )
   const archive = await PublishedArchive.openPacked(archivePath, packed)
   logger.info(
     {
@@ -154,11 +199,84 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
       size: manifest.size,
       sha256: manifest.sha256,
       infoHash: manifest.infoHash,
+      ...(files.manifest.serial === undefined ? {} : { serial: files.manifest.serial }),
       seconds: Number(packSeconds.toFixed(2)),
     },
     'image packed and published',
   )
-  return { manifest, root, archivePath, archive, torrentPath, manifestPath, torrent, packed: true }
+  return {
+    ...files,
+    root,
+    archivePath,
+    archive,
+    torrentPath,
+    manifestPath,
+    manifestSignaturePath,
+    torrent,
+    packed: true,
+  }
+}
+
+/** What `writeManifestFiles` wrote (or kept): the manifest as served. */
+type ManifestFiles = Pick<
+  PublishedImage,
+  'manifest' | 'manifestBytes' | 'manifestSignature' | 'signingKeyId'
+>
+
+/**
+ * Writes the manifest, then (signed) its `.minisig`, each durably. Signed: the manifest gets
+ * `serial` and a new expiry. Unsigned: `unchangedBytes` (a reused manifest) are kept as they
+ * are, without writing; a manifest written anew loses a signature left from a signed
+ * publication, which would no longer match it.
+ */
+async function writeManifestFiles(options: {
+  manifest: ImageManifest
+  serial: number | undefined
+  manifestPath: string
+  manifestSignaturePath: string
+  unchangedBytes?: Buffer
+  signer?: ManifestSigner
+}): Promise<ManifestFiles> {
+  const { signer, serial } = options
+  if (signer) {
+    const signed = signer.sign(options.manifest, serial ?? 1)
+    await writeFileAtomically(options.manifestPath, signed.bytes)
+    await writeFileAtomically(options.manifestSignaturePath, signed.signature)
+    return {
+      manifest: signed.manifest,
+      manifestBytes: signed.bytes,
+      manifestSignature: signed.signature,
+      signingKeyId: signed.signingKeyId,
+    }
+  }
+  if (options.unchangedBytes) {
+    return { manifest: options.manifest, manifestBytes: options.unchangedBytes }
+  }
+  const manifest = serial === undefined ? options.manifest : { ...options.manifest, serial }
+  const bytes = encodeManifest(manifest)
+  await writeFileAtomically(options.manifestPath, bytes)
+  await rm(options.manifestSignaturePath, { force: true })
+  return { manifest, manifestBytes: bytes }
+}
+
+/**
+ * Signs a published image's manifest again (same serial, same archive, a new expiry; or a
+ * new signing key) and writes it; returns the image as it is now to be served.
+ *
+ * @example catalog.add(await resignPublishedImage(image, signer))
+ */
+export async function resignPublishedImage(
+  image: PublishedImage,
+  signer: ManifestSigner,
+): Promise<PublishedImage> {
+  const files = await writeManifestFiles({
+    manifest: image.manifest,
+    serial: image.manifest.serial ?? 1,
+    manifestPath: image.manifestPath,
+    manifestSignaturePath: image.manifestSignaturePath,
+    signer,
+  })
+  return { ...image, ...files }
 }
 
 async function requireImageRoot(root: string, name: string): Promise<void> {
@@ -188,20 +306,29 @@ async function ensureDir(dir: string, what: string): Promise<void> {
   }
 }
 
-async function readExisting(
+/** The manifest a previous publication wrote, with its bytes; undefined if none is readable. */
+async function readPreviousManifest(
   manifestPath: string,
-  archivePath: string,
-): Promise<
-  Pick<PublishedImage, 'manifest' | 'archivePath' | 'archive' | 'manifestPath'> | undefined
-> {
+): Promise<{ manifest: ImageManifest; bytes: Buffer } | undefined> {
   try {
-    const manifest = parseManifest(JSON.parse(await readFile(manifestPath, 'utf8')), manifestPath)
+    const bytes = await readFile(manifestPath)
+    return { manifest: parseManifest(JSON.parse(bytes.toString('utf8')), manifestPath), bytes }
+  } catch {
+    return undefined
+  }
+}
+
+async function openExisting(
+  manifest: ImageManifest,
+  archivePath: string,
+): Promise<Pick<PublishedImage, 'manifest' | 'archivePath' | 'archive'> | undefined> {
+  try {
     // One sequential read (GB/s), through the descriptor that is then served from, proves
     // the archive is the one the manifest describes, so the seeder can start without
     // hashing every piece again, and that no crash tore it after packing (it is not
     // fsynced).
     const archive = await PublishedArchive.openVerified(archivePath, manifest)
-    return archive && { manifest, archivePath, archive, manifestPath }
+    return archive && { manifest, archivePath, archive }
   } catch {
     return undefined
   }

@@ -1,10 +1,7 @@
-import { createHash } from 'node:crypto'
-import { type BigIntStats, constants } from 'node:fs'
-import { type FileHandle, open } from 'node:fs/promises'
+import type { BigIntStats } from 'node:fs'
+import type { FileHandle } from 'node:fs/promises'
 import { errnoOf, ImageSwarmError } from '@imageswarm/core'
-
-/** Bytes read at a time when hashing: large sequential reads run at disk speed. */
-const HASH_READ_BYTES = 1 << 20
+import { describeChange, hashHandle, openNoFollow, type ServedFile } from './held-file.js'
 
 /**
  * A published archive, held open from the moment it was checked against its manifest
@@ -16,7 +13,7 @@ const HASH_READ_BYTES = 1 << 20
  * Opened with O_NOFOLLOW: a symlink at the archive's path is never followed, whatever it
  * points at.
  */
-export class PublishedArchive {
+export class PublishedArchive implements ServedFile {
   readonly path: string
   readonly size: number
   readonly sha256: string
@@ -150,32 +147,6 @@ export class PublishedArchive {
     this.#closed = true
     await this.#handle.close()
   }
-}
-
-async function openNoFollow(path: string): Promise<FileHandle> {
-  return open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
-}
-
-async function hashHandle(handle: FileHandle, size: number): Promise<string> {
-  const hash = createHash('sha256')
-  const buffer = Buffer.allocUnsafe(HASH_READ_BYTES)
-  let position = 0
-  while (position < size) {
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, position)
-    if (bytesRead === 0) break
-    hash.update(buffer.subarray(0, bytesRead))
-    position += bytesRead
-  }
-  return hash.digest('hex')
-}
-
-function describeChange(then: BigIntStats, now: BigIntStats): string | undefined {
-  if (now.size !== then.size) return `its size is ${now.size} bytes, not ${then.size}`
-  if (now.mtimeNs !== then.mtimeNs) return 'it was written to (its mtime changed)'
-  if (now.ctimeNs !== then.ctimeNs && now.nlink === then.nlink) {
-    return 'its inode changed (its ctime moved)'
-  }
-  return undefined
 }
 
 function archiveGone(path: string, why: string): ImageSwarmError {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { ImageSwarmError } from '@imageswarm/core'
 import { parseByteRange } from './byte-ranges.js'
-import type { PublishedArchive } from './published-archive.js'
+import type { ServedFile } from './held-file.js'
 import { paceBytes, type UploadBudget } from './upload-budget.js'
 
 export interface WebSeedOptions {
@@ -12,6 +12,12 @@ export interface WebSeedOptions {
   /** Told, with what changed and where, of every request that finds the archive changed. */
   onChanged: (error: ImageSwarmError) => void
   sendError: (res: ServerResponse, status: number, error: ImageSwarmError) => void
+  /**
+   * What a client is told when the file changed since it was opened (the details go to
+   * `onChanged`, for the log); default: the archive's `E_SERVER_ARCHIVE_CHANGED`, saying
+   * the image must be republished.
+   */
+  changedAnswer?: (path: string | undefined) => ImageSwarmError
 }
 
 /**
@@ -22,9 +28,12 @@ export interface WebSeedOptions {
  * archive changed in place since publishing is refused with `E_SERVER_ARCHIVE_CHANGED`
  * (500); one that changes during a transfer has its connection cut, so the client does
  * not take a torn range for a whole one.
+ *
+ * Any other file held open the same way (`ServedFile`: boot files, override archives) is
+ * served by the same code.
  */
 export async function serveArchive(
-  archive: PublishedArchive,
+  archive: ServedFile,
   req: IncomingMessage,
   res: ServerResponse,
   options: WebSeedOptions,
@@ -32,19 +41,7 @@ export async function serveArchive(
   const changed = await archive.check()
   if (changed) {
     options.onChanged(changed)
-    options.sendError(
-      res,
-      500,
-      new ImageSwarmError(
-        'E_SERVER_ARCHIVE_CHANGED',
-        "the server's archive of this image changed since it was published: it no longer matches the manifest",
-        {
-          operation: 'serve archive',
-          path: req.url,
-          hint: "the server's administrator must republish the image; then install again",
-        },
-      ),
-    )
+    options.sendError(res, 500, (options.changedAnswer ?? archiveChanged)(req.url))
     return
   }
   const headers: Record<string, string | number> = {
@@ -113,8 +110,20 @@ export async function serveArchive(
   }
 }
 
+function archiveChanged(path: string | undefined): ImageSwarmError {
+  return new ImageSwarmError(
+    'E_SERVER_ARCHIVE_CHANGED',
+    "the server's archive of this image changed since it was published: it no longer matches the manifest",
+    {
+      operation: 'serve archive',
+      ...(path === undefined ? {} : { path }),
+      hint: "the server's administrator must republish the image; then install again",
+    },
+  )
+}
+
 /** The range to send: none (the whole archive) unless asked for and `If-Range` agrees. */
-function rangeRequested(req: IncomingMessage, archive: PublishedArchive) {
+function rangeRequested(req: IncomingMessage, archive: ServedFile) {
   const range = parseByteRange(req.headers.range, archive.size)
   if (range === undefined) return undefined
   const ifRange = req.headers['if-range']
@@ -128,7 +137,7 @@ function rangeRequested(req: IncomingMessage, archive: PublishedArchive) {
   return date === Math.floor(archive.lastModified.getTime() / 1000) * 1000 ? range : undefined
 }
 
-function notModified(req: IncomingMessage, archive: PublishedArchive): boolean {
+function notModified(req: IncomingMessage, archive: ServedFile): boolean {
   const ifNoneMatch = req.headers['if-none-match']
   if (ifNoneMatch !== undefined) {
     return ifNoneMatch

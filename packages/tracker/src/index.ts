@@ -1,4 +1,5 @@
 export { resolveTrackerConfig, type TrackerConfig, TrackerConfigSchema } from './config.js'
+export { clientAddress } from './credentials.js'
 export type { HistoryColumn, HistorySeries } from './history.js'
 export type { ApiErrorCode } from './http-reply.js'
 export type { AnnounceSighting, NodeView } from './node-record.js'

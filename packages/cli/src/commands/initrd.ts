@@ -24,6 +24,9 @@ export interface InitrdFlags {
   compressionLevel?: number
   cacheDir: string
   installerBundle?: string
+  /** buildInitrd's `trustRoot`: the root.pub baked in. */
+  trustRoot?: string
+  minKeyListVersion?: number
 }
 
 /** `imageswarm initrd`'s flags. */
@@ -57,6 +60,15 @@ export function addInitrdOptions(command: Command): Command {
       new Option('--cache-dir <dir>', 'where downloaded kernel packages are kept')
         .default(DEFAULT_KERNEL_CACHE)
         .env('IMAGESWARM_KERNEL_CACHE'),
+    )
+    .option(
+      '--trust-root <file>',
+      'root public key (keys/root.pub) baked into the ramdisk: nodes install signed images only',
+    )
+    .option(
+      '--min-key-list-version <n>',
+      'with --trust-root: the lowest key list version nodes accept (raise it after a revocation)',
+      integerFlag('--min-key-list-version', 1, Number.MAX_SAFE_INTEGER),
     )
     .option(
       '--installer-bundle <file>',
@@ -97,6 +109,10 @@ export async function runInitrd(flags: InitrdFlags, logger: Logger): Promise<voi
     cacheDir: flags.cacheDir,
     compression: flags.compression,
     compressionLevel: flags.compressionLevel,
+    ...(flags.trustRoot === undefined ? {} : { trustRoot: flags.trustRoot }),
+    ...(flags.minKeyListVersion === undefined
+      ? {}
+      : { minKeyListVersion: flags.minKeyListVersion }),
     logger,
   })
   const { manifest } = result
@@ -105,6 +121,11 @@ export async function runInitrd(flags: InitrdFlags, logger: Logger): Promise<voi
       `${result.vmlinuz}\t${manifest.vmlinuz.bytes}\tkernel ${manifest.contents.kernel.release}`,
       `${result.initrd}\t${manifest.initrd.bytes}\tsha256 ${manifest.initrd.sha256}`,
       `${result.manifestPath}\t${manifest.contents.program.kind} ${manifest.contents.program.path}`,
+      ...(manifest.contents.trust
+        ? [
+            `${manifest.contents.trust.path}\troot key ${manifest.contents.trust.rootKeyId}${manifest.contents.trust.minKeyListVersion === undefined ? '' : `, key list version ${manifest.contents.trust.minKeyListVersion} or later`}: signed images only`,
+          ]
+        : []),
       '',
     ].join('\n'),
   )

@@ -1,7 +1,9 @@
 import {
+  type ClientConfig,
   ClientConfigSchema,
   INSTALL_PARAMETERS,
   installImage,
+  loadTrustRoot,
   type ParameterSpec,
   resolveInstallParameters,
 } from '@imageswarm/client'
@@ -16,7 +18,8 @@ import { chooseOutputMode, createInstallRenderer } from '../install-renderer.js'
 const HELP: Record<string, string> = {
   server: 'image server: address, address:port or URL',
   image: 'image name',
-  staging: 'download directory, or auto: tmpfs when memory allows, else the target disk',
+  staging:
+    'download directory, or auto (tmpfs when memory allows, else the target disk), tmpfs or target',
   target: 'root of the system being installed',
   memoryReserve: 'memory auto staging leaves free beside the archive',
   cache: 'local directory or partition (/dev/sdX, LABEL=...) keeping archives across boots',
@@ -31,8 +34,15 @@ const HELP: Record<string, string> = {
   'swarm.uploadSlots': 'peers uploaded to at once',
   'swarm.uploadLimit': 'upload limit, e.g. 50M (bytes/s)',
   'swarm.downloadLimit': 'download limit, e.g. 50M (bytes/s)',
+  downloadProtocol:
+    'torrent (the swarm), or http: one plain HTTP GET from the server, no swarm (a baseline)',
   report: 'report status to the server’s dashboard',
   force: 'install into a target root that is not empty',
+  trustRoot: 'root public key file (root.pub): install only images signed under it (docs/trust.md)',
+  trustRootKey: 'root public key as its RW… line: only with --insecure-test-mode',
+  insecureTestMode: 'accept --trust-root-key (tests only: logged as insecure)',
+  minSerial: 'refuse an image serial below this (rollback), with a trust root',
+  minKeyListVersion: 'refuse a key list version below this, with a trust root',
 }
 
 /** The schema's defaults: what every setting is when nobody gives it. */
@@ -106,7 +116,8 @@ export async function runInstall(flags: InstallFlags, logger: Logger): Promise<v
     kernel: await readKernelCmdline(flags.cmdline),
   })
   if (flags.printConfig) {
-    process.stdout.write(`${JSON.stringify({ config, sources }, null, 2)}\n`)
+    const trust = await describeTrust(config)
+    process.stdout.write(`${JSON.stringify({ config, sources, trust }, null, 2)}\n`)
     return
   }
   const interrupt = new AbortController()
@@ -128,5 +139,34 @@ export async function runInstall(flags: InstallFlags, logger: Logger): Promise<v
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
+  }
+}
+
+/** `--print-config`'s account of what the node trusts: the root key's id, or the problem. */
+async function describeTrust(config: ClientConfig): Promise<Record<string, unknown>> {
+  if (config.trustRoot === undefined && config.trustRootKey === undefined) {
+    return { signedImagesOnly: false, note: 'no trust root: unsigned images are installed' }
+  }
+  const floors = {
+    ...(config.minSerial === undefined ? {} : { minSerial: config.minSerial }),
+    ...(config.minKeyListVersion === undefined
+      ? {}
+      : { minKeyListVersion: config.minKeyListVersion }),
+  }
+  try {
+    const root = await loadTrustRoot(config)
+    return {
+      signedImagesOnly: true,
+      rootKeyId: root?.publicKey.keyId,
+      source: root?.source,
+      insecureTestMode: root?.testMode ?? false,
+      ...floors,
+    }
+  } catch (err) {
+    return {
+      signedImagesOnly: true,
+      error: err instanceof ImageSwarmError ? `${err.code}: ${err.message}` : String(err),
+      ...floors,
+    }
   }
 }

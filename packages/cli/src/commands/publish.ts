@@ -1,5 +1,5 @@
 import type { Logger } from '@imageswarm/core'
-import { publishImage } from '@imageswarm/seeder'
+import { ManifestSigner, publishImage } from '@imageswarm/seeder'
 import { firstLanAddress } from '../server.js'
 import { lockStateDirectories, type PublishingFlags, seederConfigFrom } from './serve.js'
 
@@ -16,6 +16,14 @@ export async function runPublish(flags: PublishFlags, logger: Logger): Promise<v
   // A server running on these directories would have archives rewritten under it.
   const lock = await lockStateDirectories(config, 'publish')
   try {
+    const signer =
+      config.keys === undefined
+        ? undefined
+        : await ManifestSigner.open({
+            keys: config.keys,
+            manifestLifetime: config.manifestLifetime,
+            logger: logger.child({ component: 'signing' }),
+          })
     for (const image of flags.image) {
       const published = await publishImage({
         image,
@@ -23,6 +31,7 @@ export async function runPublish(flags: PublishFlags, logger: Logger): Promise<v
         serverUrl,
         update: flags.updateImage,
         logger: logger.child({ image }),
+        ...(signer ? { signer } : {}),
       })
       await published.archive.close()
       process.stdout.write(

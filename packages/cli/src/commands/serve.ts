@@ -1,5 +1,7 @@
 import type { Compression, Logger } from '@imageswarm/core'
 import {
+  type InstallRoutesConfig,
+  resolveInstallRoutesConfig,
   resolveSeederConfig,
   type SeederConfig,
   StateLock,
@@ -18,6 +20,10 @@ export interface PublishingFlags {
   compressionLevel?: number
   excludeFile?: string
   pieceLength?: number
+  /** The seeder's `keys`: the key directory that signs manifests. */
+  keys?: string
+  /** The seeder's `manifestLifetime`, in seconds. */
+  manifestLifetime?: number
 }
 
 export interface ServeFlags extends PublishingFlags {
@@ -37,6 +43,11 @@ export interface ServeFlags extends PublishingFlags {
   /** False with --no-first-copy. */
   firstCopy: boolean
   pidFile: string
+  bootDir: string
+  bootImage?: string
+  bootAppend?: string
+  scriptsDir: string
+  overridesDir: string
 }
 
 /** The seeder's config from the flags: each flag and its config key share one name. */
@@ -49,12 +60,25 @@ export function seederConfigFrom(flags: PublishingFlags & Partial<ServeFlags>): 
     ...(flags.compressionLevel === undefined ? {} : { compressionLevel: flags.compressionLevel }),
     ...(flags.excludeFile === undefined ? {} : { excludeFile: flags.excludeFile }),
     ...(flags.pieceLength === undefined ? {} : { pieceLength: flags.pieceLength }),
+    ...(flags.keys === undefined ? {} : { keys: flags.keys }),
+    ...(flags.manifestLifetime === undefined ? {} : { manifestLifetime: flags.manifestLifetime }),
     ...(flags.torrentPort === undefined ? {} : { torrentPort: flags.torrentPort }),
     swarm: {
       ...(flags.firstCopy === undefined ? {} : { firstCopy: flags.firstCopy }),
       ...(flags.maxConnections === undefined ? {} : { maxConnections: flags.maxConnections }),
       ...(flags.uploadLimit === undefined ? {} : { uploadLimit: flags.uploadLimit }),
     },
+  })
+}
+
+/** What bare nodes are handed besides the image (boot files, node config): see InstallRoutes. */
+export function installRoutesConfigFrom(flags: ServeFlags): InstallRoutesConfig {
+  return resolveInstallRoutesConfig({
+    bootDir: flags.bootDir,
+    scriptsDir: flags.scriptsDir,
+    overridesDir: flags.overridesDir,
+    ...(flags.bootImage === undefined ? {} : { bootImage: flags.bootImage }),
+    ...(flags.bootAppend === undefined ? {} : { bootAppend: flags.bootAppend }),
   })
 }
 
@@ -76,6 +100,7 @@ export async function runServe(flags: ServeFlags, logger: Logger): Promise<void>
   const server = new ImageServer({
     images: flags.image,
     seeder,
+    install: installRoutesConfigFrom(flags),
     tracker: {
       ...(flags.announceInterval === undefined
         ? {}

@@ -9,6 +9,7 @@ export {
   type TreeNode,
 } from './compare-trees.js'
 export { buildFidelityTree, FIDELITY_COMMANDS, NON_UTF8_NAME, SPARSE_SIZE } from './fixture-tree.js'
+export { type KeyDirectoryFixture, writeKeyDirectoryFixture } from './key-directory-fixture.js'
 export {
   hasCommand,
   isRoot,

@@ -1,10 +1,22 @@
-import { chmod, copyFile, mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises'
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+} from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import {
+  errnoOf,
   ImageSwarmError,
   type Logger,
+  parsePublicKeyFile,
   sha256File,
   TOOL_PACKAGES,
   writeFileAtomically,
@@ -52,6 +64,17 @@ export interface BuildInitrdOptions {
   mtime?: number
   /** Where the staging tree is made; default the system's temporary directory. */
   workDir?: string
+  /**
+   * The root public key (`root.pub` of `imageswarm key generate`) the node trusts: copied
+   * to RAMDISK_TRUST_ROOT and made the installer's trust root, so the node installs signed
+   * images only (docs/trust.md). The kernel command line cannot replace or remove it.
+   */
+  trustRoot?: string
+  /**
+   * The lowest key list version the node accepts (with `trustRoot`): the floor a node
+   * without any record starts from; raise it after revoking a key.
+   */
+  minKeyListVersion?: number
   logger?: Logger
 }
 
@@ -70,6 +93,16 @@ export const RAMDISK_PROGRAM_PATHS: Readonly<Record<InstallerProgramKind, string
   installer: 'usr/lib/imageswarm/imageswarm-installer.mjs',
   'install-only': 'usr/lib/imageswarm/imageswarm-install.mjs',
 }
+
+/** Where `trustRoot` goes in the ramdisk. */
+export const RAMDISK_TRUST_ROOT = 'etc/imageswarm/root.pub'
+
+/**
+ * Settings baked into the ramdisk: `KEY=value` lines that /init's run_installer exports for
+ * the installer (imageswarm-lib.sh). The environment wins over the kernel command line, so
+ * whoever answers the node's network boot cannot replace them.
+ */
+export const RAMDISK_INSTALLER_ENV = 'etc/imageswarm/installer.env'
 
 /**
  * Builds the installer ramdisk: writes `output/vmlinuz`, `output/initrd.img` and
@@ -96,6 +129,7 @@ export async function buildInitrd(options: BuildInitrdOptions): Promise<BuildIni
     'run pnpm build, or pass --installer-bundle FILE',
   )
   await requireFile(node, 'node binary', 'pass the path of a node binary (version 20 or later)')
+  const trust = await readTrustRoot(options)
   const [cpio, compressor, depmod, ldd] = await Promise.all([
     findHostTool('cpio', 'cpio'),
     findHostTool(compression, TOOL_PACKAGES[compression]),
@@ -204,6 +238,20 @@ export async function buildInitrd(options: BuildInitrdOptions): Promise<BuildIni
       await tree.copyFile(legal, `${programPath}.LEGAL.txt`, 0o644)
     }
     await addEtcFiles(tree)
+    if (trust) {
+      await tree.addFile(RAMDISK_TRUST_ROOT, trust.text)
+      await tree.addFile(
+        RAMDISK_INSTALLER_ENV,
+        [
+          '# Baked in by imageswarm initrd --trust-root: the installer installs signed images only.',
+          `IMAGESWARM_TRUST_ROOT=/${RAMDISK_TRUST_ROOT}`,
+          ...(options.minKeyListVersion === undefined
+            ? []
+            : [`IMAGESWARM_MIN_KEY_LIST_VERSION=${options.minKeyListVersion}`]),
+          '',
+        ].join('\n'),
+      )
+    }
     if (!(await addConsoleDevice(tree))) {
       logger?.warn(
         'not root: /dev/console is left out of the ramdisk; the kernel’s built-in initramfs provides it on Debian kernels',
@@ -225,6 +273,17 @@ export async function buildInitrd(options: BuildInitrdOptions): Promise<BuildIni
       libraries: [...libraries].sort(),
       modules: { count: modules.count, bytes: modules.bytes, unmatchedPatterns: modules.unmatched },
       busyboxApplets: applets,
+      ...(trust
+        ? {
+            trust: {
+              rootKeyId: trust.keyId,
+              path: `/${RAMDISK_TRUST_ROOT}`,
+              ...(options.minKeyListVersion === undefined
+                ? {}
+                : { minKeyListVersion: options.minKeyListVersion }),
+            },
+          }
+        : {}),
       unpackedBytes: 0,
     }
     contents.unpackedBytes =
@@ -276,6 +335,40 @@ export async function buildInitrd(options: BuildInitrdOptions): Promise<BuildIni
     await rm(partial('initrd.img'), { force: true })
     await rm(partial('vmlinuz'), { force: true })
   }
+}
+
+/** The root key file, checked to be a minisign public key before any work is done. */
+async function readTrustRoot(
+  options: BuildInitrdOptions,
+): Promise<{ text: string; keyId: string } | undefined> {
+  if (options.trustRoot === undefined) {
+    if (options.minKeyListVersion !== undefined) {
+      throw new ImageSwarmError('E_USAGE', '--min-key-list-version needs --trust-root', {
+        operation: 'build initrd',
+        path: '--min-key-list-version',
+        hint: 'a key list floor means something only to a node that checks key lists: give --trust-root keys/root.pub too',
+      })
+    }
+    return undefined
+  }
+  let text: string
+  try {
+    text = await readFile(options.trustRoot, 'utf8')
+  } catch (err) {
+    throw new ImageSwarmError(
+      'E_KEY_FILE_INVALID',
+      `trust root ${options.trustRoot} cannot be read (${errnoOf(err) ?? String(err)})`,
+      {
+        operation: 'build initrd',
+        path: options.trustRoot,
+        hint: 'give the root.pub that imageswarm key generate wrote',
+        cause: err,
+      },
+    )
+  }
+  // A minisign public key, or E_KEY_FILE_INVALID naming the file.
+  const { keyId } = parsePublicKeyFile(text, options.trustRoot)
+  return { text, keyId }
 }
 
 async function requireFile(path: string, what: string, hint: string): Promise<void> {

@@ -44,6 +44,8 @@ export interface RamdiskContents {
   libraries: string[]
   modules: { count: number; bytes: number; unmatchedPatterns: string[] }
   busyboxApplets: number
+  /** The root key the installer trusts (`imageswarm initrd --trust-root`), if one is baked in. */
+  trust?: { rootKeyId: string; path: string; minKeyListVersion?: number }
   /** Bytes of all regular files: the memory the unpacked ramdisk takes on the node. */
   unpackedBytes: number
 }

@@ -1,0 +1,60 @@
+import { mkdir, rm, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fetchInstallFile, formatMiB, type ServerRequestOptions } from '@imageswarm/client'
+import { extractArchive, type Logger, overridePath } from '@imageswarm/core'
+import type { InstallerConsole } from './installer-console.js'
+
+/**
+ * The largest override archive the installer takes. Overrides are configuration trees
+ * (SystemImager's overrides/NAME: a few files per group or node); the archive is held in
+ * memory while it is written to the work directory, which is memory too in the ramdisk.
+ */
+export const OVERRIDE_SIZE_LIMIT = 256 * 1024 * 1024
+
+/**
+ * Copies each override over the installed system, in order, the last one winning:
+ * `GET /install/overrides/NAME.tar`, extracted by core's extractArchive with every
+ * metadata (owners, modes, times, xattrs) and its checks on each member's path. An override
+ * the server does not have (404) is said and skipped, as SystemImager's rsync of a missing
+ * overrides/NAME only logs it. Returns the names applied.
+ */
+export async function applyOverrides(options: {
+  names: readonly string[]
+  target: string
+  workDir: string
+  request: ServerRequestOptions
+  console: InstallerConsole
+  logger: Logger
+}): Promise<string[]> {
+  const applied: string[] = []
+  for (const name of options.names) {
+    const archive = await fetchInstallFile(
+      overridePath(name),
+      `override ${name}`,
+      OVERRIDE_SIZE_LIMIT,
+      options.request,
+    )
+    if (archive === undefined) {
+      options.console.say(`override ${name}: the server has none, skipped`)
+      options.logger.warn({ override: name }, 'override not on the server; skipped')
+      continue
+    }
+    await mkdir(options.workDir, { recursive: true })
+    const file = join(options.workDir, `override-${name}.tar`)
+    try {
+      await writeFile(file, archive)
+      const { entries } = await extractArchive({
+        archive: file,
+        target: options.target,
+        logger: options.logger,
+      })
+      options.console.say(
+        `override ${name}: ${entries} entries (${formatMiB(archive.byteLength)}) copied over the image`,
+      )
+    } finally {
+      await rm(file, { force: true })
+    }
+    applied.push(name)
+  }
+  return applied
+}
