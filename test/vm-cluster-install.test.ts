@@ -34,6 +34,7 @@ import {
   parseBootStages,
   planNodes,
   readPartitionTable,
+  skipReason,
   stageOffsets,
   startDnsmasq,
   startVm,
@@ -75,8 +76,7 @@ async function missingRequirement(): Promise<string | undefined> {
   return undefined
 }
 
-const missing = await missingRequirement()
-if (missing) console.warn(`VM cluster install tests skipped: ${missing}`)
+const missing = skipReason('VM cluster install tests', await missingRequirement())
 
 // Bounds, not expectations. Measured here under TCG on two loaded cores: the ramdisk build
 // 10-30 s, publishing the 274 MB image 20-90 s, one install 1.5-4 min of wall time (the
@@ -116,6 +116,8 @@ const WRITTEN_ON_PURPOSE: readonly { path: string; allows: RegExp; why: string }
   { path: 'etc/imageswarm-rack1.txt', allows: /^only in target$/, why: 'override rack1' },
   { path: 'etc/imageswarm-server-script.txt', allows: /^only in target$/, why: 'post-install' },
   { path: 'etc/imageswarm-post-install.txt', allows: /^only in target$/, why: 'post-install' },
+  // With a trust root: what the node runs, and the floor for its next install.
+  { path: 'etc/imageswarm/installed.json', allows: /^only in target$/, why: 'signed image' },
   // Directories where a file was made: their mtime changes.
   { path: 'etc', allows: /^mtimeNs /, why: 'hosts and the site’s files made in it' },
   { path: 'boot/grub', allows: /^mtimeNs /, why: 'grub-install and grub-mkconfig' },
@@ -276,6 +278,7 @@ describe.skipIf(Boolean(missing))('installing network-booted VMs with imageswarm
   const usage = new ResourceSampler()
   let work: string
   let boot: string
+  let keys: string
   let imagesDir: string
   let net: TestNetwork | undefined
   let serverUrl: string
@@ -356,6 +359,12 @@ describe.skipIf(Boolean(missing))('installing network-booted VMs with imageswarm
       // The ramdisk is built while the image is copied and published; serve hands out the
       // boot files once they are there. zstd level 3: the VMs unpack it as fast as level 9's
       // and it builds in 1.5 s instead of 7.5 s (packages/installer's README).
+      // The server signs (serve --keys) and the ramdisk trusts its root key (initrd
+      // --trust-root): every node installs signed images and signed node configs only.
+      keys = join(work, 'keys')
+      await run(process.execPath, [CLI, 'key', 'generate', '--output', keys], {
+        timeout: BUILD_TIMEOUT_MS,
+      })
       const built = Date.now()
       const building = run(
         process.execPath,
@@ -368,6 +377,8 @@ describe.skipIf(Boolean(missing))('installing network-booted VMs with imageswarm
           INSTALLER_BUNDLE,
           '--compression-level',
           '3',
+          '--trust-root',
+          join(keys, 'root.pub'),
         ],
         { timeout: BUILD_TIMEOUT_MS, maxBuffer: 16 << 20 },
       ).then(
@@ -402,6 +413,7 @@ describe.skipIf(Boolean(missing))('installing network-booted VMs with imageswarm
         // The small image first: it is published while the large one waits its turn.
         images: ['nokernel', 'bootable'],
         bootDir: boot,
+        keys,
         // Failures power the node off at once: the test reads the console, not a shell.
         bootAppend: 'imageswarm.on-failure=poweroff imageswarm.failure-delay=0',
       })
@@ -538,6 +550,8 @@ describe.skipIf(Boolean(missing))('installing network-booted VMs with imageswarm
           /iPXE \(PCI [^)]*\) starting execution|iPXE initialising devices/,
           / : \d+ bytes \[script\]/,
           /^imageswarm: \[[\d.]+\] installer ramdisk on kernel /,
+          /^imageswarm: \[[\d.]+\] signed images only: root key \/etc\/imageswarm\/root\.pub \(baked into this ramdisk\)$/,
+          /^imageswarm: \[[\d.]+\] node config signed by key [0-9A-F]{16} \(key list version 1\), for this node's MAC and serial 1; /,
           /^imageswarm: \[[\d.]+\] installing image bootable from http:\/\/[\d.]+:6969 onto this node \(BIOS, post action reboot\)$/,
           new RegExp(
             `^imageswarm: \\[[\\d.]+\\] node config: host name ${name}, groups rack1, layout default, overrides ${overrides}, 2 post-install scripts$`,
@@ -560,6 +574,7 @@ describe.skipIf(Boolean(missing))('installing network-booted VMs with imageswarm
           /^imageswarm: \[[\d.]+\] post-install: running 10all\.hello \(the server\)$/,
           /^imageswarm: \[[\d.]+\] post-install: running 20rack1\.group \(the server\)$/,
           /^imageswarm: \[[\d.]+\] post-install scripts done: 10-record, 10all\.hello, 20rack1\.group$/,
+          /^imageswarm: \[[\d.]+\] signed image: serial 1, signing key [0-9A-F]{16}, key list version 1 /,
           /^imageswarm: \[[\d.]+\] rebooting into the installed system$/,
         ]) {
           expect(said(step), `${name}: console line ${step}`).toBe(true)
@@ -648,6 +663,9 @@ describe.skipIf(Boolean(missing))('installing network-booted VMs with imageswarm
           expect(grubCfg).toContain(`root=UUID=${rootUuid}`)
           expect(existsSync(join(root.path, 'boot/grub/i386-pc/core.img'))).toBe(true)
           expect(existsSync(join(root.path, 'tmp/post-install'))).toBe(false)
+          expect(
+            JSON.parse(await readFile(join(root.path, 'etc/imageswarm/installed.json'), 'utf8')),
+          ).toMatchObject({ image: 'bootable', serial: 1 })
           expect(existsSync(join(root.path, '.imageswarm-incomplete'))).toBe(false)
         } finally {
           await root.unmount()

@@ -19,6 +19,7 @@ import {
   qemuArgs,
   readPartitionTable,
   run,
+  skipReason,
   stageOffsets,
   startDnsmasq,
   startVm,
@@ -28,8 +29,10 @@ import {
 } from './helpers/vm-cluster.js'
 
 const kernelFound = await findTestKernel()
-const missing = (await missingVmSupport()) ?? ('missing' in kernelFound ? kernelFound.missing : '')
-if (missing) console.warn(`VM harness tests skipped: ${missing}`)
+const missing = skipReason(
+  'VM harness tests',
+  (await missingVmSupport()) ?? ('missing' in kernelFound ? kernelFound.missing : undefined),
+)
 const testKernel = kernelFound as TestKernel
 
 // Bounds, not expectations: under TCG on two loaded cores a network boot of the small

@@ -102,8 +102,9 @@ export async function buildRamdisk(dir) {
  * ramdisk; stopped at the network's teardown (or by `stop()`). Resolves once every image is
  * published.
  * @param {import('./vm-network.mjs').TestNetwork} network
- * @param {{ dir: string, images: string[], bootDir: string, bootAppend?: string, uploadLimit?: string, scriptsDir?: string, overridesDir?: string, onLog?: (record: any) => void }} options
- *   dir holds images/ (the roots), and gets tarballs/, torrents/ and serve.pid
+ * @param {{ dir: string, images: string[], bootDir: string, bootAppend?: string, uploadLimit?: string, keys?: string, scriptsDir?: string, overridesDir?: string, onLog?: (record: any) => void }} options
+ *   dir holds images/ (the roots), and gets tarballs/, torrents/ and serve.pid; keys signs
+ *   the manifests and node configs (serve --keys)
  */
 export async function serveImages(network, options) {
   await mkdir(join(options.dir, 'tarballs'), { recursive: true })
@@ -121,7 +122,10 @@ export async function serveImages(network, options) {
     scriptsDir: options.scriptsDir ?? join(options.dir, 'scripts'),
     overridesDir: options.overridesDir ?? join(options.dir, 'overrides'),
     ...(options.bootAppend ? { bootAppend: options.bootAppend } : {}),
-    args: options.uploadLimit ? ['--upload-limit', options.uploadLimit] : [],
+    args: [
+      ...(options.uploadLimit ? ['--upload-limit', options.uploadLimit] : []),
+      ...(options.keys ? ['--keys', options.keys] : []),
+    ],
     readyTimeoutMs: 900_000,
     onLog: options.onLog,
   })

@@ -46,3 +46,17 @@ export async function findTestKernel(): Promise<TestKernel | { missing: string }
     release,
   }
 }
+
+/**
+ * Skips a VM test file with a clear message where VMs cannot run here, or fails it where
+ * they must (`IMAGESWARM_REQUIRE_VMS=1`, set by CI, whose setup installs everything they
+ * need): a CI machine that lost QEMU must not pass by skipping the installer's tests.
+ */
+export function skipReason(what: string, missing: string | undefined): string | undefined {
+  if (!missing) return undefined
+  if (process.env.IMAGESWARM_REQUIRE_VMS === '1') {
+    throw new Error(`${what} cannot run, and IMAGESWARM_REQUIRE_VMS=1: ${missing}`)
+  }
+  console.warn(`${what} skipped: ${missing}`)
+  return missing
+}

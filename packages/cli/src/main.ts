@@ -58,6 +58,18 @@ function addPublishingOptions(command: Command): Command {
       'seconds a signed manifest is accepted (default 604800, 7 days; serve signs again at half)',
       integerFlag('--manifest-lifetime', 1, 366 * 24 * 60 * 60),
     )
+    .addOption(
+      new Option(
+        '--encrypt',
+        'encrypt every archive for the groups in --group-keys (needs --keys; docs/trust.md)',
+      ).env('IMAGESWARM_ENCRYPT'),
+    )
+    .addOption(
+      new Option(
+        '--group-keys <dir>',
+        'group key directory (imageswarm key group add NAME --group-keys DIR); serve hands keys out at /keys/groups/NAME',
+      ).env('IMAGESWARM_GROUP_KEYS_DIR'),
+    )
 }
 
 export function buildProgram(): Command {

@@ -1,8 +1,16 @@
 import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { networkInterfaces } from 'node:os'
-import { ImageSwarmError, type Logger, type ServerDescription, WIRE } from '@imageswarm/core'
 import {
+  type GroupKey,
+  ImageSwarmError,
+  type Logger,
+  readGroupKeys,
+  type ServerDescription,
+  WIRE,
+} from '@imageswarm/core'
+import {
+  GroupKeyRoutes,
   handleImageRequest,
   handleKeyListRequest,
   ImageCatalog,
@@ -64,6 +72,8 @@ export class ImageServer {
   /** With `seeder.keys`: signs every manifest, serves the key list (docs/trust.md). */
   #signer: ManifestSigner | undefined
   #renewal: SignatureRenewal | undefined
+  /** With `seeder.groupKeys`: `GET /keys/groups/NAME` for nodes that prove their secret. */
+  readonly #groupKeys: GroupKeyRoutes | undefined
 
   get #trackerEnabled(): boolean {
     return this.#options.trackerEnabled !== false
@@ -92,6 +102,7 @@ export class ImageServer {
         if (this.#tracker.handleDashboard(req, res)) return
         if (handleImageRequest(this.#catalog, req, res, imageRoutesLogger)) return
         if (handleKeyListRequest(this.#signer, req, res)) return
+        if (this.#groupKeys?.handle(req, res)) return
         if (this.#install?.handle(req, res)) return
         if (req.url === WIRE.health) return sendJson(res, 200, { ok: true })
         if (req.url === WIRE.server) return this.#describe(res)
@@ -108,6 +119,13 @@ export class ImageServer {
       }
     })
     this.#http.keepAliveTimeout = 65_000
+    this.#groupKeys =
+      options.seeder.groupKeys === undefined
+        ? undefined
+        : new GroupKeyRoutes({
+            dir: options.seeder.groupKeys,
+            logger: options.logger.child({ component: 'group keys' }),
+          })
   }
 
   /** `GET /server.json`: where the seeder listens, so clients dial the server themselves
@@ -158,6 +176,14 @@ export class ImageServer {
         logger: logger.child({ component: 'signing' }),
       })
     }
+    // Before listening: --encrypt without a usable group key stops the server here.
+    const encryption = seeder.encrypt ? await encryptionFor(seeder) : undefined
+    if (encryption) {
+      logger.warn(
+        { groups: encryption.groupKeys.map((key) => key.group) },
+        'encrypting archives; group keys are handed out over plain HTTP until HTTPS lands: keep the install network trusted',
+      )
+    }
     // Before listening: a disks layout the installer cannot apply stops the server here
     // (E_LAYOUT_INVALID naming the file), not on every node that would use it.
     // The tracker's rule for a node's address: X-Forwarded-For only with trustProxy.
@@ -169,6 +195,8 @@ export class ImageServer {
       serverUrl: () => this.#url,
       nodeAddress: (req) => clientAddress(req, trustProxy),
       logger: logger.child({ component: 'install routes' }),
+      // Node configs are signed with the manifests' key (docs/trust.md).
+      ...(this.#signer ? { signer: this.#signer } : {}),
     })
     await new Promise<void>((resolve, reject) => {
       this.#http.once('error', (err) => reject(listenError(err, this.#options)))
@@ -200,6 +228,7 @@ export class ImageServer {
           onStage: (stage) => this.#catalog.advance(image, stage),
           ...(signal ? { signal } : {}),
           ...(this.#signer ? { signer: this.#signer } : {}),
+          ...(encryption ? { encryption } : {}),
         })
         this.#catalog.advance(image, 'starting to seed it')
         const { manifest } = published
@@ -249,6 +278,24 @@ export class ImageServer {
     await this.#install?.close()
     await this.#catalog.close()
   }
+}
+
+/**
+ * The groups every archive is encrypted for (`--encrypt --group-keys DIR`): the current
+ * group keys in DIR; none is a usage error (an archive nobody can open).
+ */
+export async function encryptionFor(
+  seeder: SeederConfig,
+): Promise<{ groupKeys: readonly GroupKey[] }> {
+  const dir = seeder.groupKeys
+  const groupKeys = dir === undefined ? [] : await readGroupKeys(dir)
+  if (groupKeys.length === 0) {
+    throw new ImageSwarmError('E_USAGE', `--encrypt: no group keys in ${dir ?? '--group-keys'}`, {
+      path: '--group-keys',
+      hint: 'make one with imageswarm key group add NAME --group-keys DIR',
+    })
+  }
+  return { groupKeys }
 }
 
 export function firstLanAddress(): string | undefined {

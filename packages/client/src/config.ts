@@ -1,4 +1,9 @@
-import { ImageSwarmError, parseImageName, SwarmSettingsSchema } from '@imageswarm/core'
+import {
+  GROUP_NAME_PATTERN,
+  ImageSwarmError,
+  parseImageName,
+  SwarmSettingsSchema,
+} from '@imageswarm/core'
 import { z } from 'zod'
 
 /** The port an imageswarm server listens on unless told otherwise (SystemImager's tracker port). */
@@ -73,6 +78,17 @@ export const ClientConfigSchema = z.object({
   minSerial: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
   /** Refuse a key list version below this, besides the version the node recorded. */
   minKeyListVersion: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+  /**
+   * This node's group (`imageswarm.group=`): whose key opens encrypted images. Default: the
+   * group named in the node secret file.
+   */
+  group: z.string().regex(GROUP_NAME_PATTERN, 'a group name (letters, digits, . _ + -)').optional(),
+  /**
+   * The file holding this node's secret (`imageswarm key node add … --output FILE`), which
+   * fetches its group key from the server. A path, never the secret: the kernel command
+   * line is readable by every process on the node.
+   */
+  nodeSecretFile: z.string().min(1).optional(),
   swarm: SwarmSettingsSchema.default(SwarmSettingsSchema.parse({})),
 })
 

@@ -10,6 +10,13 @@ export {
   STAGING_CHOICES,
 } from './config.js'
 export { formatMiB } from './disk-space.js'
+export {
+  fetchGroupKey,
+  type KeyRequestOptions,
+  openArchiveKey,
+  readNodeSecretFile,
+  requestKeyEndpoint,
+} from './group-key.js'
 export { downloadArchiveOverHttp, type HttpDownloadOptions } from './http-download.js'
 export { CACHE_MOUNT_POINT, ImageCache } from './image-cache.js'
 export {

@@ -2,7 +2,9 @@ import { rm, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
+  type ArchiveKey,
   archivePath as archiveUrlPath,
+  createDecryptStream,
   extractArchive,
   type ImageManifest,
   ImageSwarmError,
@@ -16,6 +18,7 @@ import {
   type TransferTotals,
 } from '@imageswarm/core'
 import type { ClientConfig } from './config.js'
+import { openArchiveKey } from './group-key.js'
 import { downloadArchiveOverHttp } from './http-download.js'
 import { ImageCache } from './image-cache.js'
 import {
@@ -143,6 +146,9 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     const verified = await verifyImage(config, request, logger)
     const manifest = verified?.manifest ?? (await fetchManifest(config.image, request))
     emit({ type: 'manifest', manifest })
+    // An encrypted image: its archive key, before any disk is touched, so a node that cannot
+    // open it stops here with the target untouched.
+    const archiveKey = await archiveKeyFor(manifest, config, Boolean(verified), logger, signal)
     const archiveUrl = serverUrl(config.server, archiveUrlPath(manifest.name, manifest.archiveFile))
     // Over plain HTTP the .torrent is not needed: the manifest's sha256 checks the archive.
     const torrent =
@@ -230,6 +236,19 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
       logger,
       ...(signal ? { signal } : {}),
       onProgress: (bytes, size) => emit({ type: 'extract-progress', bytes, size }),
+      // The ciphertext's sha256 matched the (signed) manifest above; each chunk's tag is
+      // checked on the way to tar, and a failing one stops the gated extraction, which
+      // removes what tar wrote (E_DECRYPT_FAILED).
+      ...(archiveKey
+        ? {
+            decrypt: () =>
+              createDecryptStream(
+                archiveKey,
+                { image: manifest.name, serial: manifest.serial ?? 0 },
+                place?.path ?? manifest.archiveFile,
+              ),
+          }
+        : {}),
     })
     // Removing the marker and our staging changes these directories after tar set them.
     const trusted = verified && trustedInstallOf(verified, config.server)
@@ -339,6 +358,44 @@ async function verifyImage(
     'image signature verified',
   )
   return verified
+}
+
+/**
+ * The archive key of an encrypted image (see openArchiveKey); undefined for a plain one.
+ * Without a trust root the manifest's wrappings are not signed: logged, since then anyone
+ * in the way could hand the node an image encrypted under a key of their own.
+ */
+async function archiveKeyFor(
+  manifest: ImageManifest,
+  config: ClientConfig,
+  verified: boolean,
+  logger: Logger,
+  signal: AbortSignal | undefined,
+): Promise<ArchiveKey | undefined> {
+  if (!manifest.encryption) return undefined
+  if (manifest.serial === undefined) {
+    throw new ImageSwarmError(
+      'E_MANIFEST_INVALID',
+      `the manifest of encrypted image ${manifest.name} has no serial, which its chunks are bound to`,
+      {
+        operation: 'read manifest',
+        path: manifest.name,
+        hint: 'republish the image with serve --encrypt --keys DIR',
+      },
+    )
+  }
+  if (!verified) {
+    logger.warn(
+      { image: manifest.name },
+      'encrypted image without a trust root: its manifest (and the key wrappings in it) is not verified; give the node a root key (--trust-root)',
+    )
+  }
+  return openArchiveKey(
+    manifest,
+    config,
+    { server: config.server, ...(signal ? { signal } : {}) },
+    logger,
+  )
 }
 
 /** Says what the install waits for: logged when the wait starts, then once a minute. */

@@ -202,6 +202,14 @@ export const INSTALL_PARAMETERS: readonly ParameterSpec[] = [
     ['imageswarm.min-key-list-version'],
     'integer',
   ),
+  // Encrypted images: the node's group and the file with its secret (never the secret).
+  spec('group', '--group', ['IMAGESWARM_GROUP'], ['imageswarm.group']),
+  spec(
+    'nodeSecretFile',
+    '--node-secret-file',
+    ['IMAGESWARM_NODE_SECRET_FILE'],
+    ['imageswarm.node-secret-file'],
+  ),
 ]
 
 export interface ParameterInputs {

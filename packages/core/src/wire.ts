@@ -62,6 +62,8 @@ export const BOOT_PATHS = {
 export const INSTALL_PATHS = {
   /** `?image=NAME&mac=MAC&hostname=H&layout=L` → NodeInstallConfig. */
   node: '/install/node.json',
+  /** The same query → the node config's minisign signature (`serve --keys`); 404 unsigned. */
+  nodeSignature: '/install/node.json.minisig',
 } as const
 
 /** An override directory, as a tar archive (`/var/lib/systemimager/overrides/NAME`). */

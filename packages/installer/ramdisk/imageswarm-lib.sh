@@ -67,10 +67,10 @@ exit_meaning() {
 	14) echo "the disks do not fit the layout, or partitioning failed" ;;
 	15) echo "the image cannot be made bootable" ;;
 	16) echo "a post-install script failed" ;;
-	17) echo "the image is not signed, and this node requires signed images" ;;
-	18) echo "the image's signature is not valid: a forged or damaged manifest" ;;
+	17) echo "the image or its node config is not signed, and this node requires signed ones" ;;
+	18) echo "a signature is not valid: a forged or damaged manifest, node config, override or post-install script" ;;
 	19) echo "the image was signed with a revoked key" ;;
-	20) echo "the image's signature or key list has expired" ;;
+	20) echo "the image's signature, its node config or the key list has expired" ;;
 	21) echo "the image is older than the one this node holds (rollback refused)" ;;
 	22) echo "the server's key list is not signed by this node's root key" ;;
 	23) echo "the image could not be decrypted" ;;

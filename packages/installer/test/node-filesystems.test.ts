@@ -1,23 +1,14 @@
-import { DiskLayoutSchema, type Filesystem, ImageSwarmError } from '@imageswarm/core'
+import { DiskLayoutSchema, type Filesystem } from '@imageswarm/core'
 import { describe, expect, it } from 'vitest'
 import { type BlockDisk, chooseInstallDisk, defaultLayout } from '../src/node/default-layout.js'
 import { fstabText, installMountOptions, mkfsCommand, mountOrder } from '../src/node/filesystems.js'
+import { thrown } from './helpers/thrown.js'
 
 const filesystem = (fields: Record<string, unknown>): Filesystem =>
   DiskLayoutSchema.parse({
     disks: [{ dev: '/dev/vda', label: 'gpt', partitions: [{ num: 1, size: '*' }] }],
     filesystems: [{ device: '/dev/vda9', mountPoint: '/', type: 'ext4' }, fields],
   }).filesystems[1] as Filesystem
-
-function thrown(fn: () => unknown): ImageSwarmError {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof ImageSwarmError) return err
-    throw err
-  }
-  throw new Error('expected an ImageSwarmError')
-}
 
 describe('mountOrder', () => {
   it('mounts parents before children and leaves swap out, whatever the layout’s order', () => {

@@ -3,7 +3,7 @@ import { mkdtemp, rm, truncate } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { type Disk, DiskLayoutSchema, type Filesystem, ImageSwarmError } from '@imageswarm/core'
+import { type Disk, DiskLayoutSchema, type Filesystem } from '@imageswarm/core'
 import { describe, expect, it } from 'vitest'
 import { defaultLayout } from '../src/node/default-layout.js'
 import {
@@ -13,6 +13,7 @@ import {
   planPartitions,
   sfdiskScript,
 } from '../src/node/partition-plan.js'
+import { thrown } from './helpers/thrown.js'
 
 const run = promisify(execFile)
 const MiB = 1024 * 1024
@@ -34,16 +35,6 @@ function disk(
 
 const summary = (plan: PartitionPlan) =>
   plan.partitions.map((part) => [part.num, part.start, part.sectors, part.type])
-
-function thrown(fn: () => unknown): ImageSwarmError {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof ImageSwarmError) return err
-    throw err
-  }
-  throw new Error('expected an ImageSwarmError')
-}
 
 describe('planPartitions on gpt', () => {
   it('lays out the default BIOS layout: a 1 MiB BIOS boot partition, then / on the rest', () => {

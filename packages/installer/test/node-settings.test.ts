@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { ImageSwarmError, parseKernelCmdline } from '@imageswarm/core'
+import { parseKernelCmdline } from '@imageswarm/core'
 import { describe, expect, it } from 'vitest'
 import { parseDhcpLease } from '../src/node/dhcp-lease.js'
 import { hostsWithName } from '../src/node/hosts-file.js'
@@ -12,21 +12,12 @@ import {
   shellQuote,
   variablesText,
 } from '../src/node/post-install-plan.js'
+import { thrown } from './helpers/thrown.js'
 
 const run = promisify(execFile)
 
 const settings = (cmdline: string, env: NodeJS.ProcessEnv = {}) =>
   resolveNodeInstallerSettings(parseKernelCmdline(cmdline), env)
-
-function thrown(fn: () => unknown): ImageSwarmError {
-  try {
-    fn()
-  } catch (err) {
-    if (err instanceof ImageSwarmError) return err
-    throw err
-  }
-  throw new Error('expected an ImageSwarmError')
-}
 
 describe('the installer’s kernel parameters', () => {
   it('takes SystemImager 5’s names for the server, image, staging, layout and post action', () => {

@@ -14,7 +14,17 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type Disk, DiskLayoutSchema, ImageSwarmError, silentLogger } from '@imageswarm/core'
+import {
+  type Disk,
+  DiskLayoutSchema,
+  ImageSwarmError,
+  type NodeInstallConfig,
+  parsePublicKeyFile,
+  sha256Hex,
+  signNodeConfig,
+  silentLogger,
+} from '@imageswarm/core'
+import { writeKeyDirectoryFixture } from '@imageswarm/core/testing'
 import { afterEach, describe, expect, it } from 'vitest'
 import { describeDisks, diskOf, listDisks } from '../src/node/block-devices.js'
 import { planBootloader } from '../src/node/boot-requirements.js'
@@ -22,7 +32,9 @@ import { findImageGrub } from '../src/node/bootloader.js'
 import { linkDisksByUuid } from '../src/node/configure-target.js'
 import { defaultLayout } from '../src/node/default-layout.js'
 import { fetchNodeConfig, nodeConfigPath } from '../src/node/node-config.js'
+import { applyOverrides } from '../src/node/overrides.js'
 import { planPartitions } from '../src/node/partition-plan.js'
+import { runPostInstallScripts } from '../src/node/post-install.js'
 import { pathInRoot } from '../src/node/root-path.js'
 import {
   resetMachineId,
@@ -388,6 +400,186 @@ describe('the node config from the server', () => {
     answer = 'not json'
     expect((await thrown(fetchNodeConfig({ image: 'compute' }, request(server)))).message).toBe(
       "the server's node config is invalid: it is not JSON",
+    )
+  })
+})
+
+describe('a signed node config (a node with a trust root)', () => {
+  const MAC = '52:54:00:77:00:01'
+  const quietConsole = { say: () => {} }
+
+  /**
+   * A server with a key list and one signed node config for image compute serial 7, whose
+   * answers a test may replace (`files`: path → body, or 404).
+   */
+  async function signedServer(change: (config: NodeInstallConfig) => NodeInstallConfig = (c) => c) {
+    const dir = await workDir()
+    const now = new Date()
+    const keys = await writeKeyDirectoryFixture(join(dir, 'keys'), { now })
+    const script = Buffer.from('#!/bin/sh\necho signed\n')
+    const config: NodeInstallConfig = {
+      image: 'compute',
+      hostname: 'node1',
+      groups: [],
+      layoutName: null,
+      layout: null,
+      overrides: [],
+      postInstall: ['10all.hello'],
+      signed: {
+        mac: MAC,
+        serial: 7,
+        expires: new Date(now.getTime() + 3_600_000).toISOString(),
+        overrideSha256: {},
+        postInstallSha256: { '10all.hello': sha256Hex(script) },
+      },
+    }
+    const { bytes, signature } = signNodeConfig(change(config), keys.signing)
+    const files = new Map<string, Buffer | 404>([
+      ['/keys.json', await readFile(join(keys.dir, 'keys.json'))],
+      ['/keys.json.minisig', await readFile(join(keys.dir, 'keys.json.minisig'))],
+      ['/install/node.json', bytes],
+      ['/install/node.json.minisig', Buffer.from(signature)],
+      ['/install/post-install/10all.hello', script],
+    ])
+    const server = createServer((req, res) => {
+      const body = files.get(new URL(req.url ?? '/', 'http://x').pathname) ?? 404
+      if (body === 404) res.writeHead(404).end('{"error":{"code":"E_IMAGE_NOT_FOUND"}}')
+      else res.writeHead(200).end(body)
+    })
+    servers.push(server)
+    await new Promise<void>((done) => server.listen(0, '127.0.0.1', done))
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+    const root = parsePublicKeyFile(await readFile(join(keys.dir, 'root.pub'), 'utf8'), 'root.pub')
+    const trust = {
+      root: { publicKey: root, source: 'root.pub', testMode: false },
+      floor: { reasons: [] },
+      serial: 7,
+      logger: silentLogger(),
+    }
+    return { url, files, trust, bytes, dir }
+  }
+  const request = (server: string) => ({ server, connectTimeoutSeconds: 5 })
+
+  it('is taken when it is signed for this node’s MAC, the image and its serial', async () => {
+    const { url, trust } = await signedServer()
+    const fetched = await fetchNodeConfig({ image: 'compute', mac: MAC }, request(url), trust)
+    expect(fetched.source).toBe('server')
+    expect(fetched.signed?.keyListVersion).toBe(1)
+    expect(fetched.config.postInstall).toEqual(['10all.hello'])
+  })
+
+  it('is refused unsigned, missing (an older server), altered, or signed for another MAC, serial or image', async () => {
+    const unsigned = await signedServer()
+    unsigned.files.set('/install/node.json.minisig', 404)
+    const missing = await thrown(
+      fetchNodeConfig({ image: 'compute', mac: MAC }, request(unsigned.url), unsigned.trust),
+    )
+    expect([missing.code, missing.exitCode]).toEqual(['E_SIGNATURE_MISSING', 17])
+
+    unsigned.files.set('/install/node.json', 404)
+    const older = await thrown(
+      fetchNodeConfig({ image: 'compute', mac: MAC }, request(unsigned.url), unsigned.trust),
+    )
+    expect([older.code, older.exitCode]).toEqual(['E_SIGNATURE_MISSING', 17])
+    expect(older.message).toMatch(/no node config .* so no signed one/)
+
+    const altered = await signedServer()
+    altered.files.set(
+      '/install/node.json',
+      Buffer.from(altered.bytes.toString('utf8').replace('"groups": []', '"groups": ["x"]')),
+    )
+    const forged = await thrown(
+      fetchNodeConfig({ image: 'compute', mac: MAC }, request(altered.url), altered.trust),
+    )
+    expect([forged.code, forged.exitCode]).toEqual(['E_SIGNATURE_INVALID', 18])
+
+    const { url, trust } = await signedServer()
+    const other = await thrown(
+      fetchNodeConfig({ image: 'compute', mac: '52:54:00:77:00:02' }, request(url), trust),
+    )
+    expect(other.code).toBe('E_SIGNATURE_INVALID')
+    expect(other.message).toMatch(
+      /is for the node with MAC 52:54:00:77:00:01, not 52:54:00:77:00:02/,
+    )
+    const serial = await thrown(
+      fetchNodeConfig({ image: 'compute', mac: MAC }, request(url), { ...trust, serial: 8 }),
+    )
+    expect(serial.message).toMatch(/is for serial 7 of image compute, not serial 8/)
+    const image = await signedServer((c) => ({ ...c, image: 'login' }))
+    const wrong = await thrown(
+      fetchNodeConfig({ image: 'compute', mac: MAC }, request(image.url), image.trust),
+    )
+    expect(wrong.message).toMatch(/is for image login, not compute/)
+  })
+
+  it('is refused once expired', async () => {
+    const { url, trust } = await signedServer()
+    const later = () => new Date(Date.now() + 2 * 3_600_000)
+    const expired = await thrown(
+      fetchNodeConfig({ image: 'compute', mac: MAC }, request(url), { ...trust, now: later }),
+    )
+    expect([expired.code, expired.exitCode]).toEqual(['E_MANIFEST_EXPIRED', 20])
+  })
+
+  it('stops a post-install script or an override that does not match its digest before it is used', async () => {
+    const { url, files, dir } = await signedServer()
+    files.set('/install/post-install/10all.hello', Buffer.from('#!/bin/sh\necho evil\n'))
+    const target = join(dir, 'target')
+    await mkdir(join(target, 'tmp'), { recursive: true })
+    const err = await thrown(
+      runPostInstallScripts({
+        target,
+        serverScripts: ['10all.hello'],
+        variables: {
+          image: 'compute',
+          server: url,
+          groups: [],
+          overrides: [],
+          layoutName: 'default',
+          postAction: 'reboot',
+        },
+        request: request(url),
+        digests: { '10all.hello': sha256Hex(Buffer.from('#!/bin/sh\necho signed\n')) },
+        console: quietConsole,
+        logger: silentLogger(),
+      }),
+    )
+    expect([err.code, err.exitCode]).toEqual(['E_SIGNATURE_INVALID', 18])
+    expect(err.message).toMatch(
+      /^post-install script 10all.hello \(http:.*\/install\/post-install\/10all.hello\) does not match the signed node config/,
+    )
+    // Nothing was left in the new system, and nothing ran.
+    expect(await stat(join(target, 'tmp', 'post-install')).catch(() => 'absent')).toBe('absent')
+
+    files.set('/install/overrides/site.tar', Buffer.from('not the signed tar'))
+    const override = await thrown(
+      applyOverrides({
+        names: ['site'],
+        target,
+        workDir: join(dir, 'work'),
+        request: request(url),
+        digests: { site: sha256Hex(Buffer.from('the signed tar')) },
+        console: quietConsole,
+        logger: silentLogger(),
+      }),
+    )
+    expect(override.code).toBe('E_SIGNATURE_INVALID')
+    expect(override.message).toMatch(/^override site .* does not match the signed node config/)
+    // A signed config names it, so a 404 is no longer "the site has none".
+    files.set('/install/overrides/site.tar', 404)
+    const gone = await thrown(
+      applyOverrides({
+        names: ['site'],
+        target,
+        workDir: join(dir, 'work'),
+        request: request(url),
+        digests: { site: sha256Hex(Buffer.from('the signed tar')) },
+        console: quietConsole,
+        logger: silentLogger(),
+      }),
+    )
+    expect(gone.message).toMatch(
+      /named in the signed node config, but the server does not serve it/,
     )
   })
 })

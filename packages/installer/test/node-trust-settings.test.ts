@@ -7,13 +7,13 @@ const settings = (cmdline: string, env: NodeJS.ProcessEnv = {}) =>
   resolveNodeInstallerSettings(parseKernelCmdline(`${BASE} ${cmdline}`), env)
 
 describe('the installer’s trust settings', () => {
-  it('say on the console that the node installs signed images only, and what is not signed yet', () => {
+  it('say on the console that the node installs signed images and signed node configs only', () => {
     const baked = settings('', { IMAGESWARM_TRUST_ROOT: '/etc/imageswarm/root.pub' })
     expect(baked.client.trustRoot).toBe('/etc/imageswarm/root.pub')
     expect(baked.notes).toContain(
       'signed images only: root key /etc/imageswarm/root.pub (baked into this ramdisk)',
     )
-    expect(baked.notes.join('\n')).toMatch(/node config .* is not signed yet/)
+    expect(baked.notes.join('\n')).toMatch(/node config .* must be signed too/)
   })
 
   it('say the insecure test mode on the console', () => {

@@ -14,6 +14,7 @@ export type PublishingStage =
   | 'waiting for the images before it'
   | 'checking the image root and its archive'
   | 'packing the image root'
+  | 'encrypting the archive'
   | 'starting to seed it'
 
 /** Bytes of one image's archive served over HTTP (the web seed), by infohash. */

@@ -31,6 +31,14 @@ export const SeederConfigSchema = z.object({
    * manifest; unset: manifests are unsigned, as before.
    */
   keys: z.string().min(1).optional(),
+  /**
+   * Encrypt every archive (docs/trust.md, "Encrypted archives"): the torrent, the seeder and
+   * the web seed then hold ciphertext only, and the archive key is wrapped for every group
+   * in `groupKeys`. Needs `keys` (the wrappings are only worth what the signature is).
+   */
+  encrypt: z.boolean().default(false),
+  /** The group key directory (`imageswarm key group add NAME --group-keys DIR`). */
+  groupKeys: z.string().min(1).optional(),
   /** Seconds a signed manifest is accepted: see DEFAULT_MANIFEST_LIFETIME_SECONDS. */
   manifestLifetime: z
     .number()

@@ -16,7 +16,14 @@ export {
 } from './config.js'
 export { type ParsedDisksLayout, parseDisksLayoutXml } from './disks-layout-xml.js'
 export { DisksLayouts, type NamedLayout } from './disks-layouts.js'
+export {
+  compareWrappings,
+  encryptedArchiveFileName,
+  type SealedArchive,
+  sealArchive,
+} from './encrypted-archive.js'
 export { fingerprintTree } from './fingerprint.js'
+export { GroupKeyRoutes, type GroupKeyRoutesOptions } from './group-key-routes.js'
 export { HeldFile, type HeldFileKind, type ServedFile } from './held-file.js'
 export { hostnameFromHosts, shortHostname } from './hosts-file.js'
 export {
@@ -53,6 +60,7 @@ export {
   type NodeClasses,
   selectPostInstallScripts,
 } from './node-classes.js'
+export { type NodeConfigSigner, signNodeConfigAnswer } from './node-config-signing.js'
 export { OVERRIDE_NAME, OverrideArchives } from './override-archives.js'
 export {
   type PublishedImage,

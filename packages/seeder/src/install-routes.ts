@@ -10,10 +10,15 @@ import {
 } from '@imageswarm/core'
 import { BootFiles } from './boot-files.js'
 import type { ImageCatalog } from './catalog.js'
-import type { HeldFile } from './held-file.js'
+import { type HeldFile, hashHandle } from './held-file.js'
 import { PUBLISHING_RETRY_AFTER_SECONDS, sendError, sendJson } from './image-routes.js'
 import type { InstallRoutesConfig } from './install-config.js'
 import { renderFailureScript, renderIdentifyScript, renderInstallScript } from './ipxe-script.js'
+import {
+  type NodeConfigAnswer,
+  type NodeConfigSigner,
+  signNodeConfigAnswer,
+} from './node-config-signing.js'
 import { OverrideArchives } from './override-archives.js'
 import { type ImageChoice, type NodeRequest, SystemImagerScripts } from './systemimager-scripts.js'
 import { serveArchive } from './web-seed.js'
@@ -40,6 +45,11 @@ export interface InstallRoutesOptions {
   logger?: Logger
   /** See OverrideArchives; tests set 0. */
   fingerprintIntervalMs?: number
+  /**
+   * With `serve --keys`: signs every node config with the manifests' key, binding it to the
+   * node's MAC, the image's serial and the digests of its overrides and scripts.
+   */
+  signer?: NodeConfigSigner
 }
 
 /** Bytes handed out by these routes since the server started, by kind. */
@@ -56,7 +66,8 @@ export interface InstallUploads {
  * | --- | --- |
  * | `GET /boot/ipxe[?mac=&hostname=]` | iPXE script booting the installer for the node's image |
  * | `GET\|HEAD /boot/vmlinuz`, `/boot/initrd.img` | the installer's kernel and ramdisk (ranges, ETag) |
- * | `GET /install/node.json?image=&mac=&hostname=&layout=` | NodeInstallConfig |
+ * | `GET /install/node.json?image=&mac=&hostname=&layout=` | NodeInstallConfig (with `signed` from a signing server) |
+ * | `GET /install/node.json.minisig?same query` | its minisign signature; 404 unsigned |
  * | `GET\|HEAD /install/overrides/NAME.tar` | the override directory as a tar archive |
  * | `GET /install/post-install/FILE` | a post-install script |
  *
@@ -162,9 +173,25 @@ export class InstallRoutes {
       sendScript(res, req, await this.#ipxeScript(req, url))
       return
     }
+    if (path === INSTALL_PATHS.nodeSignature) {
+      const answer = await this.#nodeConfig(nodeRequest(url, this.#address(req)))
+      if (answer.signature === undefined) {
+        throw new ImageSwarmError(
+          'E_SIGNATURE_MISSING',
+          `the node config for image ${answer.config.image} is not signed`,
+          {
+            path: INSTALL_PATHS.nodeSignature,
+            hint: 'node configs are signed by a server started with --keys DIR, for images whose manifests it signed',
+          },
+        )
+      }
+      sendScript(res, req, answer.signature)
+      return
+    }
     if (path === INSTALL_PATHS.node) {
       const request = nodeRequest(url, this.#address(req))
-      const config = await this.#scripts.resolve(request, this.#choice())
+      const answer = await this.#nodeConfig(request)
+      const { config } = answer
       this.#logger.info(
         {
           node: config.hostname,
@@ -174,10 +201,12 @@ export class InstallRoutes {
           layout: config.layoutName,
           overrides: config.overrides,
           postInstall: config.postInstall,
+          signed: answer.signature !== undefined,
         },
         'node install config',
       )
-      sendJson(res, 200, config)
+      if (answer.bytes === undefined) sendJson(res, 200, config)
+      else sendBytes(res, req, answer.bytes, 'application/json; charset=utf-8')
       return
     }
     const override = OVERRIDE_ROUTE.exec(path)
@@ -193,7 +222,28 @@ export class InstallRoutes {
     }
     throw new ImageSwarmError('E_IMAGE_NOT_FOUND', `no such endpoint: ${path}`, {
       path,
-      hint: `nodes fetch ${BOOT_PATHS.ipxe}, ${BOOT_PATHS.kernel}, ${BOOT_PATHS.initrd}, ${INSTALL_PATHS.node}, /install/overrides/NAME.tar and /install/post-install/FILE`,
+      hint: `nodes fetch ${BOOT_PATHS.ipxe}, ${BOOT_PATHS.kernel}, ${BOOT_PATHS.initrd}, ${INSTALL_PATHS.node}, ${INSTALL_PATHS.nodeSignature}, /install/overrides/NAME.tar and /install/post-install/FILE`,
+    })
+  }
+
+  /** The node's config, signed when the server signs (see signNodeConfigAnswer). */
+  async #nodeConfig(request: NodeRequest & { mac: string | undefined }): Promise<NodeConfigAnswer> {
+    const config = await this.#scripts.resolve(request, this.#choice())
+    return signNodeConfigAnswer({
+      config,
+      mac: request.mac,
+      manifest: this.#options.catalog.get(config.image)?.manifest,
+      signer: this.#options.signer,
+      // The archive nodes get: packed once per content of the directory, as they fetch it.
+      overrideSha256: async (name) => (await this.#overrides.archive(name)).sha256,
+      postInstallSha256: async (name) => {
+        const { handle, stats } = await this.#scripts.openPostInstall(name)
+        try {
+          return await hashHandle(handle, Number(stats.size))
+        } finally {
+          await handle.close()
+        }
+      },
     })
   }
 
@@ -376,6 +426,7 @@ function statusOf(error: ImageSwarmError): number {
       return 400
     case 'E_IMAGE_NOT_FOUND':
     case 'E_UNKNOWN_IMAGE':
+    case 'E_SIGNATURE_MISSING':
       return 404
     // Not 404: a node takes a 404 for node.json as a server without node configs (one from
     // before them) and installs the default layout; a layout it named and the server does
@@ -393,12 +444,22 @@ function statusOf(error: ImageSwarmError): number {
 }
 
 function sendScript(res: ServerResponse, req: IncomingMessage, script: string): void {
+  sendBytes(res, req, Buffer.from(script, 'utf8'), 'text/plain; charset=utf-8')
+}
+
+/** Exact bytes (what a signature covers), never re-serialised. */
+function sendBytes(
+  res: ServerResponse,
+  req: IncomingMessage,
+  bytes: Buffer,
+  contentType: string,
+): void {
   res.writeHead(200, {
-    'content-type': 'text/plain; charset=utf-8',
-    'content-length': Buffer.byteLength(script),
+    'content-type': contentType,
+    'content-length': bytes.length,
     'cache-control': 'no-cache',
   })
-  res.end(req.method === 'HEAD' ? undefined : script)
+  res.end(req.method === 'HEAD' ? undefined : bytes)
 }
 
 function notListening(): ImageSwarmError {

@@ -8,9 +8,11 @@ import {
   type KeyList,
   type Logger,
   loadSigningKey,
+  type NodeInstallConfig,
   readKeyDirectory,
   type SecretKey,
   signManifest,
+  signNodeConfig,
   silentLogger,
 } from '@imageswarm/core'
 
@@ -167,6 +169,14 @@ export class ManifestSigner {
     const signed: ImageManifest = { ...manifest, serial, expires: expires.toISOString() }
     const { bytes, signature } = signManifest(signed, key)
     return { manifest: signed, bytes, signature, signingKeyId: key.keyId }
+  }
+
+  /**
+   * Signs a node config (`/install/node.json`) that carries its binding, with the key that
+   * signs manifests: its bytes and `.minisig`; undefined while the key list accepts no key.
+   */
+  signNodeConfig(config: NodeInstallConfig): { bytes: Buffer; signature: string } | undefined {
+    return this.#signingKey && signNodeConfig(config, this.#signingKey)
   }
 
   /**

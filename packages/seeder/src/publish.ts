@@ -5,6 +5,8 @@ import {
   archivePath as archiveUrlPath,
   encodeManifest,
   errnoOf,
+  type GroupKey,
+  generateArchiveKey,
   type ImageManifest,
   ImageSwarmError,
   type Logger,
@@ -23,6 +25,14 @@ import {
 import parseTorrent from 'parse-torrent'
 import type { PublishingStage } from './catalog.js'
 import type { SeederConfig } from './config.js'
+import {
+  compareWrappings,
+  encryptedArchiveFileName,
+  encryptionOf,
+  extendWrappings,
+  type ManifestEncryption,
+  sealArchive,
+} from './encrypted-archive.js'
 import { fingerprintTree } from './fingerprint.js'
 import { type ManifestSigner, nextSerial } from './manifest-signer.js'
 import { PublishedArchive } from './published-archive.js'
@@ -67,6 +77,13 @@ export interface PublishOptions {
    * it. Without it the manifest is written unsigned, as before.
    */
   signer?: ManifestSigner
+  /**
+   * Encrypts the archive (`--encrypt`, docs/trust.md): the published file, the torrent and
+   * the manifest's size, sha256 and infohash are the ciphertext's, and the archive key is
+   * wrapped for each of these groups. The ciphertext is kept while the plaintext and the
+   * groups are unchanged; a group revoked or rekeyed gets a new archive key (a new serial).
+   */
+  encryption?: { groupKeys: readonly GroupKey[] }
 }
 
 /**
@@ -83,7 +100,12 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   const root = join(config.imagesDir, name)
   await requireImageRoot(root, name)
 
-  const archiveFile = archiveFileName(name, config.compression)
+  const { encryption } = options
+  const plaintextFile = archiveFileName(name, config.compression)
+  const plaintextPath = join(config.tarballsDir, plaintextFile)
+  // Encrypted, the ciphertext is the published archive: what the torrent, the seeder and
+  // the web seed name and serve. The plaintext is removed once it is encrypted.
+  const archiveFile = encryption ? encryptedArchiveFileName(plaintextFile) : plaintextFile
   const archivePath = join(config.tarballsDir, archiveFile)
   const torrentPath = join(config.torrentsDir, torrentFileName(archiveFile))
   const manifestPath = join(config.torrentsDir, manifestFileName(name))
@@ -112,8 +134,20 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   const fingerprint = await fingerprintTree(root, packing)
   // The previous manifest carries the image's serial, even when its archive is packed again.
   const previous = await readPreviousManifest(manifestPath)
+  const wrappings =
+    encryption && previous?.manifest.encryption
+      ? compareWrappings(previous.manifest.encryption, encryption.groupKeys)
+      : undefined
+  // Encrypted or not as asked, and (encrypted) for no group that has since been revoked.
+  const reusable =
+    previous !== undefined &&
+    (encryption
+      ? wrappings !== undefined && wrappings !== 'changed'
+      : !previous.manifest.encryption)
   const existing =
-    options.update || !previous ? undefined : await openExisting(previous.manifest, archivePath)
+    options.update || !previous || !reusable
+      ? undefined
+      : await openExisting(previous.manifest, archivePath)
   if (previous && existing && existing.manifest.sourceFingerprint === fingerprint) {
     const current = await retargetTorrent(await readFile(torrentPath), announce, webSeed).catch(
       () => undefined,
@@ -125,7 +159,10 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
         'image unchanged since it was packed: reusing its archive',
       )
       const serial = nextSerial(previous.manifest, previous.manifest, Boolean(options.signer))
-      const files = await writeManifest(existing.manifest, serial, previous.bytes)
+      const rewrapped = wrappings === 'added' && withNewGroups(existing.manifest, encryption)
+      const files = rewrapped
+        ? await writeManifest(rewrapped, serial)
+        : await writeManifest(existing.manifest, serial, previous.bytes)
       return {
         ...existing,
         ...files,
@@ -148,21 +185,90 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   const started = performance.now()
   const packed = await packArchive({
     root,
-    output: archivePath,
+    output: plaintextPath,
     compression: config.compression,
-    pieceLength: config.pieceLength,
+    // Encrypted, the pieces are the ciphertext's, hashed as it is written.
+    ...(encryption ? {} : { pieceLength: config.pieceLength }),
     ...(config.compressionLevel === undefined ? {} : { level: config.compressionLevel }),
     ...(config.excludeFile === undefined ? {} : { excludeFile: config.excludeFile }),
     logger,
     ...(options.signal ? { signal: options.signal } : {}),
   })
   const packSeconds = (performance.now() - started) / 1000
+  if (encryption) {
+    const kept = await reuseCiphertext({
+      previous,
+      packed,
+      fingerprint,
+      wrappings,
+      encryption,
+      archivePath,
+      torrentPath,
+      announce,
+      webSeed,
+    })
+    if (kept) {
+      await rm(plaintextPath, { force: true })
+      logger.info(
+        { image: name, archive: archivePath, infoHash: kept.manifest.infoHash },
+        'packed the same plaintext again: keeping its ciphertext, infohash and serial',
+      )
+      const files = await writeManifest(
+        kept.manifest,
+        nextSerial(previous?.manifest, kept.manifest, Boolean(options.signer)),
+      )
+      return {
+        ...kept,
+        ...files,
+        root,
+        archivePath,
+        torrentPath,
+        manifestPath,
+        manifestSignaturePath,
+        packed: true,
+      }
+    }
+  }
+  // The AAD binds the serial, so it is fixed before encrypting: a new ciphertext is a new
+  // archive (nextSerial gives the previous serial plus one).
+  const serial = encryption === undefined ? undefined : (previous?.manifest.serial ?? 0) + 1
+  // Unencrypted, packArchive hashed the pieces (pieceLength was given).
+  let published: { size: number; sha256: string; pieces: Buffer } = {
+    size: packed.size,
+    sha256: packed.sha256,
+    pieces: packed.pieces ?? Buffer.alloc(0),
+  }
+  let encrypted: ManifestEncryption | undefined
+  if (encryption && serial !== undefined) {
+    options.onStage?.('encrypting the archive')
+    const archiveKey = generateArchiveKey()
+    published = await sealArchive(
+      plaintextPath,
+      archivePath,
+      archiveKey,
+      { image: name, serial },
+      config.pieceLength,
+    )
+    encrypted = encryptionOf(archiveKey, packed, encryption.groupKeys)
+    // Only the ciphertext stays on the server's disk beside the image root.
+    await rm(plaintextPath, { force: true })
+    logger.info(
+      {
+        image: name,
+        archive: archivePath,
+        plaintextSize: packed.size,
+        size: published.size,
+        groups: encryption.groupKeys.map((key) => key.group),
+      },
+      'archive encrypted',
+    )
+  }
   const created = new Date()
   const torrent = createImageTorrent({
     name: archiveFile,
-    length: packed.size,
+    length: published.size,
     pieceLength: config.pieceLength,
-    pieces: packed.pieces,
+    pieces: published.pieces,
     announce,
     webSeed,
     created,
@@ -173,13 +279,14 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
       schemaVersion: 1,
       name,
       archiveFile,
-      size: packed.size,
-      sha256: packed.sha256,
+      size: published.size,
+      sha256: published.sha256,
       infoHash: parseInfoHash(parsed.infoHash),
       pieceLength: config.pieceLength,
       compression: config.compression,
       created: created.toISOString(),
       sourceFingerprint: fingerprint,
+      ...(encrypted ? { encryption: encrypted } : {}),
     },
     manifestPath,
   )
@@ -190,9 +297,9 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   // from a whole one.
   const files = await writeManifest(
     manifest,
-    nextSerial(previous?.manifest, manifest, Boolean(options.signer)),
+    serial ?? nextSerial(previous?.manifest, manifest, Boolean(options.signer)),
   )
-  const archive = await PublishedArchive.openPacked(archivePath, packed)
+  const archive = await PublishedArchive.openPacked(archivePath, published)
   logger.info(
     {
       image: name,
@@ -332,4 +439,61 @@ async function openExisting(
   } catch {
     return undefined
   }
+}
+
+/** The manifest with the archive key wrapped for the groups added since (same ciphertext). */
+function withNewGroups(
+  manifest: ImageManifest,
+  encryption: PublishOptions['encryption'],
+): ImageManifest | undefined {
+  if (!manifest.encryption || !encryption) return undefined
+  return {
+    ...manifest,
+    encryption: extendWrappings(manifest.encryption, encryption.groupKeys, manifest.name),
+  }
+}
+
+/**
+ * After packing again (`--update-image`, or a root touched without a change in content): the
+ * same plaintext keeps its ciphertext, and so its infohash and serial, when the previous
+ * version's ciphertext and torrent are intact and no group was revoked since. Re-encrypting
+ * would give other bytes (a new random key) and force a new serial on every node.
+ */
+async function reuseCiphertext(options: {
+  previous: { manifest: ImageManifest } | undefined
+  packed: { sha256: string }
+  fingerprint: string
+  wrappings: ReturnType<typeof compareWrappings> | undefined
+  encryption: NonNullable<PublishOptions['encryption']>
+  archivePath: string
+  torrentPath: string
+  announce: string
+  webSeed: string
+}): Promise<Pick<PublishedImage, 'manifest' | 'archive' | 'torrent'> | undefined> {
+  const previous = options.previous?.manifest
+  if (
+    !previous?.encryption ||
+    previous.encryption.plaintextSha256 !== options.packed.sha256 ||
+    options.wrappings === undefined ||
+    options.wrappings === 'changed'
+  ) {
+    return undefined
+  }
+  const existing = await openExisting(previous, options.archivePath)
+  if (!existing) return undefined
+  const current = await retargetTorrent(
+    await readFile(options.torrentPath),
+    options.announce,
+    options.webSeed,
+  ).catch(() => undefined)
+  if (!current || current.parsed.infoHash !== previous.infoHash) {
+    await existing.archive.close()
+    return undefined
+  }
+  if (current.changed) await writeFileAtomically(options.torrentPath, current.torrent)
+  const manifest: ImageManifest = {
+    ...(withNewGroups(previous, options.encryption) ?? previous),
+    sourceFingerprint: options.fingerprint,
+  }
+  return { manifest, archive: existing.archive, torrent: current.torrent }
 }

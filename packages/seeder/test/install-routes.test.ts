@@ -4,11 +4,20 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createLogger, type Logger } from '@imageswarm/core'
+import {
+  createLogger,
+  type ImageManifest,
+  type Logger,
+  sha256Hex,
+  verifySignedNodeConfig,
+} from '@imageswarm/core'
+import { writeKeyDirectoryFixture } from '@imageswarm/core/testing'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ImageCatalog } from '../src/catalog.js'
 import { resolveInstallRoutesConfig } from '../src/install-config.js'
 import { InstallRoutes, type InstallRoutesOptions } from '../src/install-routes.js'
+import { ManifestSigner } from '../src/manifest-signer.js'
+import type { PublishedImage } from '../src/publish.js'
 
 interface LogRecord {
   level: number
@@ -300,5 +309,75 @@ describe('override archives', () => {
     expect(new Set(answers.map((answer) => answer.headers.get('etag'))).size).toBe(1)
     expect(answers.every((answer) => answer.status === 200)).toBe(true)
     expect(records.filter((record) => record.msg === 'packed override')).toHaveLength(1)
+  })
+})
+
+describe('signed node configs (serve --keys)', () => {
+  /** A catalog holding image compute as published with a signed manifest of `serial`. */
+  function publishedCatalog(serial: number | undefined, expires: string | undefined) {
+    const catalog = new ImageCatalog()
+    const manifest = {
+      name: 'compute',
+      ...(serial === undefined ? {} : { serial }),
+      ...(expires === undefined ? {} : { expires }),
+    } as ImageManifest
+    // Only the manifest is read by the install routes.
+    catalog.add({ manifest, archive: { close: async () => {} } } as unknown as PublishedImage)
+    return catalog
+  }
+
+  async function nodeFiles() {
+    await mkdir(join(dir, 'overrides', 'compute', 'etc'), { recursive: true })
+    await writeFile(join(dir, 'overrides', 'compute', 'etc', 'motd'), 'compute nodes\n')
+    await mkdir(join(dir, 'scripts', 'post-install'), { recursive: true })
+    await writeFile(join(dir, 'scripts', 'post-install', '10all.first'), '#!/bin/sh\necho hi\n')
+  }
+
+  it('signs each answer for the node’s MAC, the image’s serial and expiry, and the digest of every file it names', async () => {
+    await nodeFiles()
+    const now = new Date()
+    const keys = await writeKeyDirectoryFixture(join(dir, 'keys'), { now })
+    const signer = await ManifestSigner.open({ keys: keys.dir, manifestLifetime: 3600 })
+    const expires = new Date(now.getTime() + 3_600_000).toISOString()
+    await start({}, { catalog: publishedCatalog(7, expires), signer })
+    const query = '?image=compute&mac=52-54-00-AA-BB-CC&hostname=node1'
+    const config = await body(`/install/node.json${query}`)
+    const signature = await body(`/install/node.json.minisig${query}`)
+    expect(config.status).toBe(200)
+    expect(signature.status).toBe(200)
+    const tar = await body('/install/overrides/compute.tar')
+    const verified = verifySignedNodeConfig(
+      config.bytes,
+      signature.bytes.toString('utf8'),
+      { keyList: keys.keyList, now, image: 'compute', serial: 7, mac: '52:54:00:aa:bb:cc' },
+      { config: 'node.json', signature: 'node.json.minisig' },
+    )
+    expect(verified.keyId).toBe(keys.signing.keyId)
+    expect(verified.trustedComment).toBe(
+      `imageswarm node-config image=compute serial=7 mac=52:54:00:aa:bb:cc hostname=node1 expires=${expires}`,
+    )
+    expect(verified.config.signed).toEqual({
+      mac: '52:54:00:aa:bb:cc',
+      serial: 7,
+      expires,
+      overrideSha256: { compute: sha256Hex(tar.bytes) },
+      postInstallSha256: { '10all.first': sha256Hex(Buffer.from('#!/bin/sh\necho hi\n')) },
+    })
+    // The same question gets the same bytes: the signature, asked for separately, fits them.
+    expect((await body(`/install/node.json${query}`)).bytes.equals(config.bytes)).toBe(true)
+    // A changed script changes the answer (and so what a node checks the script against).
+    await writeFile(join(dir, 'scripts', 'post-install', '10all.first'), '#!/bin/sh\nrm -rf /\n')
+    const changed = await body(`/install/node.json${query}`)
+    expect(changed.bytes.equals(config.bytes)).toBe(false)
+  })
+
+  it('answers as before, and 404 for the signature, without a signer or for an unsigned manifest', async () => {
+    await nodeFiles()
+    await start({}, { catalog: publishedCatalog(undefined, undefined) })
+    const plain = await body('/install/node.json?image=compute&mac=52:54:00:aa:bb:cc')
+    expect(JSON.parse(plain.bytes.toString('utf8'))).not.toHaveProperty('signed')
+    const signature = await body('/install/node.json.minisig?image=compute&mac=52:54:00:aa:bb:cc')
+    expect(signature.status).toBe(404)
+    expect(JSON.parse(signature.bytes.toString('utf8')).error.code).toBe('E_SIGNATURE_MISSING')
   })
 })

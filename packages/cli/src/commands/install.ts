@@ -43,6 +43,8 @@ const HELP: Record<string, string> = {
   insecureTestMode: 'accept --trust-root-key (tests only: logged as insecure)',
   minSerial: 'refuse an image serial below this (rollback), with a trust root',
   minKeyListVersion: 'refuse a key list version below this, with a trust root',
+  group: 'this node’s group, whose key opens encrypted images (default: the secret file’s)',
+  nodeSecretFile: 'file with this node’s secret (imageswarm key node add), to fetch its group key',
 }
 
 /** The schema's defaults: what every setting is when nobody gives it. */

@@ -28,6 +28,7 @@ import {
 } from '@imageswarm/core'
 import type { Command } from 'commander'
 import { integerFlag } from '../options.js'
+import { addGroupKeyCommands } from './key-group.js'
 
 /**
  * `imageswarm key …`: the root key, signing keys and the key list the root signs
@@ -151,6 +152,8 @@ export function addKeyCommands(program: Command): void {
     .requiredOption('--keys <dir>', 'the key directory')
     .option('--json', 'print JSON', false)
     .action(async (flags: KeyListFlags) => runKeyList(flags))
+
+  addGroupKeyCommands(key)
 }
 
 function daysFrom(now: Date, days: number): Date {

@@ -1,6 +1,6 @@
 import type { Logger } from '@imageswarm/core'
 import { ManifestSigner, publishImage } from '@imageswarm/seeder'
-import { firstLanAddress } from '../server.js'
+import { encryptionFor, firstLanAddress } from '../server.js'
 import { lockStateDirectories, type PublishingFlags, seederConfigFrom } from './serve.js'
 
 export interface PublishFlags extends PublishingFlags {
@@ -24,8 +24,10 @@ export async function runPublish(flags: PublishFlags, logger: Logger): Promise<v
             manifestLifetime: config.manifestLifetime,
             logger: logger.child({ component: 'signing' }),
           })
+    const encryption = config.encrypt ? await encryptionFor(config) : undefined
     for (const image of flags.image) {
       const published = await publishImage({
+        ...(encryption ? { encryption } : {}),
         image,
         config,
         serverUrl,

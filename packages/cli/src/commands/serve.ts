@@ -1,4 +1,4 @@
-import type { Compression, Logger } from '@imageswarm/core'
+import { type Compression, ImageSwarmError, type Logger } from '@imageswarm/core'
 import {
   type InstallRoutesConfig,
   resolveInstallRoutesConfig,
@@ -24,6 +24,10 @@ export interface PublishingFlags {
   keys?: string
   /** The seeder's `manifestLifetime`, in seconds. */
   manifestLifetime?: number
+  /** The seeder's `encrypt`: encrypt every archive for the groups in `groupKeys`. */
+  encrypt?: boolean
+  /** The seeder's `groupKeys`: the group key directory. */
+  groupKeys?: string
 }
 
 export interface ServeFlags extends PublishingFlags {
@@ -50,8 +54,33 @@ export interface ServeFlags extends PublishingFlags {
   overridesDir: string
 }
 
-/** The seeder's config from the flags: each flag and its config key share one name. */
+/**
+ * The seeder's config from the flags: each flag and its config key share one name.
+ * `--encrypt` needs `--keys` (an unsigned manifest's wrappings could be swapped by anyone
+ * in the way) and `--group-keys` (the groups to encrypt for): refused otherwise.
+ */
 export function seederConfigFrom(flags: PublishingFlags & Partial<ServeFlags>): SeederConfig {
+  const config = resolveSeederFlags(flags)
+  if (config.encrypt && config.keys === undefined) {
+    throw new ImageSwarmError('E_USAGE', '--encrypt needs --keys: encrypted images are signed', {
+      path: '--encrypt',
+      hint: 'give the key directory (imageswarm key generate --output DIR) with --keys DIR',
+    })
+  }
+  if (config.encrypt && config.groupKeys === undefined) {
+    throw new ImageSwarmError(
+      'E_USAGE',
+      '--encrypt needs --group-keys: the groups to encrypt for',
+      {
+        path: '--encrypt',
+        hint: 'make a group key with imageswarm key group add NAME --group-keys DIR and give --group-keys DIR',
+      },
+    )
+  }
+  return config
+}
+
+function resolveSeederFlags(flags: PublishingFlags & Partial<ServeFlags>): SeederConfig {
   return resolveSeederConfig({
     imagesDir: flags.imagesDir,
     tarballsDir: flags.tarballsDir,
@@ -62,6 +91,8 @@ export function seederConfigFrom(flags: PublishingFlags & Partial<ServeFlags>): 
     ...(flags.pieceLength === undefined ? {} : { pieceLength: flags.pieceLength }),
     ...(flags.keys === undefined ? {} : { keys: flags.keys }),
     ...(flags.manifestLifetime === undefined ? {} : { manifestLifetime: flags.manifestLifetime }),
+    ...(flags.encrypt === undefined ? {} : { encrypt: flags.encrypt }),
+    ...(flags.groupKeys === undefined ? {} : { groupKeys: flags.groupKeys }),
     ...(flags.torrentPort === undefined ? {} : { torrentPort: flags.torrentPort }),
     swarm: {
       ...(flags.firstCopy === undefined ? {} : { firstCopy: flags.firstCopy }),

@@ -143,6 +143,7 @@ export async function extractArchive(options: ExtractOptions): Promise<ExtractRe
       await validateArchive(archive, compression, {
         tools: options.tools,
         env: options.env,
+        ...(options.decrypt ? { decrypt: options.decrypt } : {}),
         logger,
         signal: options.signal,
       })
@@ -289,16 +290,26 @@ async function extractUnchecked(run: Run): Promise<void> {
   options.signal?.addEventListener('abort', onAbort, { once: true })
 
   const reader = readArchive(run)
+  const decrypt = options.decrypt?.()
+  let decryptError: unknown
+  decrypt?.on('error', (err) => {
+    decryptError ??= err
+  })
   // tar stops reading at the end-of-archive blocks and exits, so writing what follows them
   // can fail with EPIPE; whether the extraction worked is for tar's exit status to say.
-  const feeding = pipeline(reader.stream, progressCounter(run), sink).catch(() => {
-    if (reader.error() !== undefined) onAbort()
+  const feeding = (
+    decrypt === undefined
+      ? pipeline(reader.stream, progressCounter(run), sink)
+      : pipeline(reader.stream, progressCounter(run), decrypt, sink)
+  ).catch(() => {
+    if (reader.error() !== undefined || decryptError !== undefined) onAbort()
   })
   const [tarExit, decompressorExit] = await Promise.all([tar.exited, decompressor?.exited, feeding])
   options.signal?.removeEventListener('abort', onAbort)
   if (options.signal?.aborted) throw interrupted(run)
   const readError = reader.error()
   if (readError !== undefined) throw cannotRead(run, readError)
+  if (decryptError !== undefined) throw decryptError
   const tarStderr = tar.stderr()
   checkExit('tar', tarExit, tarStderr, target)
   if (decompressor !== undefined && decompressorExit !== undefined) {
@@ -319,7 +330,14 @@ async function extractUnchecked(run: Run): Promise<void> {
 async function extractGated(run: Run, empty: TargetSnapshot): Promise<number> {
   const { options, logger, archive, target, compression, tools } = run
   let input: FileHandle | undefined
-  if (compression !== 'none') {
+  // An encrypted archive reaches the decompressor through Node (file → decrypt → its
+  // stdin); a plain one is read by the decompressor itself.
+  const decrypt = options.decrypt?.()
+  let decryptError: unknown
+  decrypt?.on('error', (err) => {
+    decryptError ??= err
+  })
+  if (compression !== 'none' && decrypt === undefined) {
     try {
       input = await open(archive, 'r')
     } catch (err) {
@@ -342,7 +360,12 @@ async function extractGated(run: Run, empty: TargetSnapshot): Promise<number> {
   let decompressor: RunningTool | undefined
   let socket: Socket | undefined
   let reader: ReturnType<typeof readArchive> | undefined
-  if (compression !== 'none' && input !== undefined && tools.compressor !== undefined) {
+  let feeding: Promise<void> | undefined
+  if (
+    compression !== 'none' &&
+    (input !== undefined || decrypt !== undefined) &&
+    tools.compressor !== undefined
+  ) {
     const pair = await readingSocketPair(4, 512 * 1024, (chunk, release) => {
       try {
         gate.write(chunk, true, release)
@@ -352,11 +375,24 @@ async function extractGated(run: Run, empty: TargetSnapshot): Promise<number> {
     }).catch(() => undefined)
     socket = pair?.ours
     decompressor = startTool(tools.compressor, decompressArgs(compression), [
-      input.fd,
+      input?.fd ?? 'pipe',
       pair?.theirs ?? 'pipe',
       'pipe',
     ])
     pair?.theirs.destroy()
+    if (decrypt !== undefined) {
+      reader = readArchive(run)
+      const stdin = decompressor.child.stdin as Writable
+      feeding = pipeline(reader.stream, progressCounter(run), decrypt, stdin).catch(
+        (err: unknown) => {
+          // A chunk that failed its tag: nothing after the last good chunk reaches tar.
+          if (decryptError !== undefined || reader?.error() !== undefined) {
+            stopSources()
+            fail(decryptError ?? err)
+          }
+        },
+      )
+    }
   } else {
     reader = readArchive(run)
   }
@@ -406,9 +442,10 @@ async function extractGated(run: Run, empty: TargetSnapshot): Promise<number> {
       const sink = gateWritable(gate, decompressed)
       failScan = (err) => sink.destroy(err as Error)
       const source = decompressor?.child.stdout ?? reader?.stream
-      await (decompressor === undefined
-        ? pipeline(source as Readable, progressCounter(run), sink)
-        : pipeline(source as Readable, sink))
+      if (decompressor !== undefined) await pipeline(source as Readable, sink)
+      else if (decrypt !== undefined)
+        await pipeline(source as Readable, progressCounter(run), decrypt, sink)
+      else await pipeline(source as Readable, progressCounter(run), sink)
     }
   } catch (err) {
     failure ??= err
@@ -422,13 +459,18 @@ async function extractGated(run: Run, empty: TargetSnapshot): Promise<number> {
     tar.child.stdin?.destroy()
     stopSources()
   }
-  const [tarExit] = await Promise.all([tar.exited, decompressor?.exited])
+  const [tarExit] = await Promise.all([tar.exited, decompressor?.exited, feeding])
   progress?.stop(failure === undefined)
+  // The decrypting stream's refusal is the cause; a cut stream's complaints follow from it.
+  if (decryptError !== undefined) failure = decryptError
   await input?.close()
   options.signal?.removeEventListener('abort', onAbort)
   if (options.signal?.aborted) throw interrupted(run)
   const readError = reader?.error()
-  if (readError !== undefined || (failure !== undefined && !tarFailed)) {
+  if (
+    readError !== undefined ||
+    (failure !== undefined && (!tarFailed || decryptError !== undefined))
+  ) {
     const removed = await restoreTarget(target, empty).catch((err: unknown) => {
       logger.error({ target, err }, 'could not remove what tar extracted before the refusal')
       return undefined

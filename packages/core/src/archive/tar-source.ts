@@ -1,11 +1,12 @@
 import { createReadStream } from 'node:fs'
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
 import type { Header } from 'tar-stream'
 import type { Compression } from '../manifest.js'
 import { decompressArgs } from './compression.js'
 import { describeExit, type RunningTool, startTool, type ToolExit } from './spawn-tool.js'
 import { resolveTool } from './tools.js'
-import type { ToolOptions } from './types.js'
+import type { DecryptOption } from './types.js'
 
 /** The uncompressed tar stream of an archive, for reading its headers in-process. */
 export interface TarSource {
@@ -14,6 +15,8 @@ export interface TarSource {
   finished(): Promise<string | undefined>
   /** Stops reading early (a refused entry): kills the decompressor. */
   stop(): void
+  /** With `decrypt`: the decrypting stream's error, which outranks any that followed it. */
+  decryptError(): unknown
 }
 
 /**
@@ -24,22 +27,58 @@ export interface TarSource {
 export async function openTarSource(
   archive: string,
   compression: Compression,
-  options: ToolOptions,
+  options: DecryptOption,
 ): Promise<TarSource> {
+  const { decrypt } = options
+  let decryptError: unknown
   if (compression === 'none') {
-    const stream = createReadStream(archive, { highWaterMark: 1 << 20 })
-    return { stream, finished: async () => undefined, stop: () => stream.destroy() }
+    const file = createReadStream(archive, { highWaterMark: 1 << 20 })
+    if (decrypt === undefined) {
+      return {
+        stream: file,
+        finished: async () => undefined,
+        stop: () => file.destroy(),
+        decryptError: () => undefined,
+      }
+    }
+    const plain = decrypt()
+    file.on('error', (err) => plain.destroy(err))
+    plain.on('error', (err) => {
+      decryptError ??= err
+    })
+    file.pipe(plain)
+    return {
+      stream: plain,
+      finished: async () => undefined,
+      stop: () => {
+        file.destroy()
+        plain.destroy()
+      },
+      decryptError: () => decryptError,
+    }
   }
   const path = await resolveTool(compression, options)
   const tool: RunningTool = startTool(
     path,
-    decompressArgs(compression, archive, { verify: false }),
-    ['ignore', 'pipe', 'pipe'],
+    decompressArgs(compression, decrypt === undefined ? archive : undefined, { verify: false }),
+    [decrypt === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
   )
+  if (decrypt !== undefined) {
+    // The decompressor reads the plaintext on its stdin; a chunk that fails stops it there.
+    pipeline(
+      createReadStream(archive, { highWaterMark: 1 << 20 }),
+      decrypt(),
+      tool.child.stdin as Writable,
+    ).catch((err: unknown) => {
+      decryptError ??= err
+      tool.child.kill('SIGKILL')
+    })
+  }
   const stdout = tool.child.stdout
   if (stdout === null) throw new Error(`${compression} has no stdout`)
   let stopped = false
   return {
+    decryptError: () => decryptError,
     stream: stdout,
     finished: async () => {
       const exit = await tool.exited

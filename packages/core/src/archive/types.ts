@@ -1,3 +1,4 @@
+import type { Transform } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Compression } from '../manifest.js'
 
@@ -42,7 +43,7 @@ export interface PackResult {
   deterministic: boolean
 }
 
-export interface ExtractOptions extends ToolOptions {
+export interface ExtractOptions extends DecryptOption {
   archive: string
   /** The target root; must exist. */
   target: string
@@ -121,9 +122,20 @@ export type ArchiveEntryType =
   | 'fifo'
   | 'contiguous-file'
 
-export interface ValidateOptions extends ToolOptions {
+export interface ValidateOptions extends DecryptOption {
   logger?: Logger
   signal?: AbortSignal
+}
+
+/** Reading an encrypted archive (docs/trust.md, "Encrypted archives"). */
+export interface DecryptOption extends ToolOptions {
+  /**
+   * The archive file is encrypted: a new decrypting stream (`createDecryptStream`) for
+   * every read of it, between the file and the decompressor. A chunk that fails its tag
+   * ends the read with that stream's error (`E_DECRYPT_FAILED`), which is what the caller
+   * gets, not a decompressor's complaint about the cut stream after it.
+   */
+  decrypt?: () => Transform
 }
 
 export interface ValidateResult {

@@ -32,7 +32,11 @@ export async function validateArchive(
   options.signal?.throwIfAborted()
   const scanner = new TarScanner()
   try {
-    const scanned = kind !== 'none' && (await scanThroughSocket(archive, kind, scanner, options))
+    // The socket path hands the decompressor the file itself: not for an encrypted one.
+    const scanned =
+      kind !== 'none' &&
+      options.decrypt === undefined &&
+      (await scanThroughSocket(archive, kind, scanner, options))
     if (!scanned) await scanSource(archive, kind, scanner, options)
   } catch (err) {
     if (options.signal?.aborted) {
@@ -143,11 +147,13 @@ async function scanSource(
   } catch (err) {
     source.stop()
     await source.finished()
-    throw err
+    throw source.decryptError() ?? err
   } finally {
     options.signal?.removeEventListener('abort', onAbort)
   }
   const failure = await source.finished()
+  const decryptError = source.decryptError()
+  if (decryptError !== undefined) throw decryptError
   if (failure !== undefined) throw new Error(failure)
 }
 

@@ -2,6 +2,8 @@
 // manifests, encrypted archives and the keys that open them.
 export * from './archive-key.js'
 export * from './archive-stream.js'
+export * from './group-key-delivery.js'
+export * from './group-key-directory.js'
 export * from './key-directory.js'
 export * from './key-list.js'
 export * from './minisign.js'

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { lstat, mkdir, symlink } from 'node:fs/promises'
 import { join, relative } from 'node:path'
 import type { ServerRequestOptions } from '@imageswarm/client'
-import type { DiskLayout, Logger, NodeInstallConfig } from '@imageswarm/core'
+import type { DiskLayout, Logger, NodeConfigBinding, NodeInstallConfig } from '@imageswarm/core'
 import type { BootloaderPlan } from './boot-requirements.js'
 import { findImageGrub, installGrub } from './bootloader.js'
 import { fstabText } from './filesystems.js'
@@ -29,6 +29,11 @@ export interface ConfigureTargetOptions {
   domain: string | undefined
   variables: InstallVariables
   request: ServerRequestOptions
+  /**
+   * From a signed node config (a node with a trust root): each override tar and server
+   * post-install script must match its SHA-256 before it is extracted or run.
+   */
+  digests?: Pick<NodeConfigBinding, 'overrideSha256' | 'postInstallSha256'>
   /** Where override archives are written before extraction (memory in the ramdisk). */
   workDir: string
   mounts: MountStack
@@ -67,6 +72,7 @@ export async function configureTarget(options: ConfigureTargetOptions): Promise<
       target,
       workDir: options.workDir,
       request: options.request,
+      ...(options.digests ? { digests: options.digests.overrideSha256 } : {}),
       console,
       logger,
     })
@@ -128,6 +134,7 @@ export async function configureTarget(options: ConfigureTargetOptions): Promise<
       serverScripts: options.node.postInstall,
       variables: options.variables,
       request: options.request,
+      ...(options.digests ? { digests: options.digests.postInstallSha256 } : {}),
       console,
       logger,
     })

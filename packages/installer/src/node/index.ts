@@ -28,8 +28,14 @@ export {
   type InstallerMainOptions,
   installerMain,
 } from './main.js'
-export { fetchNodeConfig, nodeConfigPath } from './node-config.js'
+export {
+  type FetchedNodeConfig,
+  fetchNodeConfig,
+  type NodeConfigTrustOptions,
+  nodeConfigPath,
+} from './node-config.js'
 export { installNode, type NodeInstallOptions, type NodeInstallResult } from './node-installer.js'
+export { applyOverrides } from './overrides.js'
 export {
   ALIGNMENT_BYTES,
   GPT_TYPES,
@@ -39,6 +45,6 @@ export {
   planPartitions,
   sfdiskScript,
 } from './partition-plan.js'
-export { IMAGE_SCRIPTS_DIR, POST_INSTALL_DIR } from './post-install.js'
+export { IMAGE_SCRIPTS_DIR, POST_INSTALL_DIR, runPostInstallScripts } from './post-install.js'
 export { baseHostname, imageScriptsToRun, variablesText } from './post-install-plan.js'
 export { WRITTEN_FILES } from './target-files.js'

@@ -138,7 +138,7 @@ export function resolveNodeInstallerSettings(
 /**
  * Console lines about what the node trusts (docs/trust.md): the insecure test mode is said
  * on the console, not only in the log; and with a root key, that the node config (disk
- * layout, overrides, post-install scripts) is not yet covered by a signature.
+ * layout, overrides, post-install scripts) must be signed as well.
  */
 function trustNotes(client: ClientConfig, sources: ResolvedParameters['sources']): string[] {
   if (client.trustRootKey !== undefined) {
@@ -149,6 +149,6 @@ function trustNotes(client: ClientConfig, sources: ResolvedParameters['sources']
   if (client.trustRoot === undefined) return []
   return [
     `signed images only: root key ${client.trustRoot} (${sources.trustRoot?.source === 'environment' ? 'baked into this ramdisk' : (sources.trustRoot?.name ?? 'trust root')})`,
-    'the node config (disk layout, overrides, post-install scripts) is not signed yet: only the image is checked against the root key',
+    'the node config (disk layout, overrides, post-install scripts) must be signed too, for this node and the image version',
   ]
 }

@@ -1,15 +1,25 @@
-import { fetchInstallFile, type ServerRequestOptions } from '@imageswarm/client'
+import { fetchInstallFile, type ServerRequestOptions, type TrustRoot } from '@imageswarm/client'
 import {
-  describeSchemaProblem,
   ImageSwarmError,
   INSTALL_PATHS,
+  isImageSwarmError,
+  KEY_LIST_MAX_BYTES,
+  type Logger,
+  NODE_CONFIG_MAX_BYTES,
   type NodeInstallConfig,
-  NodeInstallConfigSchema,
+  parseNodeInstallConfig,
   serverUrl,
+  TRUST_PATHS,
+  type TrustFloor,
+  verifyKeyList,
+  verifySignedNodeConfig,
 } from '@imageswarm/core'
 
 /** A node's config is a few KiB of JSON, its layout included; more is not one. */
-export const NODE_CONFIG_SIZE_LIMIT = 1024 * 1024
+export const NODE_CONFIG_SIZE_LIMIT = NODE_CONFIG_MAX_BYTES
+
+/** A `.minisig` is four short lines; parseSignature refuses one over 16 KiB itself. */
+const SIGNATURE_READ_LIMIT = 64 * 1024
 
 export interface NodeConfigQuery {
   image: string
@@ -19,12 +29,31 @@ export interface NodeConfigQuery {
 }
 
 /** `/install/node.json?image=compute&mac=…&hostname=node1&layout=…` (only what is known). */
-export function nodeConfigPath(query: NodeConfigQuery): string {
+export function nodeConfigPath(query: NodeConfigQuery, path: string = INSTALL_PATHS.node): string {
   const params = new URLSearchParams({ image: query.image })
   if (query.mac) params.set('mac', query.mac)
   if (query.hostname) params.set('hostname', query.hostname)
   if (query.layout) params.set('layout', query.layout)
-  return `${INSTALL_PATHS.node}?${params.toString()}`
+  return `${path}?${params.toString()}`
+}
+
+/** With a trust root: what the node config is checked against (docs/trust.md). */
+export interface NodeConfigTrustOptions {
+  root: TrustRoot
+  /** The node's floor, as the client checked the image's key list against it. */
+  floor: TrustFloor
+  /** The serial of the manifest the client verified: the config must name it. */
+  serial: number
+  logger: Logger
+  now?: () => Date
+}
+
+/** A node config as the installer takes it, and how it was checked. */
+export interface FetchedNodeConfig {
+  config: NodeInstallConfig
+  source: 'server' | 'default'
+  /** With a trust root: the key that signed it, under which key list. */
+  signed?: { signingKeyId: string; keyListVersion: number }
 }
 
 /**
@@ -33,11 +62,19 @@ export function nodeConfigPath(query: NodeConfigQuery): string {
  * server from before node configs): no groups, overrides or scripts, the default layout,
  * the host name from DHCP. A named layout (`si.disks-layout=`) the server answers without
  * is E_LAYOUT_INVALID: the node must not fall back to wiping its first disk instead.
+ *
+ * With `trust` (a trust root): the config must be signed (`node.json.minisig`) by a key the
+ * server's key list accepts, that list signed by the root and not below the floor, and bound
+ * to this node's MAC, the image and the verified serial, not expired (`verifySignedNodeConfig`);
+ * a 404 is refused (`E_SIGNATURE_MISSING`), never taken for the default. All before any
+ * disk is touched.
  */
 export async function fetchNodeConfig(
   query: NodeConfigQuery,
   request: ServerRequestOptions,
-): Promise<{ config: NodeInstallConfig; source: 'server' | 'default' }> {
+  trust?: NodeConfigTrustOptions,
+): Promise<FetchedNodeConfig> {
+  if (trust) return fetchSignedNodeConfig(query, request, trust)
   const path = nodeConfigPath(query)
   const body = await fetchInstallFile(path, 'node config', NODE_CONFIG_SIZE_LIMIT, request)
   if (body === undefined) {
@@ -65,36 +102,119 @@ export async function fetchNodeConfig(
       source: 'default',
     }
   }
-  let value: unknown
-  try {
-    value = JSON.parse(body.toString('utf8'))
-  } catch (err) {
-    throw invalidConfig(request.server, path, 'it is not JSON', err)
+  const config = parseNodeInstallConfig(body, serverUrl(request.server, path))
+  if (config.image !== query.image) {
+    throw invalidConfig(request.server, path, `it is for image ${config.image}`)
   }
-  const parsed = NodeInstallConfigSchema.safeParse(value)
-  if (!parsed.success) {
-    const problem = describeSchemaProblem(parsed.error, value)
-    throw invalidConfig(
-      request.server,
-      path,
-      `${problem.key}: ${problem.message} (received ${problem.received})`,
-    )
+  checkLayout(query, config, serverUrl(request.server, path))
+  return { config, source: 'server' }
+}
+
+/**
+ * The key list, node.json and their signatures, all four at once (one round trip), checked
+ * as fetchNodeConfig says. A signature that does not match is fetched once more with its
+ * file: the server signs each node config with its manifest's expiry, which a manifest signed
+ * again (at half its lifetime) changes between two requests; a forgery fails both times.
+ */
+async function fetchSignedNodeConfig(
+  query: NodeConfigQuery,
+  request: ServerRequestOptions,
+  trust: NodeConfigTrustOptions,
+): Promise<FetchedNodeConfig> {
+  const now = trust.now ?? (() => new Date())
+  const path = nodeConfigPath(query)
+  const signaturePath = nodeConfigPath(query, INSTALL_PATHS.nodeSignature)
+  const url = serverUrl(request.server, path)
+  const keyListUrl = serverUrl(request.server, TRUST_PATHS.keyList)
+  for (let round = 1; ; round++) {
+    try {
+      const [keyListBytes, keyListSignature, body, signature] = await Promise.all([
+        fetchInstallFile(TRUST_PATHS.keyList, 'key list', KEY_LIST_MAX_BYTES, request),
+        fetchInstallFile(
+          TRUST_PATHS.keyListSignature,
+          'key list signature',
+          SIGNATURE_READ_LIMIT,
+          request,
+        ),
+        fetchInstallFile(path, 'node config', NODE_CONFIG_SIZE_LIMIT, request),
+        fetchInstallFile(signaturePath, 'node config signature', SIGNATURE_READ_LIMIT, request),
+      ])
+      if (body === undefined) {
+        throw new ImageSwarmError(
+          'E_SIGNATURE_MISSING',
+          `the image server has no node config (${INSTALL_PATHS.node} answered 404), so no signed one`,
+          {
+            operation: 'verify node config',
+            path: url,
+            hint: 'this node trusts a root key, so it takes its disk layout, overrides and post-install scripts from a signed node config only: update the image server (imageswarm serve --keys DIR), or boot the node without a trust root',
+          },
+        )
+      }
+      if (keyListBytes === undefined) {
+        throw new ImageSwarmError(
+          'E_SIGNATURE_MISSING',
+          `the image server publishes no key list (${keyListUrl}: 404)`,
+          {
+            operation: 'fetch key list',
+            path: keyListUrl,
+            hint: 'this node trusts a root key: run the server with serve --keys DIR, or boot the node without a trust root',
+          },
+        )
+      }
+      const { keyList } = verifyKeyList(
+        keyListBytes,
+        keyListSignature?.toString('utf8'),
+        trust.root.publicKey,
+        {
+          now: now(),
+          ...(trust.floor.minKeyListVersion === undefined
+            ? {}
+            : { seenVersion: trust.floor.minKeyListVersion }),
+          ...(trust.floor.keyListSha256 === undefined
+            ? {}
+            : { seenSha256: trust.floor.keyListSha256 }),
+        },
+        keyListUrl,
+      )
+      const verified = verifySignedNodeConfig(
+        body,
+        signature?.toString('utf8'),
+        { keyList, now: now(), image: query.image, serial: trust.serial, mac: query.mac },
+        { config: url, signature: serverUrl(request.server, signaturePath) },
+      )
+      checkLayout(query, verified.config, url)
+      return {
+        config: verified.config,
+        source: 'server',
+        signed: { signingKeyId: verified.keyId, keyListVersion: keyList.version },
+      }
+    } catch (err) {
+      const retry =
+        round === 1 &&
+        isImageSwarmError(err) &&
+        (err.code === 'E_SIGNATURE_INVALID' || err.code === 'E_KEY_UNKNOWN')
+      if (!retry) throw err
+      trust.logger.warn(
+        { code: err.code, err: err.message },
+        'node config signature check failed; fetching it once more (the server may have signed again between two requests)',
+      )
+    }
   }
-  if (parsed.data.image !== query.image) {
-    throw invalidConfig(request.server, path, `it is for image ${parsed.data.image}`)
-  }
-  if (query.layout && parsed.data.layout === null) {
+}
+
+/** A layout named on the kernel command line must be the one the server gives. */
+function checkLayout(query: NodeConfigQuery, config: NodeInstallConfig, url: string): void {
+  if (query.layout && config.layout === null) {
     throw new ImageSwarmError(
       'E_LAYOUT_INVALID',
       `asked the server for disk layout ${query.layout}; it answered with none`,
       {
         operation: 'read the node config',
-        path: serverUrl(request.server, path),
+        path: url,
         hint: `put the layout on the server (scripts/disks-layouts/${query.layout}.xml) or fix si.disks-layout=`,
       },
     )
   }
-  return { config: parsed.data, source: 'server' }
 }
 
 function invalidConfig(

@@ -1,9 +1,17 @@
-import { type InstallResult, installImage, type ServerRequestOptions } from '@imageswarm/client'
+import {
+  type InstallResult,
+  installImage,
+  loadTrustRoot,
+  readTrustFloor,
+  type ServerRequestOptions,
+} from '@imageswarm/client'
 import {
   type DiskLayout,
+  type ImageManifest,
   ImageSwarmError,
   isImageSwarmError,
   type Logger,
+  type NodeConfigBinding,
   type NodeInstallConfig,
   type TransferTotals,
 } from '@imageswarm/core'
@@ -22,7 +30,7 @@ import { mountOrder } from './filesystems.js'
 import type { NodeInstallerSettings } from './installer-config.js'
 import { createProgressReporter, type InstallerConsole } from './installer-console.js'
 import { MountStack } from './mount-stack.js'
-import { fetchNodeConfig } from './node-config.js'
+import { fetchNodeConfig, type NodeConfigTrustOptions } from './node-config.js'
 
 export interface NodeInstallOptions {
   settings: NodeInstallerSettings
@@ -58,6 +66,8 @@ interface Prepared {
   domain: string | undefined
   bootloader: BootloaderPlan
   uuids: Map<string, string>
+  /** With a trust root: the signed digests every override and server script is checked against. */
+  digests: Pick<NodeConfigBinding, 'overrideSha256' | 'postInstallSha256'> | undefined
 }
 
 /**
@@ -96,11 +106,21 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
       }
     }
 
-  const prepareTarget = step(async (manifest: { name: string }) => {
-    const { config: node, source } = await fetchNodeConfig(
+  const prepareTarget = step(async (manifest: ImageManifest) => {
+    const {
+      config: node,
+      source,
+      signed,
+    } = await fetchNodeConfig(
       { image: manifest.name, mac: lease.mac, hostname: named, layout: installer.disksLayout },
       request,
+      await nodeConfigTrust(config, manifest, logger),
     )
+    if (signed) {
+      console.say(
+        `node config signed by key ${signed.signingKeyId} (key list version ${signed.keyListVersion}), for this node's MAC and serial ${manifest.serial}; overrides and post-install scripts are checked against it`,
+      )
+    }
     const serverName = node.hostname ?? undefined
     const hostname = installer.hostname ?? shortName(serverName) ?? lease.hostname
     const domain = lease.domain ?? domainOf(serverName)
@@ -140,7 +160,8 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
       mounts,
       disks,
     })
-    prepared = { node, layout, layoutName, hostname, domain, ...made }
+    const digests = signed && node.signed
+    prepared = { node, layout, layoutName, hostname, domain, ...made, digests }
     // Mount points of other filesystems, or a kept one, are in the target before the image.
     const filled =
       mountOrder(layout.filesystems).length > 1 || layout.filesystems.some((fs) => !fs.format)
@@ -175,6 +196,7 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
         router: lease.router,
       },
       request,
+      ...(made.digests ? { digests: made.digests } : {}),
       workDir: options.workDir,
       mounts,
       console,
@@ -206,6 +228,33 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
     for (const problem of await mounts.unmountAll()) console.say(`unmounting: ${problem}`)
     throw internal ?? err
   }
+}
+
+/**
+ * With a trust root, what the node config is checked against: the same root and floor the
+ * client checked the image's key list and manifest against, and the serial it verified.
+ * Without one, undefined: the node config is taken unsigned, as before, and the log says so.
+ */
+async function nodeConfigTrust(
+  config: Parameters<typeof loadTrustRoot>[0],
+  manifest: ImageManifest,
+  logger: Logger,
+): Promise<NodeConfigTrustOptions | undefined> {
+  const root = await loadTrustRoot(config)
+  if (!root) {
+    logger.warn(
+      { image: manifest.name },
+      'the node config (disk layout, overrides, post-install scripts) is not signature-checked: this node has no trust root',
+    )
+    return undefined
+  }
+  // The client refuses an unsigned manifest when there is a trust root, so this is a bug.
+  if (manifest.serial === undefined) {
+    throw new Error(
+      'a trust root is configured, yet the manifest handed to the installer has no serial',
+    )
+  }
+  return { root, floor: await readTrustFloor(config, logger), serial: manifest.serial, logger }
 }
 
 /** `node1.lab.example` → `node1`. */

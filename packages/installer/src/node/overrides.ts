@@ -1,7 +1,14 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fetchInstallFile, formatMiB, type ServerRequestOptions } from '@imageswarm/client'
-import { extractArchive, type Logger, overridePath } from '@imageswarm/core'
+import {
+  checkSignedFile,
+  extractArchive,
+  ImageSwarmError,
+  type Logger,
+  overridePath,
+  serverUrl,
+} from '@imageswarm/core'
 import type { InstallerConsole } from './installer-console.js'
 
 /**
@@ -17,12 +24,18 @@ export const OVERRIDE_SIZE_LIMIT = 256 * 1024 * 1024
  * metadata (owners, modes, times, xattrs) and its checks on each member's path. An override
  * the server does not have (404) is said and skipped, as SystemImager's rsync of a missing
  * overrides/NAME only logs it. Returns the names applied.
+ *
+ * With `digests` (a signed node config), each archive must match its SHA-256 before it is
+ * written or extracted (E_SIGNATURE_INVALID naming it), and a 404 stops the install: the
+ * server signed a config naming it, so its absence is not the site's choice.
  */
 export async function applyOverrides(options: {
   names: readonly string[]
   target: string
   workDir: string
   request: ServerRequestOptions
+  /** Override name → SHA-256 of its tar, from a verified node config. */
+  digests?: Readonly<Record<string, string>>
   console: InstallerConsole
   logger: Logger
 }): Promise<string[]> {
@@ -34,11 +47,24 @@ export async function applyOverrides(options: {
       OVERRIDE_SIZE_LIMIT,
       options.request,
     )
+    const url = serverUrl(options.request.server, overridePath(name))
+    if (archive === undefined && options.digests) {
+      throw new ImageSwarmError(
+        'E_SIGNATURE_INVALID',
+        `override ${name} is named in the signed node config, but the server does not serve it (${url}: 404)`,
+        {
+          operation: 'verify node config file',
+          path: url,
+          hint: 'the override directory went away on the server after the node config was signed: install the node again',
+        },
+      )
+    }
     if (archive === undefined) {
       options.console.say(`override ${name}: the server has none, skipped`)
       options.logger.warn({ override: name }, 'override not on the server; skipped')
       continue
     }
+    if (options.digests) checkSignedFile(archive, options.digests[name], `override ${name}`, url)
     await mkdir(options.workDir, { recursive: true })
     const file = join(options.workDir, `override-${name}.tar`)
     try {

@@ -1,7 +1,13 @@
 import { chmod, copyFile, lstat, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fetchInstallFile, type ServerRequestOptions } from '@imageswarm/client'
-import { ImageSwarmError, type Logger, postInstallPath } from '@imageswarm/core'
+import {
+  checkSignedFile,
+  ImageSwarmError,
+  type Logger,
+  postInstallPath,
+  serverUrl,
+} from '@imageswarm/core'
 import { CHROOT_ENV } from './bootloader.js'
 import type { InstallerConsole } from './installer-console.js'
 import {
@@ -35,12 +41,17 @@ const FAILED_SCRIPT_LINES = 15
  * config gives (`GET /install/post-install/NAME`). A server script of the same name as one
  * of the image's replaces it. A script that fails stops the install: E_POST_INSTALL_FAILED
  * with its exit status and last lines.
+ *
+ * With `digests` (a signed node config), every server script must match its SHA-256 before
+ * any script runs (E_SIGNATURE_INVALID naming it): all are fetched and checked first.
  */
 export async function runPostInstallScripts(options: {
   target: string
   serverScripts: readonly string[]
   variables: InstallVariables
   request: ServerRequestOptions
+  /** Script name → SHA-256, from a verified node config. */
+  digests?: Readonly<Record<string, string>>
   console: InstallerConsole
   logger: Logger
 }): Promise<string[]> {
@@ -108,6 +119,10 @@ export async function runPostInstallScripts(options: {
             hint: 'see the image server’s log: scripts/post-install changed while the node installed?',
           },
         )
+      }
+      if (options.digests) {
+        const url = serverUrl(options.request.server, postInstallPath(name))
+        checkSignedFile(body, options.digests[name], `post-install script ${name}`, url)
       }
       await writeFile(join(dir, name), body, { mode: 0o755 })
     }
