@@ -24,6 +24,9 @@ TEST_DEBS+=(qemu-utils ovmf e2fsprogs)
 # Trust (issue 17): the key and signature tests check our minisign files against the real tool,
 # and our secret key files against openssl (PKCS#8, and a key openssl encrypted with scrypt).
 TEST_DEBS+=(minisign openssl)
+# Encrypted archives: a packet capture of the swarm (test/trust-encryption-capture.test.ts)
+# must not hold the image's marker.
+TEST_DEBS+=(tcpdump)
 
 # The swarm benchmark (scripts/bench-swarm) compares against aria2 and turns offloads off.
 BENCH_DEBS=(aria2 ethtool iproute2 curl)

@@ -2,32 +2,24 @@
 // serve --keys --encrypt --group-keys`, real `imageswarm install` processes with node
 // secrets. Seeders, peers, caches and the server's published file hold ciphertext only;
 // a node opens the image only with its group's key, fetched by proving its node secret.
-import { execFile } from 'node:child_process'
+// One server serves every test in turn (restarted only where publishing again is the
+// point); the key commands run in this process (test/helpers/encrypted-image.ts). The
+// packet capture of the swarm is test/trust-encryption-capture.test.ts.
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync } from 'node:fs'
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
+import { main } from '@imageswarm/cli'
 import { ENCRYPTED_HEADER_BYTES, ENCRYPTION_CHUNK_BYTES, encodeManifest } from '@imageswarm/core'
 import { compareTrees, snapshotTree } from '@imageswarm/core/testing'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { CLI, runInstall, startServer } from '../scripts/lib/deployment.mjs'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
+import { startCorruptPeer } from './helpers/corrupt-peer.js'
+import { imageswarmInProcess, MARKER, makeEncryptedImageLayout } from './helpers/encrypted-image.js'
 import type { Server } from './helpers/server-fixture.js'
-import {
-  addSampleImage,
-  clientDirs,
-  makeServerLayout,
-  type ServerLayout,
-} from './helpers/workspace.js'
+import { clientDirs, type ServerLayout } from './helpers/workspace.js'
 
 type Install = Awaited<ReturnType<typeof runInstall>>
-
-const execFileAsync = promisify(execFile)
-const MARKER = 'IMAGESWARM-SECRET-MARKER-4e1f7a'
-
-async function imageswarm(args: string[]): Promise<{ stdout: string; stderr: string }> {
-  return execFileAsync(process.execPath, [CLI, ...args], { maxBuffer: 16 << 20 })
-}
 
 // biome-ignore lint/suspicious/noExplicitAny: a manifest as JSON, read field by field
 async function fetchJson(url: string): Promise<any> {
@@ -84,24 +76,12 @@ describe('a server encrypting its images for node groups', () => {
   let layout: ServerLayout
   let keys: string
   let groupKeys: string
+  let serveArgs: string[]
   let server: Server | undefined
-  const secrets: Record<string, string> = {}
+  let secrets: Record<string, string>
 
   const serve = async (extra: string[] = []) => {
-    server = await startServer({
-      images: ['node'],
-      ...layout,
-      args: [
-        '--keys',
-        keys,
-        '--encrypt',
-        '--group-keys',
-        groupKeys,
-        '--compression',
-        'none',
-        ...extra,
-      ],
-    })
+    server = await startServer({ images: ['node'], ...layout, args: [...serveArgs, ...extra] })
     return server
   }
 
@@ -134,60 +114,49 @@ describe('a server encrypting its images for node groups', () => {
   }
 
   beforeAll(async () => {
-    layout = await makeServerLayout('imageswarm-encrypt-')
-    await addSampleImage(layout, 'node')
-    // Uncompressed (--compression none): the plaintext archive would hold the marker as is.
-    await writeFile(join(layout.imagesDir, 'node', 'etc', 'shadow-marker'), `${MARKER}\n`)
-    keys = join(layout.dir, 'keys')
-    await imageswarm(['key', 'generate', '--output', keys])
-    groupKeys = join(layout.dir, 'group-keys')
-    for (const group of ['compute', 'login']) {
-      await imageswarm(['key', 'group', 'add', group, '--group-keys', groupKeys])
-    }
-    for (const [node, group] of [
-      ['n1', 'compute'],
-      ['n2', 'compute'],
-      ['l1', 'login'],
-    ] as const) {
-      secrets[node] = join(layout.dir, `${node}.secret`)
-      await imageswarm([
-        'key',
-        'node',
-        'add',
-        node,
-        '--group',
-        group,
-        '--group-keys',
-        groupKeys,
-        '--output',
-        secrets[node]!,
-      ])
-    }
+    ;({ layout, keys, groupKeys, secrets, serveArgs } = await makeEncryptedImageLayout(
+      'imageswarm-encrypt-',
+      ['compute', 'login'],
+      [
+        ['n1', 'compute'],
+        ['n2', 'compute'],
+        ['l1', 'login'],
+      ],
+    ))
     await serve()
-    // Six CLI runs and a server start: on a loaded machine each CLI start alone takes seconds.
-  }, 240_000)
+  })
   afterAll(async () => {
     await server?.stop()
     await layout?.remove()
   })
 
   it('refuses --encrypt without --keys (E_USAGE)', async () => {
-    const failed = await imageswarm([
-      'publish',
-      '--image',
-      'node',
-      '--images-dir',
-      layout.imagesDir,
-      '--tarballs-dir',
-      join(layout.dir, 'other-tarballs'),
-      '--torrents-dir',
-      join(layout.dir, 'other-torrents'),
-      '--encrypt',
-      '--group-keys',
-      groupKeys,
-    ]).catch((err: { code: number; stderr: string }) => err)
-    expect(failed).toMatchObject({ code: 2 })
-    expect((failed as { stderr: string }).stderr).toContain('E_USAGE')
+    const printed: string[] = []
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((text) => {
+      printed.push(String(text))
+      return true
+    })
+    let code: number
+    try {
+      code = await main([
+        'publish',
+        '--image',
+        'node',
+        '--images-dir',
+        layout.imagesDir,
+        '--tarballs-dir',
+        join(layout.dir, 'other-tarballs'),
+        '--torrents-dir',
+        join(layout.dir, 'other-torrents'),
+        '--encrypt',
+        '--group-keys',
+        groupKeys,
+      ])
+    } finally {
+      stderr.mockRestore()
+    }
+    expect(code).toBe(2)
+    expect(printed.join('')).toContain('E_USAGE')
   })
 
   it('installs an encrypted image identical to the image, with ciphertext only outside the target', async () => {
@@ -245,12 +214,14 @@ describe('a server encrypting its images for node groups', () => {
     )
     secrets.forged = forged
     const dirs = await bareTarget(1, 'wrong-secret')
-    const wrong = await install('forged', dirs)
+    const other = await bareTarget(1, 'other-group')
+    const [wrong, claimed] = await Promise.all([
+      install('forged', dirs),
+      install('n1', other, ['--group', 'login']),
+    ])
     await expectRefused(wrong, 'E_ARCHIVE_KEY_UNAVAILABLE', 23, dirs)
     expect(wrong.failed.error.message).toMatch(/did not prove its node secret/)
 
-    const other = await bareTarget(1, 'other-group')
-    const claimed = await install('n1', other, ['--group', 'login'])
     await expectRefused(claimed, 'E_ARCHIVE_KEY_UNAVAILABLE', 23, other)
     expect(claimed.failed.error.message).toMatch(/is not in group login/)
   })
@@ -258,9 +229,9 @@ describe('a server encrypting its images for node groups', () => {
   it('refuses a node of a group the image is not encrypted for, and one of a revoked group', async () => {
     // A group made after the image was encrypted: its node gets the group key, but the
     // manifest has no wrapping for it.
-    await imageswarm(['key', 'group', 'add', 'lab', '--group-keys', groupKeys])
+    await imageswarmInProcess(['key', 'group', 'add', 'lab', '--group-keys', groupKeys])
     secrets.b1 = join(layout.dir, 'b1.secret')
-    await imageswarm([
+    await imageswarmInProcess([
       'key',
       'node',
       'add',
@@ -280,7 +251,7 @@ describe('a server encrypting its images for node groups', () => {
     // Revoking login: the next version gets a new archive key, a new serial, no wrapping
     // for login; login's nodes get no key.
     const before = await fetchJson(`${server!.url}/images/node/manifest.json`)
-    await imageswarm(['key', 'group', 'revoke', 'login', '--group-keys', groupKeys])
+    await imageswarmInProcess(['key', 'group', 'revoke', 'login', '--group-keys', groupKeys])
     await server!.stop()
     await serve()
     const after = await fetchJson(`${server!.url}/images/node/manifest.json`)
@@ -295,14 +266,49 @@ describe('a server encrypting its images for node groups', () => {
     await expectRefused(login, 'E_ARCHIVE_KEY_UNAVAILABLE', 23, revoked)
 
     // A restart with nothing changed keeps the ciphertext, its infohash and serial.
+    // Throttled (an upload limit changes nothing published): the next test needs a server
+    // slow enough that the client asks its corrupting peer for pieces.
     await server!.stop()
-    await serve()
+    await serve(['--upload-limit', '1M'])
     const kept = await fetchJson(`${server!.url}/images/node/manifest.json`)
     expect(kept).toMatchObject({
       serial: after.serial,
       infoHash: after.infoHash,
       sha256: after.sha256,
     })
+  })
+
+  it('bans a peer sending tampered ciphertext pieces: the piece hashes refuse them before decryption, and the install finishes from the server', async () => {
+    // A peer holds ciphertext and no key, so what it can alter is ciphertext. The torrent's
+    // piece hashes are made from the ciphertext (docs/trust.md), so its junk fails the
+    // SHA-1 check as for a plain archive: nothing of it reaches the decryption, which
+    // therefore never fails (E_DECRYPT_FAILED is for a bad ciphertext the server signed;
+    // see the next test).
+    const manifest = await fetchJson(`${server!.url}/images/node/manifest.json`)
+    const peer = await startCorruptPeer({
+      announceUrl: `${server!.url}/announce`,
+      infoHash: manifest.infoHash,
+      pieces: Math.ceil(manifest.size / manifest.pieceLength),
+    })
+    try {
+      const dirs = clientDirs(layout, 1, 'corrupt-peer')
+      const result = await install('n1', dirs)
+      expectSuccess(result)
+      expect(peer.blocksSent).toBeGreaterThan(0)
+      const rejected = result.events.filter((e: { type: string }) => e.type === 'piece-rejected')
+      expect(rejected.length).toBeGreaterThan(0)
+      expect(rejected.flatMap((e: { banned: string[] }) => e.banned)).toEqual([peer.peerId])
+      expect(result.logs.some((r: { msg?: string }) => r.msg === 'archive key unwrapped')).toBe(
+        true,
+      )
+      expect(
+        await compareTrees(join(layout.imagesDir, 'node'), dirs.target, {
+          skipPaths: ['etc/imageswarm'],
+        }),
+      ).toEqual([])
+    } finally {
+      await peer.stop()
+    }
   })
 
   it('stops at a tampered ciphertext chunk before any of it reaches the target (E_DECRYPT_FAILED)', async () => {

@@ -108,8 +108,9 @@ export async function startServer(options) {
 }
 
 /**
- * One `imageswarm install --json` process; resolves when it exits, with its exit code,
- * its events and its log records.
+ * One `imageswarm install --json` process, inside network namespace `netns` when given (as
+ * for startServer); resolves when it exits, with its exit code, its events and its log
+ * records.
  */
 export function runInstall(options) {
   // `command` runs another build of the client, e.g. the single-file bundle.
@@ -130,7 +131,11 @@ export function runInstall(options) {
     options.cmdline ?? '/dev/null',
     ...(options.args ?? []),
   ]
-  const child = spawn(process.execPath, args, {
+  const [command, commandArgs] =
+    options.netns === undefined
+      ? [process.execPath, args]
+      : ['ip', ['netns', 'exec', options.netns, process.execPath, ...args]]
+  const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
   })

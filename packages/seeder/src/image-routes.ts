@@ -153,7 +153,9 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-cache',
+    // A route's own setting stands (the group key answer is `no-store`): writeHead's
+    // headers would otherwise replace it.
+    'cache-control': String(res.getHeader('cache-control') ?? 'no-cache'),
   })
   res.end(text)
 }
