@@ -63,6 +63,15 @@ declare module 'bittorrent-tracker' {
     announce: string[]
     port: number
     getAnnounceOpts?: () => AnnounceOptions
+    /**
+     * Connections for HTTP(S) trackers: each agent is handed to fetch as its `dispatcher`
+     * (an undici dispatcher, not a `node:http` agent).
+     */
+    proxyOpts?: ProxyOptions
+  }
+  export interface ProxyOptions {
+    httpAgent?: unknown
+    httpsAgent?: unknown
   }
   /** Emits `peer` ("ip:port"), `update`, `warning` and `error`. */
   export default class Client extends EventEmitter {
@@ -73,7 +82,7 @@ declare module 'bittorrent-tracker' {
     update(options?: AnnounceOptions): void
     destroy(cb?: (err?: Error) => void): void
     static scrape(
-      opts: { announce: string; infoHash: string | string[] },
+      opts: { announce: string; infoHash: string | string[]; proxyOpts?: ProxyOptions },
       cb: (err: Error | null, data?: ScrapeData) => void,
     ): Client
   }

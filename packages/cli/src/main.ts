@@ -171,6 +171,17 @@ export function buildProgram(): Command {
         .default(INSTALL_DIRS.overrides)
         .env('IMAGESWARM_OVERRIDES_DIR'),
     )
+    .addOption(
+      new Option(
+        '--tls-cert <file>',
+        'serve every endpoint over HTTPS with this certificate (PEM; imageswarm key tls-generate); nodes with a root key accept it only if the key list pins it (key tls-pin)',
+      ).env('IMAGESWARM_TLS_CERT'),
+    )
+    .addOption(
+      new Option('--tls-key <file>', "the HTTPS certificate's private key (PEM)").env(
+        'IMAGESWARM_TLS_KEY',
+      ),
+    )
     .action(async (options, command: Command) => runServe(options, loggerFor(command, 'server')))
 
   addPublishingOptions(
@@ -185,6 +196,11 @@ export function buildProgram(): Command {
       'address the .torrent announces (default: first LAN address)',
     )
     .option('--port <n>', 'HTTP port the server will use', integerFlag('--port', 1, 65535), 6969)
+    .option(
+      '--https',
+      'the server will serve HTTPS (serve --tls-cert): the .torrent announces https URLs',
+      false,
+    )
     .action(async (options, command: Command) => runPublish(options, loggerFor(command, 'publish')))
 
   program

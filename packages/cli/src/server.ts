@@ -1,10 +1,16 @@
-import { createServer, type Server, type ServerResponse } from 'node:http'
+import { readFile } from 'node:fs/promises'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { networkInterfaces } from 'node:os'
+import { ServerConnection } from '@imageswarm/client'
 import {
+  errnoOf,
   type GroupKey,
   ImageSwarmError,
   type Logger,
+  pinsOf,
+  readCertificatePem,
   readGroupKeys,
   type ServerDescription,
   WIRE,
@@ -50,21 +56,33 @@ export interface ImageServerOptions {
   port: number
   /** The address clients are told to use; default: `address`, or this host's first LAN address. */
   advertiseAddress?: string
+  /**
+   * HTTPS for every endpoint on the same port (`--tls-cert`, `--tls-key`: PEM files, e.g.
+   * from `imageswarm key tls-generate`); without it, plain HTTP for a trusted install network.
+   */
+  tls?: ServerTlsFiles
   update: boolean
   logger: Logger
 }
 
+/** The server's certificate and its private key, PEM files. */
+export interface ServerTlsFiles {
+  cert: string
+  key: string
+}
+
 /**
- * The image server: one HTTP endpoint in front of the tracker (announce, scrape) and
- * the seeder's routes (image list, manifests, torrents, archives as web seeds), plus
- * the BitTorrent seeder itself. Built first, then listening (`listen()`); it answers
- * HTTP while its images are still being published (503 with `Retry-After` for those).
+ * The image server: one HTTP (or, with `tls`, HTTPS) endpoint in front of the tracker
+ * (announce, scrape) and the seeder's routes (image list, manifests, torrents, archives as
+ * web seeds), plus the BitTorrent seeder itself. Built first, then listening
+ * (`listen()`); it answers while its images are still being published (503 with
+ * `Retry-After` for those).
  */
 export class ImageServer {
   readonly #options: ImageServerOptions
   readonly #tracker: Tracker
   readonly #catalog: ImageCatalog
-  readonly #http: Server
+  readonly #http: Server | HttpsServer
   #install: InstallRoutes | undefined
   #url: string | undefined
   #seeder: ImageSeeder | undefined
@@ -74,6 +92,9 @@ export class ImageServer {
   #renewal: SignatureRenewal | undefined
   /** With `seeder.groupKeys`: `GET /keys/groups/NAME` for nodes that prove their secret. */
   readonly #groupKeys: GroupKeyRoutes | undefined
+  /** Over HTTPS: the seeder's announces to this server's own tracker, pinned to its own
+   * certificate (the advertised address need not be one of the certificate's names). */
+  #self: ServerConnection | undefined
 
   get #trackerEnabled(): boolean {
     return this.#options.trackerEnabled !== false
@@ -95,7 +116,7 @@ export class ImageServer {
       // announces, for the dashboard.
       serverUpload: () => this.#serverUploads(),
     })
-    this.#http = createServer((req, res) => {
+    const handle = (req: IncomingMessage, res: ServerResponse) => {
       try {
         if (this.#trackerEnabled && this.#tracker.handle(req, res)) return
         // The dashboard (/, /assets/*, /api/*, /metrics), with or without the tracker.
@@ -117,7 +138,9 @@ export class ImageServer {
         options.logger.error({ err, url: req.url }, 'request failed')
         if (!res.headersSent) res.writeHead(500).end()
       }
-    })
+    }
+    // One port, one set of routes, either way; the certificate is loaded in listen().
+    this.#http = options.tls ? createHttpsServer(handle) : createServer(handle)
     this.#http.keepAliveTimeout = 65_000
     this.#groupKeys =
       options.seeder.groupKeys === undefined
@@ -126,6 +149,44 @@ export class ImageServer {
             dir: options.seeder.groupKeys,
             logger: options.logger.child({ component: 'group keys' }),
           })
+  }
+
+  /**
+   * Loads `--tls-cert`/`--tls-key` into the HTTPS server, refusing a file that cannot be
+   * read, is not PEM or does not belong to the other (E_KEY_FILE_INVALID); warns when the
+   * key list this server serves does not pin the certificate (nodes with a root key would
+   * refuse it).
+   */
+  async #loadCertificate(files: ServerTlsFiles): Promise<{ sha256: string }> {
+    const [cert, key] = await Promise.all([
+      readTlsFile(files.cert, 'certificate'),
+      readTlsFile(files.key, 'private key'),
+    ])
+    const { sha256, validTo } = readCertificatePem(cert, files.cert)
+    try {
+      const https = this.#http as HttpsServer
+      https.setSecureContext({ cert, key })
+    } catch (err) {
+      throw new ImageSwarmError(
+        'E_KEY_FILE_INVALID',
+        `${files.key} and ${files.cert} cannot serve HTTPS together: ${err instanceof Error ? err.message : String(err)}`,
+        {
+          operation: 'load TLS certificate',
+          path: files.key,
+          hint: 'give the private key that belongs to the certificate (imageswarm key tls-generate writes both)',
+          cause: err,
+        },
+      )
+    }
+    const pins = this.#signer ? pinsOf(this.#signer.keyList) : []
+    this.#options.logger.info({ cert: files.cert, sha256, validTo }, 'serving HTTPS')
+    if (this.#signer && !pins.includes(sha256)) {
+      this.#options.logger.warn(
+        { sha256, pins, keyListVersion: this.#signer.keyList.version },
+        'the key list does not pin this certificate: nodes with a root key refuse it (imageswarm key tls-pin --keys DIR --cert FILE, then publish the key list)',
+      )
+    }
+    return { sha256 }
   }
 
   /** `GET /server.json`: where the seeder listens, so clients dial the server themselves
@@ -178,10 +239,10 @@ export class ImageServer {
     }
     // Before listening: --encrypt without a usable group key stops the server here.
     const encryption = seeder.encrypt ? await encryptionFor(seeder) : undefined
-    if (encryption) {
+    if (encryption && !this.#options.tls) {
       logger.warn(
         { groups: encryption.groupKeys.map((key) => key.group) },
-        'encrypting archives; group keys are handed out over plain HTTP until HTTPS lands: keep the install network trusted',
+        'encrypting archives; group keys are handed out over plain HTTP (no --tls-cert): keep the install network trusted',
       )
     }
     // Before listening: a disks layout the installer cannot apply stops the server here
@@ -198,19 +259,36 @@ export class ImageServer {
       // Node configs are signed with the manifests' key (docs/trust.md).
       ...(this.#signer ? { signer: this.#signer } : {}),
     })
+    // Before listening: a certificate or key that cannot be used stops the server here.
+    const certificate = this.#options.tls
+      ? await this.#loadCertificate(this.#options.tls)
+      : undefined
     await new Promise<void>((resolve, reject) => {
       this.#http.once('error', (err) => reject(listenError(err, this.#options)))
       this.#http.listen(this.#options.port, this.#options.address, () => resolve())
     })
     const port = (this.#http.address() as AddressInfo).port
-    const url = `http://${formatHost(this.advertisedAddress())}:${port}`
+    // The .torrent's announce and web seed URLs derive from this: https with --tls-cert.
+    const url = `${certificate ? 'https' : 'http'}://${formatHost(this.advertisedAddress())}:${port}`
     this.#url = url
-    logger.info({ url, listen: `${this.#options.address}:${port}` }, 'image server listening')
+    if (certificate) {
+      this.#self = new ServerConnection(url)
+      this.#self.pin([certificate.sha256])
+    }
+    logger.info(
+      {
+        url,
+        listen: `${this.#options.address}:${port}`,
+        ...(certificate ? { tlsCertificate: certificate.sha256 } : {}),
+      },
+      'image server listening',
+    )
     this.#seeder = await ImageSeeder.start({
       settings: seeder.swarm,
       torrentPort: seeder.torrentPort,
       // One --upload-limit for the server: BitTorrent and the web seed draw on one budget.
       uploadBucket: this.#catalog.uploadBudget?.bucket,
+      ...(this.#self?.dispatcher ? { dispatcher: this.#self.dispatcher } : {}),
       logger: logger.child({ component: 'seeder' }),
     })
     // Manifests are signed again at half their lifetime, and when the key list changes;
@@ -274,6 +352,7 @@ export class ImageServer {
     this.#http.closeAllConnections()
     await new Promise<void>((resolve) => this.#http.close(() => resolve()))
     await this.#seeder?.close()
+    await this.#self?.close()
     await this.#tracker.close()
     await this.#install?.close()
     await this.#catalog.close()
@@ -309,6 +388,23 @@ export function firstLanAddress(): string | undefined {
 
 function formatHost(address: string): string {
   return address.includes(':') ? `[${address}]` : address
+}
+
+async function readTlsFile(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path)
+  } catch (err) {
+    throw new ImageSwarmError(
+      'E_KEY_FILE_INVALID',
+      `TLS ${what} ${path} cannot be read (${errnoOf(err) ?? String(err)})`,
+      {
+        operation: 'load TLS certificate',
+        path,
+        hint: 'give --tls-cert and --tls-key as PEM files (imageswarm key tls-generate --output DIR writes DIR/tls.crt and DIR/tls.key)',
+        cause: err,
+      },
+    )
+  }
 }
 
 function listenError(err: NodeJS.ErrnoException, options: ImageServerOptions): ImageSwarmError {

@@ -349,4 +349,94 @@ describe('imageswarm key', { timeout: 120_000 }, () => {
     expect(emptied.code).toBe(22)
     expect(emptied.stderr).toContain('history/keys-N.json')
   })
+
+  it('tls-generate makes a self-signed certificate for the given names; tls-pin pins it in a new root-signed key list', async () => {
+    const keys = join(dir, 'keys')
+    expect((await imageswarm(['key', 'generate', '--output', keys])).code).toBe(0)
+    const tls = join(dir, 'tls')
+    const args = ['key', 'tls-generate', '--output', tls, '--name', 'images.lab.example']
+    const generated = await imageswarm([...args, '--address', '10.0.0.1', '--days', '30'])
+    expect(generated.code, generated.stderr).toBe(0)
+    expect((await stat(join(tls, 'tls.key'))).mode & 0o777).toBe(0o600)
+    const text = await run(
+      'openssl',
+      ['x509', '-in', join(tls, 'tls.crt'), '-noout', '-text', '-fingerprint', '-sha256'],
+      dir,
+    )
+    expect(text.stdout).toContain('DNS:images.lab.example, IP Address:10.0.0.1')
+    expect(text.stdout).toContain('ASN1 OID: prime256v1')
+    const sha256 = /sha256 Fingerprint=([0-9A-F:]+)/i
+      .exec(text.stdout)![1]!
+      .replaceAll(':', '')
+      .toLowerCase()
+    expect(generated.stdout).toContain(`sha256        ${sha256}`)
+    // Never over an existing certificate or key.
+    const again = await imageswarm(args)
+    expect(again.code).toBe(24)
+    expect(again.stderr).toContain('E_KEYS_EXIST')
+    expect(
+      await imageswarm(['key', 'tls-generate', '--output', join(dir, 'x'), '--address', 'host']),
+    ).toMatchObject({ code: 2 })
+
+    const pinned = await imageswarm([
+      'key',
+      'tls-pin',
+      '--keys',
+      keys,
+      '--cert',
+      join(tls, 'tls.crt'),
+    ])
+    expect(pinned.code, pinned.stderr).toBe(0)
+    const listed = await imageswarm(['key', 'list', '--keys', keys, '--json'])
+    const keyList = (
+      JSON.parse(listed.stdout) as {
+        keyList: { version: number; tlsCertificates: { sha256: string; note: string }[] }
+      }
+    ).keyList
+    expect(keyList.version).toBe(2)
+    expect(keyList.tlsCertificates.map((pin) => pin.sha256)).toEqual([sha256])
+    expect(keyList.tlsCertificates[0]!.note).toContain('IP Address:10.0.0.1')
+    expect((await minisignVerify(keys, 'keys.json')).code).toBe(0)
+    const twice = await imageswarm([
+      'key',
+      'tls-pin',
+      '--keys',
+      keys,
+      '--cert',
+      join(tls, 'tls.crt'),
+    ])
+    expect(twice.code).toBe(2)
+
+    // A rotation: the second certificate beside the first, then alone.
+    const next = join(dir, 'tls-2')
+    expect(
+      (await imageswarm(['key', 'tls-generate', '--output', next, '--address', '10.0.0.1'])).code,
+    ).toBe(0)
+    const both = await imageswarm([
+      'key',
+      'tls-pin',
+      '--keys',
+      keys,
+      '--cert',
+      join(next, 'tls.crt'),
+    ])
+    expect(both.code, both.stderr).toBe(0)
+    expect(both.stdout).toContain(`${sha256}, `)
+    const replaced = await imageswarm([
+      'key',
+      'tls-pin',
+      '--keys',
+      keys,
+      '--cert',
+      join(next, 'tls.crt'),
+      '--replace',
+    ])
+    expect(replaced.code, replaced.stderr).toBe(0)
+    expect(replaced.stdout).toContain(`dropped       ${sha256}`)
+    const after = JSON.parse(
+      (await imageswarm(['key', 'list', '--keys', keys, '--json'])).stdout,
+    ) as { keyList: { version: number; tlsCertificates: unknown[] } }
+    expect(after.keyList.version).toBe(4)
+    expect(after.keyList.tlsCertificates).toHaveLength(1)
+  })
 })

@@ -20,6 +20,7 @@ import {
   unwrapArchiveKey,
 } from '@imageswarm/core'
 import type { ClientConfig } from './config.js'
+import { tlsRefusalOf } from './server-connection.js'
 
 /** A group key answer is a few hundred bytes; anything much larger is not one. */
 const ANSWER_LIMIT = 64 * 1024
@@ -29,8 +30,9 @@ const REQUEST_TIMEOUT_MS = 30_000
 export interface KeyRequestOptions {
   server: string
   /**
-   * The connection's agent: today none (plain HTTP on a trusted install network); later
-   * the HTTPS agent that accepts only the certificate the verified key list pins.
+   * The connection's agent: over HTTPS, the one that accepts only the certificate the
+   * verified key list pins (ServerConnection.agent); none over plain HTTP (a trusted
+   * install network) or without a pin (Node's CA check).
    */
   agent?: Agent
   signal?: AbortSignal
@@ -43,8 +45,8 @@ interface KeyAnswer {
 
 /**
  * One GET to the image server's key endpoints. Every group key request goes through here,
- * so that pinning the server's certificate is one agent passed in (docs/trust.md, phase 2b
- * item 3), not a change to each caller.
+ * so that pinning the server's certificate is one agent passed in (ServerConnection.agent;
+ * docs/trust.md, "HTTPS"), not a change to each caller.
  */
 export function requestKeyEndpoint(
   path: string,
@@ -118,6 +120,9 @@ export async function fetchGroupKey(
   const where = serverUrl(options.server, path)
   const ask = (headers: Record<string, string>) =>
     requestKeyEndpoint(path, headers, options).catch((err: unknown) => {
+      // A certificate the pin or the CA store refuses is said as such, not as a missing key.
+      const refusal = tlsRefusalOf(err, where)
+      if (refusal) throw refusal
       throw unavailable(
         `cannot fetch the key of group ${group} from ${where}: ${err instanceof Error ? err.message : String(err)}`,
         'is the image server running with --group-keys DIR?',

@@ -9,6 +9,7 @@ import {
   type TransferTotals,
 } from '@imageswarm/core'
 import { parseRetryAfter } from './http-answer.js'
+import { type ServerConnection, tlsRefusalOf } from './server-connection.js'
 
 /** Progress is emitted this often, as the swarm session does. */
 const PROGRESS_INTERVAL_MS = 1000
@@ -27,6 +28,8 @@ export interface HttpDownloadOptions {
   logger: Logger
   emit: (event: InstallEvent) => void
   signal?: AbortSignal
+  /** The image server's connections (pinned HTTPS); without one, Node's fetch as is. */
+  connection?: ServerConnection
 }
 
 /** A failure worth resuming: no connection, a cut or stalled body, a 5xx or 429. */
@@ -91,19 +94,27 @@ export async function downloadArchiveOverHttp(
     while (offset < size) {
       attempt++
       try {
-        const fetched = await getRest(url, offset, manifest, signal, async (chunk, at) => {
-          if (at !== offset) {
-            // The server sent the whole archive (200) where the rest was asked for.
-            offset = at
-            await file.truncate(at)
-          }
-          await file.write(chunk, 0, chunk.byteLength, offset).catch((err) => {
-            throw writeError(err, path, manifest, 'write archive')
-          })
-          offset += chunk.byteLength
-          received += chunk.byteLength
-          lastByteAt = Date.now()
-        })
+        const dispatcher = options.connection?.dispatcher
+        const fetched = await getRest(
+          url,
+          offset,
+          manifest,
+          signal,
+          dispatcher,
+          async (chunk, at) => {
+            if (at !== offset) {
+              // The server sent the whole archive (200) where the rest was asked for.
+              offset = at
+              await file.truncate(at)
+            }
+            await file.write(chunk, 0, chunk.byteLength, offset).catch((err) => {
+              throw writeError(err, path, manifest, 'write archive')
+            })
+            offset += chunk.byteLength
+            received += chunk.byteLength
+            lastByteAt = Date.now()
+          },
+        )
         if (fetched === 'complete-already') break
         if (offset < size) throw new Interrupted(`the body ended at byte ${offset} of ${size}`)
       } catch (err) {
@@ -162,6 +173,7 @@ async function getRest(
   offset: number,
   manifest: ImageManifest,
   signal: AbortSignal | undefined,
+  dispatcher: ServerConnection['dispatcher'],
   onChunk: (chunk: Uint8Array, at: number) => Promise<void>,
 ): Promise<'done' | 'complete-already'> {
   const controller = new AbortController()
@@ -179,7 +191,11 @@ async function getRest(
   try {
     const headers: Record<string, string> =
       offset > 0 ? { range: `bytes=${offset}-`, 'if-range': `"${manifest.sha256}"` } : {}
-    const response = await fetch(url, { headers, signal: controller.signal })
+    const response = await fetch(url, {
+      headers,
+      signal: controller.signal,
+      ...(dispatcher ? { dispatcher } : {}),
+    })
     let at: number
     if (response.status === 206) {
       at = rangeStart(response.headers.get('content-range'), manifest.size)
@@ -225,6 +241,9 @@ async function getRest(
     return 'done'
   } catch (err) {
     if (err instanceof ImageSwarmError) throw err
+    // A certificate the pin or the CA store refuses: final, not resumed.
+    const refusal = tlsRefusalOf(err, url)
+    if (refusal) throw refusal
     const reason = controller.signal.aborted ? controller.signal.reason : undefined
     if (reason instanceof Interrupted) throw reason
     if (signal?.aborted) throw signal.reason ?? err

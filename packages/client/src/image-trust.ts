@@ -18,6 +18,7 @@ import {
   parseNodeTrustState,
   parsePublicKeyFile,
   parsePublicKeyLine,
+  pinsOf,
   raiseTrustState,
   type SignedImageManifest,
   serverUrl,
@@ -181,14 +182,17 @@ export async function fetchVerifiedManifest(options: VerifyImageOptions): Promis
   for (let round = 1; ; round++) {
     try {
       const keyListUrl = serverUrl(request.server, TRUST_PATHS.keyList)
+      // The key list is the anchor of the HTTPS pin: over HTTPS it comes over a connection
+      // whose certificate is not checked, and its root signature is what is (below).
+      const unpinned = { ...request, verifiedBySignature: true }
       // Each file and its signature in parallel: two round trips instead of four.
       const [keyListBytes, keyListSignature] = await Promise.all([
-        fetchInstallFile(TRUST_PATHS.keyList, 'key list', KEY_LIST_MAX_BYTES, request),
+        fetchInstallFile(TRUST_PATHS.keyList, 'key list', KEY_LIST_MAX_BYTES, unpinned),
         fetchInstallFile(
           TRUST_PATHS.keyListSignature,
           'key list signature',
           SIGNATURE_READ_LIMIT,
-          request,
+          unpinned,
         ),
       ])
       if (keyListBytes === undefined) {
@@ -215,6 +219,18 @@ export async function fetchVerifiedManifest(options: VerifyImageOptions): Promis
         },
         keyListUrl,
       )
+      // Every request from here on accepts only a certificate this list pins (over HTTPS;
+      // without a pin, one a CA the node trusts signed).
+      const pins = pinsOf(verifiedList.keyList)
+      request.connection?.pin(pins)
+      if (request.connection?.https) {
+        logger.info(
+          { server: request.server, pins, keyListVersion: verifiedList.keyList.version },
+          pins.length > 0
+            ? 'HTTPS: the server must present a certificate the key list pins'
+            : 'HTTPS: the key list pins no certificate; the server’s must be one a CA this node trusts signed',
+        )
+      }
       const [manifestFile, signature] = await Promise.all([
         fetchManifestFile(image, request),
         fetchInstallFile(

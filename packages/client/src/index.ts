@@ -52,4 +52,5 @@ export {
   fetchTorrent,
   type ServerRequestOptions,
 } from './server-api.js'
+export { type FetchDispatcher, ServerConnection, tlsRefusalOf } from './server-connection.js'
 export { StatusReporter } from './status-reporter.js'

@@ -37,6 +37,7 @@ import {
   type ImageWait,
   type ServerRequestOptions,
 } from './server-api.js'
+import { ServerConnection } from './server-connection.js'
 import { chooseStaging } from './staging.js'
 import { StatusReporter } from './status-reporter.js'
 import { SwarmSession } from './swarm-session.js'
@@ -66,6 +67,13 @@ export interface InstallOptions {
    * is reported done only once the node can boot what it installed.
    */
   configureTarget?: (target: string, manifest: ImageManifest) => Promise<void>
+  /**
+   * The image server's connections, when the caller makes requests of its own to the same
+   * server (the installer's node config, overrides, scripts): after the key list is
+   * verified they accept only the certificate it pins. Default: one of the install's own,
+   * closed at its end; one handed in is the caller's to close.
+   */
+  connection?: ServerConnection
 }
 
 /** What `prepareTarget` made of the target root. */
@@ -111,12 +119,16 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
   const { config, signal } = options
   const logger = options.logger ?? silentLogger()
   const peerId = makePeerId('client')
+  // Every request to the server goes over this: over HTTPS, once the key list is verified,
+  // only to a server presenting the certificate it pins.
+  const connection = options.connection ?? new ServerConnection(config.server)
   const reporter = config.report
     ? new StatusReporter({
         server: config.server,
         image: config.image,
         peerId,
         logger,
+        connection,
         ...(config.node ? { node: config.node } : {}),
       })
     : undefined
@@ -140,6 +152,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
       onRetry: (attempt: number, err: unknown) =>
         logger.warn({ attempt, err: String(err) }, 'image server not reachable yet; retrying'),
       onWait: (wait: ImageWait) => reportImageWait(wait, logger),
+      connection,
     }
     // With a trust root, the key list and the manifest are checked against it, and the
     // .torrent below against the signed infohash, before any disk is touched.
@@ -148,7 +161,14 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     emit({ type: 'manifest', manifest })
     // An encrypted image: its archive key, before any disk is touched, so a node that cannot
     // open it stops here with the target untouched.
-    const archiveKey = await archiveKeyFor(manifest, config, Boolean(verified), logger, signal)
+    const archiveKey = await archiveKeyFor(
+      manifest,
+      config,
+      Boolean(verified),
+      connection,
+      logger,
+      signal,
+    )
     const archiveUrl = serverUrl(config.server, archiveUrlPath(manifest.name, manifest.archiveFile))
     // Over plain HTTP the .torrent is not needed: the manifest's sha256 checks the archive.
     const torrent =
@@ -185,6 +205,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
           stallTimeoutSeconds: config.stallTimeoutSeconds,
           logger,
           emit,
+          connection,
           ...(signal ? { signal } : {}),
         })
         state.moveTo('verifying')
@@ -202,6 +223,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
         stallTimeoutSeconds: config.stallTimeoutSeconds,
         logger,
         emit,
+        connection,
       })
       if (cached) {
         // The cache lookup checked the sha256; the node seeds the copy at once.
@@ -315,6 +337,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     await session?.close()
     if (place && !finished) await abandonArchive(place, failure)
     await reporter?.flush()
+    if (!options.connection) await connection.close()
   }
 }
 
@@ -369,6 +392,7 @@ async function archiveKeyFor(
   manifest: ImageManifest,
   config: ClientConfig,
   verified: boolean,
+  connection: ServerConnection,
   logger: Logger,
   signal: AbortSignal | undefined,
 ): Promise<ArchiveKey | undefined> {
@@ -390,10 +414,12 @@ async function archiveKeyFor(
       'encrypted image without a trust root: its manifest (and the key wrappings in it) is not verified; give the node a root key (--trust-root)',
     )
   }
+  // Over HTTPS with a pin, the group key goes only to the server the key list vouches for.
+  const agent = connection.agent
   return openArchiveKey(
     manifest,
     config,
-    { server: config.server, ...(signal ? { signal } : {}) },
+    { server: config.server, ...(agent ? { agent } : {}), ...(signal ? { signal } : {}) },
     logger,
   )
 }

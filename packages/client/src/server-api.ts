@@ -10,6 +10,7 @@ import {
 import parseTorrent, { type ParsedTorrent } from 'parse-torrent'
 import { formatMiB } from './disk-space.js'
 import { BodyTooLarge, parseRetryAfter, readBody } from './http-answer.js'
+import { type FetchDispatcher, type ServerConnection, tlsRefusalOf } from './server-connection.js'
 
 /**
  * The largest manifest the client reads. A manifest is a few hundred bytes of JSON; a body
@@ -68,6 +69,17 @@ export interface ServerRequestOptions {
   onRetry?: (attempt: number, error: unknown) => void
   /** Called when a wait for the image starts, then about once a minute while it lasts. */
   onWait?: (wait: ImageWait) => void
+  /**
+   * The server's connections (HTTPS with the certificate the verified key list pins, once
+   * it is pinned); without one, Node's fetch as is.
+   */
+  connection?: ServerConnection
+  /**
+   * The body is the key list or its signature, which the root signature vouches for: over
+   * HTTPS it is fetched without a certificate check (it carries the pin; see
+   * ServerConnection). Never set for anything else.
+   */
+  verifiedBySignature?: boolean
 }
 
 /** The client is waiting for the server to publish an image. */
@@ -210,7 +222,14 @@ async function fetchFromServer(
     let delayMs: number
     try {
       const deadline = Math.max(budgetFrom + connectMs, Date.now() + idleMs)
-      const answer = await getOnce(url, limit, idleMs, deadline, options.signal)
+      const answer = await getOnce(
+        url,
+        limit,
+        idleMs,
+        deadline,
+        options.signal,
+        dispatcherFor(options),
+      )
       const { response } = answer
       if (response.ok) return answer
       const refusal = parseRefusal(answer.body)
@@ -261,6 +280,13 @@ async function fetchFromServer(
   )
 }
 
+/** The connections a request goes over: see ServerRequestOptions.connection. */
+function dispatcherFor(options: ServerRequestOptions): FetchDispatcher | undefined {
+  const { connection } = options
+  if (!connection) return undefined
+  return options.verifiedBySignature ? connection.keyListDispatcher : connection.dispatcher
+}
+
 /**
  * One GET, with its body read up to `limit` bytes (an error status's up to
  * ERROR_BODY_LIMIT, else ignored). Given up as a TransientFailure when nothing arrives
@@ -272,6 +298,7 @@ async function getOnce(
   idleMs: number,
   deadline: number,
   signal: AbortSignal | undefined,
+  dispatcher: FetchDispatcher | undefined,
 ): Promise<Answer> {
   const controller = new AbortController()
   let received = 0
@@ -296,7 +323,10 @@ async function getOnce(
   signal?.addEventListener('abort', onAbort, { once: true })
   resetIdle()
   try {
-    const response = await fetch(url, { signal: controller.signal })
+    const response = await fetch(url, {
+      signal: controller.signal,
+      ...(dispatcher ? { dispatcher } : {}),
+    })
     const declared = Number(response.headers.get('content-length') ?? Number.NaN)
     if (Number.isSafeInteger(declared)) expected = declared
     resetIdle()
@@ -313,6 +343,9 @@ async function getOnce(
     }
   } catch (err) {
     if (err instanceof BodyTooLarge) throw err
+    // A certificate the pin or the CA store refuses: final, another try would not change it.
+    const refusal = tlsRefusalOf(err, url)
+    if (refusal) throw refusal
     const reason = controller.signal.aborted ? controller.signal.reason : undefined
     if (reason instanceof TransientFailure) throw reason
     if (signal?.aborted) throw signal.reason ?? err

@@ -2,6 +2,7 @@ import { lookup } from 'node:dns/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { type Logger, type ServerDescription, serverUrl, WIRE } from '@imageswarm/core'
 import { readBody } from './http-answer.js'
+import type { ServerConnection } from './server-connection.js'
 
 /** `/server.json` is a few dozen bytes; a body beyond this is not one. */
 const DESCRIPTION_SIZE_LIMIT = 4096
@@ -28,12 +29,13 @@ export interface SeederEndpoint {
 export async function locateServerSeeder(
   server: string,
   logger: Logger,
+  connection?: ServerConnection,
 ): Promise<SeederEndpoint | undefined> {
   const url = serverUrl(server, WIRE.server)
   let lastError: unknown
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     try {
-      const port = await fetchSeederPort(url)
+      const port = await fetchSeederPort(url, connection)
       const hostname = new URL(server).hostname.replace(/^\[|\]$/g, '')
       const { address } = await lookup(hostname)
       return { host: address, port }
@@ -50,8 +52,12 @@ export async function locateServerSeeder(
   return undefined
 }
 
-async function fetchSeederPort(url: string): Promise<number> {
-  const response = await fetch(url, { signal: AbortSignal.timeout(ATTEMPT_TIMEOUT_MS) })
+async function fetchSeederPort(url: string, connection?: ServerConnection): Promise<number> {
+  const dispatcher = connection?.dispatcher
+  const response = await fetch(url, {
+    signal: AbortSignal.timeout(ATTEMPT_TIMEOUT_MS),
+    ...(dispatcher ? { dispatcher } : {}),
+  })
   const text = (await readBody(response, DESCRIPTION_SIZE_LIMIT)).toString('utf8')
   // 4xx: the server does not publish it (one older than /server.json); 5xx: ask again.
   if (response.status >= 400 && response.status < 500) {

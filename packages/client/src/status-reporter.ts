@@ -11,6 +11,7 @@ import {
   serverUrl,
 } from '@imageswarm/core'
 import { parseRetryAfter, readBody } from './http-answer.js'
+import type { ServerConnection } from './server-connection.js'
 
 /** How often progress is reported between state changes, until the server says. */
 const DEFAULT_REPORT_INTERVAL_MS = REPORT_INTERVAL_LIMITS_MS.min
@@ -31,6 +32,11 @@ export interface StatusReporterOptions {
   logger: Logger
   /** What posts the reports: the global fetch, unless a test hands in its own. */
   fetch?: typeof fetch
+  /**
+   * The server's connections: reports go over the certificate the verified key list pins
+   * (they start with the manifest, after the key list was checked).
+   */
+  connection?: ServerConnection
 }
 
 /**
@@ -223,6 +229,7 @@ export class StatusReporter {
   async #post(report: NodeStatusReport): Promise<boolean> {
     let failure: string
     let retryAfterMs: number | undefined
+    const dispatcher = this.#options.connection?.dispatcher
     try {
       const response = await this.#fetch(serverUrl(this.#options.server, NODE_STATUS_PATH), {
         method: 'POST',
@@ -232,6 +239,7 @@ export class StatusReporter {
         },
         body: JSON.stringify(report),
         signal: AbortSignal.timeout(5000),
+        ...(dispatcher ? { dispatcher } : {}),
       })
       // A reply is a few dozen bytes of JSON; a server sending more is not read further.
       const body = (await readBody(response, REPLY_SIZE_LIMIT)).toString('utf8')

@@ -11,6 +11,7 @@ import {
 } from '@imageswarm/core'
 import { ArchiveSwarm, SwarmHost } from '@imageswarm/swarm'
 import type { ParsedTorrent } from 'parse-torrent'
+import type { ServerConnection } from './server-connection.js'
 import { locateServerSeeder } from './server-seeder.js'
 
 export interface SwarmSessionOptions {
@@ -29,6 +30,11 @@ export interface SwarmSessionOptions {
   stallTimeoutSeconds: number
   logger: Logger
   emit: (event: InstallEvent) => void
+  /**
+   * The image server's connections: `/server.json`, the tracker and the web seed go over
+   * the certificate the verified key list pins (over HTTPS); peers stay plain BitTorrent.
+   */
+  connection?: ServerConnection
 }
 
 /**
@@ -71,7 +77,8 @@ export class SwarmSession {
    * (`/server.json`, see `locateServerSeeder`); that connection alone is the server.
    */
   static async start(options: SwarmSessionOptions): Promise<SwarmSession> {
-    const imageServer = await locateServerSeeder(options.server, options.logger)
+    const imageServer = await locateServerSeeder(options.server, options.logger, options.connection)
+    const dispatcher = options.connection?.dispatcher
     if (imageServer) options.logger.debug({ imageServer }, 'image server seeder located')
     const host = await SwarmHost.listen(0)
     try {
@@ -84,6 +91,7 @@ export class SwarmSession {
         existing: options.alreadyVerified ? 'held' : 'scan',
         logger: options.logger,
         ...(imageServer ? { imageServer } : {}),
+        ...(dispatcher ? { dispatcher } : {}),
       })
       return new SwarmSession(options, host, swarm)
     } catch (err) {

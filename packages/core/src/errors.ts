@@ -46,6 +46,11 @@ export const ERROR_CODES = {
   E_SIGNATURE_INVALID: 'signature invalid',
   E_KEY_UNKNOWN: 'signature invalid',
   E_MANIFEST_WRONG_IMAGE: 'signature invalid',
+  // HTTPS (docs/trust.md, "HTTPS"): a server certificate the verified key list does not pin,
+  // or, without a pin, one no CA the node trusts vouches for. The node refuses to talk to it
+  // as it refuses a forged signature.
+  E_TLS_PIN_MISMATCH: 'signature invalid',
+  E_TLS_UNTRUSTED: 'signature invalid',
   E_KEY_REVOKED: 'key revoked',
   E_MANIFEST_EXPIRED: 'expired',
   E_KEYLIST_EXPIRED: 'expired',

@@ -33,8 +33,9 @@ export interface GroupKeyRoutesOptions {
  * nonce; with one (`ImageswarmNode node="…", nonce="…", proof="…"`, the proof an
  * HMAC-SHA256 of the node secret, see `groupKeyProof`) it is 200 with the key, or 403/404.
  * Group keys and node secrets are read from disk per request: adding a node or revoking a
- * group takes effect without a restart. Until HTTPS lands, the key crosses the network in
- * the clear: serve it on a trusted install network only.
+ * group takes effect without a restart. Without `serve --tls-cert` the key crosses the
+ * network in the clear: serve it so on a trusted install network only; with it, nodes with
+ * a root key fetch it only from the certificate the key list pins (docs/trust.md, "HTTPS").
  */
 export class GroupKeyRoutes {
   readonly #dir: string

@@ -28,17 +28,20 @@ export class ImageSeeder {
   readonly #swarms = new Map<string, ArchiveSwarm>()
 
   readonly #uploadBucket: TokenBucket | undefined
+  readonly #dispatcher: RequestInit['dispatcher']
 
   private constructor(
     host: SwarmHost,
     settings: SwarmSettings,
     logger: Logger,
     uploadBucket: TokenBucket | undefined,
+    dispatcher: RequestInit['dispatcher'],
   ) {
     this.#host = host
     this.#settings = settings
     this.#logger = logger
     this.#uploadBucket = uploadBucket
+    this.#dispatcher = dispatcher
   }
 
   /** Listens on `torrentPort` (0: any free port). */
@@ -48,6 +51,9 @@ export class ImageSeeder {
     /** The server's one upload budget, shared with the web seed; default: each image's
      * swarm has its own at `settings.uploadLimit`. */
     uploadBucket?: TokenBucket | undefined
+    /** The connections for announces to the server's own tracker: over HTTPS, ones that
+     * accept the server's own certificate (fetch's `dispatcher`). */
+    dispatcher?: RequestInit['dispatcher']
     logger?: Logger
   }): Promise<ImageSeeder> {
     const host = await SwarmHost.listen(options.torrentPort).catch((err: NodeJS.ErrnoException) => {
@@ -66,6 +72,7 @@ export class ImageSeeder {
       options.settings,
       options.logger ?? silentLogger(),
       options.uploadBucket,
+      options.dispatcher,
     )
   }
 
@@ -89,6 +96,7 @@ export class ImageSeeder {
       existing: 'held',
       firstCopy: this.#settings.firstCopy,
       uploadBucket: this.#uploadBucket,
+      ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
       logger: this.#logger.child({ image: manifest.name }),
     })
     swarm.on('error', (err) => this.#logger.error({ err, image: manifest.name }, 'seeding failed'))

@@ -84,6 +84,12 @@ export interface ArchiveSwarmOptions {
    * server's one `--upload-limit`); default: a bucket of this swarm's own from
    * `settings.uploadLimit`. */
   uploadBucket?: TokenBucket | undefined
+  /**
+   * The image server's connections for the tracker's announces and scrapes and the web
+   * seed (fetch's `dispatcher`): the client's, which over HTTPS accept only the certificate
+   * the verified key list pins. Peer connections never use it: they stay plain BitTorrent.
+   */
+  dispatcher?: RequestInit['dispatcher']
   logger?: Logger
 }
 
@@ -228,7 +234,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   async leecherCount(): Promise<LeecherCount> {
     const announce = this.torrent.announce[0]
     const scraped = announce
-      ? await scrape(announce, this.infoHash).catch(() => undefined)
+      ? await scrape(announce, this.infoHash, this.#trackerConnections()).catch(() => undefined)
       : undefined
     const graceMs = Math.min(3 * this.#announceIntervalMs, MAX_UNREACHED_GRACE_MS)
     // A peer still downloading wants what we hold. The image server looks incomplete to
@@ -260,6 +266,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       peerId: this.#options.peerId,
       announce: torrent.announce,
       port: this.#options.host.port,
+      ...this.#trackerConnections(),
       getAnnounceOpts: () => ({
         numwant: settings.maxConnections,
         uploaded: this.#totals.uploaded,
@@ -281,6 +288,12 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     tracker.on('error', (err: Error) => this.#logger.warn({ err: err.message }, 'tracker error'))
     tracker.start()
     this.#tracker = tracker
+  }
+
+  /** The tracker client's connections: ours (see `dispatcher`), for http and https alike. */
+  #trackerConnections(): { proxyOpts?: { httpAgent: unknown; httpsAgent: unknown } } {
+    const { dispatcher } = this.#options
+    return dispatcher ? { proxyOpts: { httpAgent: dispatcher, httpsAgent: dispatcher } } : {}
   }
 
   /** Connects to a peer at `ip:port` unless connected already or at the limit (the
@@ -925,9 +938,11 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   async #fetchPiece(url: string, index: number): Promise<Buffer> {
     const length = pieceLengthOf(this.torrent, index)
     const start = index * this.torrent.pieceLength
+    const { dispatcher } = this.#options
     const response = await fetch(url, {
       headers: { range: `bytes=${start}-${start + length - 1}` },
       signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS * 3),
+      ...(dispatcher ? { dispatcher } : {}),
     })
     if (response.status !== 206) {
       await response.body?.cancel()
@@ -1011,9 +1026,13 @@ function rarest(count: number, score: (index: number) => number | undefined): nu
   return best
 }
 
-function scrape(announce: string, infoHash: string): Promise<number> {
+function scrape(
+  announce: string,
+  infoHash: string,
+  connections: { proxyOpts?: { httpAgent: unknown; httpsAgent: unknown } },
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    TrackerClient.scrape({ announce, infoHash }, (err, data) => {
+    TrackerClient.scrape({ announce, infoHash, ...connections }, (err, data) => {
       if (err || !data) reject(err ?? new Error('empty scrape'))
       else resolve(data.incomplete)
     })

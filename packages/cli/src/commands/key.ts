@@ -29,6 +29,7 @@ import {
 import type { Command } from 'commander'
 import { integerFlag } from '../options.js'
 import { addGroupKeyCommands } from './key-group.js'
+import { addTlsKeyCommands } from './key-tls.js'
 
 /**
  * `imageswarm key …`: the root key, signing keys and the key list the root signs
@@ -45,7 +46,7 @@ interface ExpiryFlags {
   signingKeyDays?: number
 }
 
-interface RootFlags {
+export interface RootFlags {
   keys: string
   rootKey?: string
   rootKeyPassphraseFile?: string
@@ -69,7 +70,7 @@ export interface KeyListFlags {
   json: boolean
 }
 
-function addExpiryOption(command: Command): Command {
+export function addExpiryOption(command: Command): Command {
   return command.option(
     '--expires-days <n>',
     'days until the new key list expires; renew it before (imageswarm key renew)',
@@ -86,7 +87,7 @@ function addSigningKeyDaysOption(command: Command): Command {
   )
 }
 
-function addRootOptions(command: Command): Command {
+export function addRootOptions(command: Command): Command {
   return command
     .requiredOption('--keys <dir>', 'the key directory (imageswarm key generate --output DIR)')
     .option(
@@ -99,7 +100,8 @@ function addRootOptions(command: Command): Command {
     )
 }
 
-/** Registers `key generate|rotate|revoke|renew|list` under `program`. */
+/** Registers `key generate|rotate|revoke|renew|list|tls-generate|tls-pin` and the group
+ * key commands under `program`. */
 export function addKeyCommands(program: Command): void {
   const key = program
     .command('key')
@@ -153,14 +155,15 @@ export function addKeyCommands(program: Command): void {
     .option('--json', 'print JSON', false)
     .action(async (flags: KeyListFlags) => runKeyList(flags))
 
+  addTlsKeyCommands(key)
   addGroupKeyCommands(key)
 }
 
-function daysFrom(now: Date, days: number): Date {
+export function daysFrom(now: Date, days: number): Date {
   return new Date(now.getTime() + days * DAY_MS)
 }
 
-function print(lines: string[]): void {
+export function print(lines: string[]): void {
   process.stdout.write(`${lines.join('\n')}\n`)
 }
 
@@ -244,14 +247,14 @@ function openKeys(flags: { keys: string }, now: Date): Promise<KeyDirectory> {
 }
 
 /** The key directory, checked before anything is written that the next key list follows. */
-async function openKeysToChange(flags: { keys: string }, now: Date): Promise<KeyDirectory> {
+export async function openKeysToChange(flags: { keys: string }, now: Date): Promise<KeyDirectory> {
   const keys = await openKeys(flags, now)
   await checkNextKeyListVersion(keys)
   return keys
 }
 
 /** Loads the root secret key and checks it is the root of this directory. */
-async function loadRootKey(flags: RootFlags, keys: KeyDirectory): Promise<SecretKey> {
+export async function loadRootKey(flags: RootFlags, keys: KeyDirectory): Promise<SecretKey> {
   const path = resolve(flags.rootKey ?? join(keys.dir, KEY_FILES.rootSecretKey))
   const passphrase =
     flags.rootKeyPassphraseFile === undefined
@@ -275,7 +278,7 @@ async function loadRootKey(flags: RootFlags, keys: KeyDirectory): Promise<Secret
   return root
 }
 
-async function signNext(
+export async function signNext(
   keys: KeyDirectory,
   root: SecretKey,
   change: KeyListChange,

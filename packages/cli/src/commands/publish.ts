@@ -6,13 +6,15 @@ import { lockStateDirectories, type PublishingFlags, seederConfigFrom } from './
 export interface PublishFlags extends PublishingFlags {
   advertiseAddress?: string
   port: number
+  /** The server will serve HTTPS (`serve --tls-cert`): the .torrent announces https URLs. */
+  https?: boolean
 }
 
 /** `imageswarm publish` (si_installbtimage): pack and describe images without serving. */
 export async function runPublish(flags: PublishFlags, logger: Logger): Promise<void> {
   const config = seederConfigFrom(flags)
   const address = flags.advertiseAddress ?? firstLanAddress() ?? '127.0.0.1'
-  const serverUrl = `http://${address}:${flags.port}`
+  const serverUrl = `${flags.https ? 'https' : 'http'}://${address}:${flags.port}`
   // A server running on these directories would have archives rewritten under it.
   const lock = await lockStateDirectories(config, 'publish')
   try {

@@ -8,7 +8,7 @@ import {
   stateDirectoriesOf,
 } from '@imageswarm/seeder'
 import { PidFile } from '../pid-file.js'
-import { ImageServer } from '../server.js'
+import { ImageServer, type ServerTlsFiles } from '../server.js'
 
 export interface PublishingFlags {
   image: string[]
@@ -52,6 +52,29 @@ export interface ServeFlags extends PublishingFlags {
   bootAppend?: string
   scriptsDir: string
   overridesDir: string
+  /** The server's `tls.cert`: HTTPS on `--port` with this certificate (PEM). */
+  tlsCert?: string
+  /** The server's `tls.key`: the certificate's private key (PEM). */
+  tlsKey?: string
+}
+
+/** `--tls-cert` and `--tls-key` together, or neither (plain HTTP). */
+export function serverTlsFrom(
+  flags: Pick<ServeFlags, 'tlsCert' | 'tlsKey'>,
+): ServerTlsFiles | undefined {
+  if (flags.tlsCert === undefined && flags.tlsKey === undefined) return undefined
+  if (flags.tlsCert === undefined || flags.tlsKey === undefined) {
+    const missing = flags.tlsCert === undefined ? '--tls-cert' : '--tls-key'
+    throw new ImageSwarmError(
+      'E_USAGE',
+      `HTTPS needs both --tls-cert and --tls-key; ${missing} is missing`,
+      {
+        path: missing,
+        hint: 'make both with imageswarm key tls-generate --output DIR (DIR/tls.crt, DIR/tls.key), or give neither for plain HTTP',
+      },
+    )
+  }
+  return { cert: flags.tlsCert, key: flags.tlsKey }
 }
 
 /**
@@ -128,6 +151,7 @@ export function lockStateDirectories(config: SeederConfig, command: string): Pro
  */
 export async function runServe(flags: ServeFlags, logger: Logger): Promise<void> {
   const seeder = seederConfigFrom(flags)
+  const tls = serverTlsFrom(flags)
   const server = new ImageServer({
     images: flags.image,
     seeder,
@@ -148,6 +172,7 @@ export async function runServe(flags: ServeFlags, logger: Logger): Promise<void>
     address: flags.address,
     port: flags.port,
     ...(flags.advertiseAddress ? { advertiseAddress: flags.advertiseAddress } : {}),
+    ...(tls ? { tls } : {}),
     update: flags.updateImage,
     logger,
   })

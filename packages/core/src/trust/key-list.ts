@@ -66,7 +66,7 @@ export const KeyListSchema = z
     rootKeyId: KeyId,
     signingKeys: z.array(SigningKeyEntrySchema).max(64),
     revokedKeyIds: z.array(KeyId).max(4096),
-    /** Certificates of the image server that nodes pin for HTTPS (phase 2 of issue 17). */
+    /** Certificates of the image server that nodes pin for HTTPS (docs/trust.md, "HTTPS"). */
     tlsCertificates: z.array(TlsCertificateSchema).max(16).optional(),
   })
   .superRefine((list, ctx) => {
@@ -349,6 +349,8 @@ export interface KeyListChange {
   remove?: string[]
   /** Taken off and listed as revoked. */
   revoke?: string[]
+  /** The server certificates nodes pin from this list on, replacing the previous list's. */
+  tlsCertificates?: { sha256: string; note?: string }[]
 }
 
 /** The next key list: version + 1, the changes applied, new dates. */
@@ -366,5 +368,6 @@ export function nextKeyList(previous: KeyList, change: KeyListChange): KeyList {
       ...(change.add ?? []),
     ],
     revokedKeyIds: revoked,
+    ...(change.tlsCertificates === undefined ? {} : { tlsCertificates: change.tlsCertificates }),
   }
 }

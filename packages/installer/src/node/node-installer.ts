@@ -3,6 +3,7 @@ import {
   installImage,
   loadTrustRoot,
   readTrustFloor,
+  ServerConnection,
   type ServerRequestOptions,
 } from '@imageswarm/client'
 import {
@@ -84,7 +85,11 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
   const { client, installer } = settings
   const named = installer.hostname ?? lease.hostname
   const config = { ...client, ...(client.node || !named ? {} : { node: named }) }
+  // Shared with the client's install: once it verified the key list, the node config,
+  // overrides and scripts come over the certificate the list pins too (over HTTPS).
+  const connection = new ServerConnection(client.server)
   const request: ServerRequestOptions = {
+    connection,
     server: client.server,
     connectTimeoutSeconds: client.connectTimeoutSeconds,
     ...(options.signal ? { signal: options.signal } : {}),
@@ -212,6 +217,7 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
       ...(options.signal ? { signal: options.signal } : {}),
       prepareTarget,
       configureTarget: configure,
+      connection,
     })
     for (const problem of await mounts.unmountAll()) console.say(`unmounting: ${problem}`)
     await syncDisks(logger)
@@ -227,6 +233,8 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
   } catch (err) {
     for (const problem of await mounts.unmountAll()) console.say(`unmounting: ${problem}`)
     throw internal ?? err
+  } finally {
+    await connection.close()
   }
 }
 
