@@ -9,7 +9,6 @@ import {
   encodeSecretKeyFile,
   generateSecretKey,
   isImageSwarmError,
-  KEY_LIST_TYPE,
   type KeyList,
   nextKeyList,
   parseSecretKeyFile,
@@ -25,30 +24,13 @@ import { errorOf } from './helpers/error-of.js'
 import { runMinisign } from './helpers/minisign.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 import { thrownBy } from './helpers/thrown-by.js'
+import { expectCode, firstKeyList as firstKeyListAt } from './helpers/trust.js'
 
 const NOW = new Date('2025-06-01T12:00:00.000Z')
 const DAY = 86_400_000
 
-function expectCode(error: unknown, code: string, text?: string): void {
-  expect(isImageSwarmError(error), String(error)).toBe(true)
-  if (!isImageSwarmError(error)) return
-  expect(error.code).toBe(code)
-  if (text !== undefined) expect(error.message).toContain(text)
-  expect(error.hint).toBeTruthy()
-}
-
 function firstKeyList(root: SecretKey, signing: SecretKey[], overrides: Partial<KeyList> = {}) {
-  return {
-    type: KEY_LIST_TYPE,
-    schemaVersion: 1,
-    version: 1,
-    created: NOW.toISOString(),
-    expires: new Date(NOW.getTime() + 365 * DAY).toISOString(),
-    rootKeyId: root.keyId,
-    signingKeys: signing.map((key) => signingKeyEntry(key.publicKey, NOW)),
-    revokedKeyIds: [],
-    ...overrides,
-  } satisfies KeyList
+  return firstKeyListAt(root, signing, NOW, overrides)
 }
 
 describe('secret key files', () => {

@@ -7,8 +7,6 @@ import {
   encryptedSize,
   generateSecretKey,
   type ImageManifest,
-  isImageSwarmError,
-  KEY_LIST_TYPE,
   type KeyList,
   nextKeyList,
   parseInfoHash,
@@ -21,22 +19,14 @@ import {
 import { runMinisign } from './helpers/minisign.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 import { thrownBy } from './helpers/thrown-by.js'
+import { expectCode, firstKeyList } from './helpers/trust.js'
 
 const NOW = new Date('2025-06-01T12:00:00.000Z')
 const DAY = 86_400_000
 
 const root = generateSecretKey()
 const signing = generateSecretKey()
-const keyList: KeyList = {
-  type: KEY_LIST_TYPE,
-  schemaVersion: 1,
-  version: 1,
-  created: NOW.toISOString(),
-  expires: new Date(NOW.getTime() + 365 * DAY).toISOString(),
-  rootKeyId: root.keyId,
-  signingKeys: [signingKeyEntry(signing.publicKey, NOW)],
-  revokedKeyIds: [],
-}
+const keyList: KeyList = firstKeyList(root, [signing], NOW)
 
 function manifest(overrides: Partial<ImageManifest> = {}): ImageManifest {
   return {
@@ -57,13 +47,7 @@ function manifest(overrides: Partial<ImageManifest> = {}): ImageManifest {
 }
 
 function expectRefusal(run: () => unknown, code: string, text?: string): number {
-  const error = thrownBy(run)
-  expect(isImageSwarmError(error), String(error)).toBe(true)
-  if (!isImageSwarmError(error)) return -1
-  expect(error.code).toBe(code)
-  if (text !== undefined) expect(error.message).toContain(text)
-  expect(error.hint).toBeTruthy()
-  return error.exitCode
+  return expectCode(thrownBy(run), code, text)
 }
 
 const trust = { keyList, now: NOW, image: 'compute' }

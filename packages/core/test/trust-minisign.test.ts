@@ -5,7 +5,6 @@ import { describe, expect, it } from 'vitest'
 import {
   encodePublicKeyFile,
   generateSecretKey,
-  isImageSwarmError,
   parsePublicKeyFile,
   parseSignature,
   prehashFile,
@@ -18,14 +17,7 @@ import {
 import { runMinisign } from './helpers/minisign.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 import { thrownBy } from './helpers/thrown-by.js'
-
-function expectCode(error: unknown, code: string, text?: string): void {
-  expect(isImageSwarmError(error), String(error)).toBe(true)
-  if (!isImageSwarmError(error)) return
-  expect(error.code).toBe(code)
-  if (text !== undefined) expect(error.message).toContain(text)
-  expect(error.hint).toBeTruthy()
-}
+import { expectCode } from './helpers/trust.js'
 
 /** Writes a file, our key's public key and our signature of the file into `dir`. */
 async function signedByUs(

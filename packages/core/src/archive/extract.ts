@@ -143,7 +143,7 @@ export async function extractArchive(options: ExtractOptions): Promise<ExtractRe
       await validateArchive(archive, compression, {
         tools: options.tools,
         env: options.env,
-        ...(options.decrypt ? { decrypt: options.decrypt } : {}),
+        decrypt: options.decrypt,
         logger,
         signal: options.signal,
       })
