@@ -16,10 +16,11 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { ImageSwarmError, silentLogger } from '@imageswarm/core'
+import { silentLogger } from '@imageswarm/core'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { InstallerConsole } from '../src/node/installer-console.js'
 import { runPostInstallScripts } from '../src/node/post-install.js'
+import { rejected } from './helpers/thrown.js'
 
 const run = promisify(execFile)
 const isRoot = process.getuid?.() === 0
@@ -135,16 +136,16 @@ describe.skipIf(Boolean(missing))('post-install scripts, chrooted into the new s
       '20rack1.fails': `#!/bin/sh\n${Array.from({ length: 30 }, (_, i) => `echo line ${i}`).join('\n')}\necho oops >&2\nexit 3\n`,
       '30all.never': '#!/bin/sh\necho never >/etc/never\n',
     })
-    const err = await runPostInstallScripts({
-      target: root,
-      serverScripts: ['20rack1.fails', '30all.never'],
-      variables: variables(server),
-      request: { server, connectTimeoutSeconds: 5 },
-      console: recordingConsole(),
-      logger: silentLogger(),
-    }).catch((e: unknown) => e)
-    if (!(err instanceof ImageSwarmError))
-      throw new Error(`expected an ImageSwarmError, got ${String(err)}`)
+    const err = await rejected(
+      runPostInstallScripts({
+        target: root,
+        serverScripts: ['20rack1.fails', '30all.never'],
+        variables: variables(server),
+        request: { server, connectTimeoutSeconds: 5 },
+        console: recordingConsole(),
+        logger: silentLogger(),
+      }),
+    )
     expect(err.code).toBe('E_POST_INSTALL_FAILED')
     expect(err.exitCode).toBe(16)
     const lastLines = [...Array.from({ length: 14 }, (_, i) => `    line ${i + 16}`), '    oops']
@@ -159,27 +160,19 @@ describe.skipIf(Boolean(missing))('post-install scripts, chrooted into the new s
   it('refuses a script the server lists but does not serve, and an image that has /tmp/post-install', async () => {
     const root = await newSystem()
     const server = await serveScripts({})
-    const request = { server, connectTimeoutSeconds: 5 }
-    const gone = await runPostInstallScripts({
-      target: root,
-      serverScripts: ['10all.gone'],
-      variables: variables(server),
-      request,
-      console: recordingConsole(),
-      logger: silentLogger(),
-    }).catch((e: unknown) => e)
-    expect((gone as ImageSwarmError).code).toBe('E_SERVER_RESPONSE')
+    const runGone = () =>
+      runPostInstallScripts({
+        target: root,
+        serverScripts: ['10all.gone'],
+        variables: variables(server),
+        request: { server, connectTimeoutSeconds: 5 },
+        console: recordingConsole(),
+        logger: silentLogger(),
+      })
+    expect((await rejected(runGone())).code).toBe('E_SERVER_RESPONSE')
     expect(await readdir(join(root, 'tmp'))).toEqual([])
     await mkdir(join(root, 'tmp/post-install'))
-    const taken = await runPostInstallScripts({
-      target: root,
-      serverScripts: ['10all.gone'],
-      variables: variables(server),
-      request,
-      console: recordingConsole(),
-      logger: silentLogger(),
-    }).catch((e: unknown) => e)
-    expect((taken as ImageSwarmError).code).toBe('E_TARGET_NOT_EMPTY')
+    expect((await rejected(runGone())).code).toBe('E_TARGET_NOT_EMPTY')
     // The image's own directory is left as it was.
     expect(existsSync(join(root, 'tmp/post-install'))).toBe(true)
   })

@@ -17,7 +17,6 @@ import { join } from 'node:path'
 import {
   type Disk,
   DiskLayoutSchema,
-  ImageSwarmError,
   type NodeInstallConfig,
   parsePublicKeyFile,
   sha256Hex,
@@ -42,6 +41,7 @@ import {
   writeHostname,
   writeTargetFile,
 } from '../src/node/target-files.js'
+import { rejected } from './helpers/thrown.js'
 
 const made: string[] = []
 const servers: Server[] = []
@@ -54,15 +54,6 @@ async function workDir(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'imageswarm-node-'))
   made.push(dir)
   return dir
-}
-
-async function thrown(promise: Promise<unknown>): Promise<ImageSwarmError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  if (err instanceof ImageSwarmError) return err
-  throw new Error(`expected an ImageSwarmError, got ${String(err)}`)
 }
 
 describe('paths inside the new system', () => {
@@ -194,7 +185,7 @@ describe('an image that cannot boot the node', () => {
       'usr/sbin/grub-mkconfig',
       'usr/lib/grub/i386-pc/modinfo.sh',
     ])
-    const err = await thrown(findImageGrub(noKernel, 'minbase', 'legacy'))
+    const err = await rejected(findImageGrub(noKernel, 'minbase', 'legacy'))
     expect(err.code).toBe('E_IMAGE_NOT_BOOTABLE')
     expect(err.exitCode).toBe(15)
     expect(err.message).toBe(
@@ -209,14 +200,16 @@ describe('an image that cannot boot the node', () => {
       'usr/sbin/grub-mkconfig',
       'usr/lib/grub/i386-pc/modinfo.sh',
     ])
-    const efi = await thrown(findImageGrub(biosOnly, 'deb', 'efi'))
+    const efi = await rejected(findImageGrub(biosOnly, 'deb', 'efi'))
     expect(efi.message).toBe(
       'image deb cannot boot this node: it has no GRUB modules for UEFI (/usr/lib/grub/x86_64-efi)',
     )
     expect(efi.hint).toBe(
       'add to the image: Debian/Ubuntu grub-efi-amd64, RHEL grub2-efi-x64; then republish it',
     )
-    const nothing = await thrown(findImageGrub(await image(['etc/os-release']), 'empty', 'legacy'))
+    const nothing = await rejected(
+      findImageGrub(await image(['etc/os-release']), 'empty', 'legacy'),
+    )
     expect(nothing.message).toBe(
       'image empty cannot boot this node: it has no kernel (/boot/vmlinuz-*), no GRUB (grub-install, grub-mkconfig), no GRUB modules for BIOS (/usr/lib/grub/i386-pc)',
     )
@@ -368,7 +361,9 @@ describe('the node config from the server', () => {
       },
     )
     // A layout asked for by name is never replaced by the default (which wipes the first disk).
-    const err = await thrown(fetchNodeConfig({ image: 'compute', layout: 'rack' }, request(server)))
+    const err = await rejected(
+      fetchNodeConfig({ image: 'compute', layout: 'rack' }, request(server)),
+    )
     expect(err.code).toBe('E_LAYOUT_INVALID')
   })
 
@@ -390,15 +385,15 @@ describe('the node config from the server', () => {
       config,
     })
     answer = JSON.stringify({ ...config, layout: { disks: [] } })
-    const bad = await thrown(fetchNodeConfig({ image: 'compute' }, request(server)))
+    const bad = await rejected(fetchNodeConfig({ image: 'compute' }, request(server)))
     expect(bad.code).toBe('E_SERVER_RESPONSE')
     expect(bad.message).toMatch(/^the server's node config is invalid: layout\.disks: /)
     answer = JSON.stringify({ ...config, image: 'other' })
-    expect((await thrown(fetchNodeConfig({ image: 'compute' }, request(server)))).message).toBe(
+    expect((await rejected(fetchNodeConfig({ image: 'compute' }, request(server)))).message).toBe(
       "the server's node config is invalid: it is for image other",
     )
     answer = 'not json'
-    expect((await thrown(fetchNodeConfig({ image: 'compute' }, request(server)))).message).toBe(
+    expect((await rejected(fetchNodeConfig({ image: 'compute' }, request(server)))).message).toBe(
       "the server's node config is invalid: it is not JSON",
     )
   })
@@ -471,13 +466,13 @@ describe('a signed node config (a node with a trust root)', () => {
   it('is refused unsigned, missing (an older server), altered, or signed for another MAC, serial or image', async () => {
     const unsigned = await signedServer()
     unsigned.files.set('/install/node.json.minisig', 404)
-    const missing = await thrown(
+    const missing = await rejected(
       fetchNodeConfig({ image: 'compute', mac: MAC }, request(unsigned.url), unsigned.trust),
     )
     expect([missing.code, missing.exitCode]).toEqual(['E_SIGNATURE_MISSING', 17])
 
     unsigned.files.set('/install/node.json', 404)
-    const older = await thrown(
+    const older = await rejected(
       fetchNodeConfig({ image: 'compute', mac: MAC }, request(unsigned.url), unsigned.trust),
     )
     expect([older.code, older.exitCode]).toEqual(['E_SIGNATURE_MISSING', 17])
@@ -488,25 +483,25 @@ describe('a signed node config (a node with a trust root)', () => {
       '/install/node.json',
       Buffer.from(altered.bytes.toString('utf8').replace('"groups": []', '"groups": ["x"]')),
     )
-    const forged = await thrown(
+    const forged = await rejected(
       fetchNodeConfig({ image: 'compute', mac: MAC }, request(altered.url), altered.trust),
     )
     expect([forged.code, forged.exitCode]).toEqual(['E_SIGNATURE_INVALID', 18])
 
     const { url, trust } = await signedServer()
-    const other = await thrown(
+    const other = await rejected(
       fetchNodeConfig({ image: 'compute', mac: '52:54:00:77:00:02' }, request(url), trust),
     )
     expect(other.code).toBe('E_SIGNATURE_INVALID')
     expect(other.message).toMatch(
       /is for the node with MAC 52:54:00:77:00:01, not 52:54:00:77:00:02/,
     )
-    const serial = await thrown(
+    const serial = await rejected(
       fetchNodeConfig({ image: 'compute', mac: MAC }, request(url), { ...trust, serial: 8 }),
     )
     expect(serial.message).toMatch(/is for serial 7 of image compute, not serial 8/)
     const image = await signedServer((c) => ({ ...c, image: 'login' }))
-    const wrong = await thrown(
+    const wrong = await rejected(
       fetchNodeConfig({ image: 'compute', mac: MAC }, request(image.url), image.trust),
     )
     expect(wrong.message).toMatch(/is for image login, not compute/)
@@ -515,7 +510,7 @@ describe('a signed node config (a node with a trust root)', () => {
   it('is refused once expired', async () => {
     const { url, trust } = await signedServer()
     const later = () => new Date(Date.now() + 2 * 3_600_000)
-    const expired = await thrown(
+    const expired = await rejected(
       fetchNodeConfig({ image: 'compute', mac: MAC }, request(url), { ...trust, now: later }),
     )
     expect([expired.code, expired.exitCode]).toEqual(['E_MANIFEST_EXPIRED', 20])
@@ -526,7 +521,7 @@ describe('a signed node config (a node with a trust root)', () => {
     files.set('/install/post-install/10all.hello', Buffer.from('#!/bin/sh\necho evil\n'))
     const target = join(dir, 'target')
     await mkdir(join(target, 'tmp'), { recursive: true })
-    const err = await thrown(
+    const err = await rejected(
       runPostInstallScripts({
         target,
         serverScripts: ['10all.hello'],
@@ -551,8 +546,7 @@ describe('a signed node config (a node with a trust root)', () => {
     // Nothing was left in the new system, and nothing ran.
     expect(await stat(join(target, 'tmp', 'post-install')).catch(() => 'absent')).toBe('absent')
 
-    files.set('/install/overrides/site.tar', Buffer.from('not the signed tar'))
-    const override = await thrown(
+    const applySite = () =>
       applyOverrides({
         names: ['site'],
         target,
@@ -561,23 +555,14 @@ describe('a signed node config (a node with a trust root)', () => {
         digests: { site: sha256Hex(Buffer.from('the signed tar')) },
         console: quietConsole,
         logger: silentLogger(),
-      }),
-    )
+      })
+    files.set('/install/overrides/site.tar', Buffer.from('not the signed tar'))
+    const override = await rejected(applySite())
     expect(override.code).toBe('E_SIGNATURE_INVALID')
     expect(override.message).toMatch(/^override site .* does not match the signed node config/)
     // A signed config names it, so a 404 is no longer "the site has none".
     files.set('/install/overrides/site.tar', 404)
-    const gone = await thrown(
-      applyOverrides({
-        names: ['site'],
-        target,
-        workDir: join(dir, 'work'),
-        request: request(url),
-        digests: { site: sha256Hex(Buffer.from('the signed tar')) },
-        console: quietConsole,
-        logger: silentLogger(),
-      }),
-    )
+    const gone = await rejected(applySite())
     expect(gone.message).toMatch(
       /named in the signed node config, but the server does not serve it/,
     )

@@ -15,9 +15,6 @@ import {
   verifySignedNodeConfig,
 } from '@imageswarm/core'
 
-/** A node's config is a few KiB of JSON, its layout included; more is not one. */
-export const NODE_CONFIG_SIZE_LIMIT = NODE_CONFIG_MAX_BYTES
-
 /** A `.minisig` is four short lines; parseSignature refuses one over 16 KiB itself. */
 const SIGNATURE_READ_LIMIT = 64 * 1024
 
@@ -76,7 +73,7 @@ export async function fetchNodeConfig(
 ): Promise<FetchedNodeConfig> {
   if (trust) return fetchSignedNodeConfig(query, request, trust)
   const path = nodeConfigPath(query)
-  const body = await fetchInstallFile(path, 'node config', NODE_CONFIG_SIZE_LIMIT, request)
+  const body = await fetchInstallFile(path, 'node config', NODE_CONFIG_MAX_BYTES, request)
   if (body === undefined) {
     if (query.layout) {
       throw new ImageSwarmError(
@@ -136,7 +133,7 @@ async function fetchSignedNodeConfig(
           SIGNATURE_READ_LIMIT,
           request,
         ),
-        fetchInstallFile(path, 'node config', NODE_CONFIG_SIZE_LIMIT, request),
+        fetchInstallFile(path, 'node config', NODE_CONFIG_MAX_BYTES, request),
         fetchInstallFile(signaturePath, 'node config signature', SIGNATURE_READ_LIMIT, request),
       ])
       if (body === undefined) {

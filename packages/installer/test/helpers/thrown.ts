@@ -10,3 +10,13 @@ export function thrown(fn: () => unknown): ImageSwarmError {
   }
   throw new Error('expected an ImageSwarmError')
 }
+
+/** The ImageSwarmError `promise` rejects with; any other rejection, or its resolving, fails the test. */
+export async function rejected(promise: Promise<unknown>): Promise<ImageSwarmError> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  if (err instanceof ImageSwarmError) return err
+  throw new Error(`expected an ImageSwarmError, got ${String(err)}`)
+}
