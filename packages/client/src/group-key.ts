@@ -48,7 +48,7 @@ interface KeyAnswer {
  * so that pinning the server's certificate is one agent passed in (ServerConnection.agent;
  * docs/trust.md, "HTTPS"), not a change to each caller.
  */
-export function requestKeyEndpoint(
+function requestKeyEndpoint(
   path: string,
   headers: Record<string, string>,
   options: KeyRequestOptions,

@@ -15,7 +15,6 @@ export {
   type KeyRequestOptions,
   openArchiveKey,
   readNodeSecretFile,
-  requestKeyEndpoint,
 } from './group-key.js'
 export { downloadArchiveOverHttp, type HttpDownloadOptions } from './http-download.js'
 export { CACHE_MOUNT_POINT, ImageCache } from './image-cache.js'

@@ -192,25 +192,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     emit({ type: 'staging', dir: place.dir, archivePath: place.path })
     logger.info({ dir: place.dir, cached: Boolean(cached) }, 'archive location chosen')
 
-    let httpTotals: TransferTotals | undefined
-    if (!torrent) {
-      if (cached) {
-        state.moveTo('verifying')
-      } else {
-        state.moveTo('downloading')
-        httpTotals = await downloadArchiveOverHttp({
-          url: archiveUrl,
-          path: place.path,
-          manifest,
-          stallTimeoutSeconds: config.stallTimeoutSeconds,
-          logger,
-          emit,
-          connection,
-          ...(signal ? { signal } : {}),
-        })
-        state.moveTo('verifying')
-      }
-    } else {
+    if (torrent) {
       session = await SwarmSession.start({
         torrent,
         server: config.server,
@@ -225,15 +207,27 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
         emit,
         connection,
       })
-      if (cached) {
-        // The cache lookup checked the sha256; the node seeds the copy at once.
-        state.moveTo('verifying')
-      } else {
-        state.moveTo('downloading')
+    }
+    let httpTotals: TransferTotals | undefined
+    // A cached copy's sha256 was checked by the cache lookup; the node seeds it at once.
+    if (!cached) {
+      state.moveTo('downloading')
+      if (session) {
         await session.downloadArchive(signal)
-        state.moveTo('verifying')
+      } else {
+        httpTotals = await downloadArchiveOverHttp({
+          url: archiveUrl,
+          path: place.path,
+          manifest,
+          stallTimeoutSeconds: config.stallTimeoutSeconds,
+          logger,
+          emit,
+          connection,
+          ...(signal ? { signal } : {}),
+        })
       }
     }
+    state.moveTo('verifying')
     await verifyArchive(place.path, manifest, emit, {
       checkDigest: !cached,
       ...(signal ? { signal } : {}),

@@ -106,6 +106,22 @@ function getWithAgent(url: string, agent: ServerConnection['agent']): Promise<st
   })
 }
 
+/**
+ * What a manifest request over `connection` fails with (undefined if it succeeds). The
+ * connect budget is long: a refusal taken for a network failure would be retried until the
+ * test times out.
+ */
+function manifestFailure(url: string, connection: ServerConnection): Promise<unknown> {
+  return fetchInstallFile('/images/node/manifest.json', 'manifest', 4096, {
+    server: url,
+    connectTimeoutSeconds: 600,
+    connection,
+  }).then(
+    () => undefined,
+    (err: unknown) => err,
+  )
+}
+
 describe('a server connection pinned by the key list', () => {
   it('talks to a self-signed server whose certificate is pinned, over fetch and node:https', async () => {
     const { url } = await serveHttps(first)
@@ -141,15 +157,7 @@ describe('a server connection pinned by the key list', () => {
     const { url, seen } = await serveHttps(second)
     const connection = connectionTo(url)
     connection.pin([first.sha256])
-    const error = await fetchInstallFile('/images/node/manifest.json', 'manifest', 4096, {
-      server: url,
-      // Retried until this runs out, were the refusal taken for a network failure.
-      connectTimeoutSeconds: 600,
-      connection,
-    }).then(
-      () => undefined,
-      (err: unknown) => err,
-    )
+    const error = await manifestFailure(url, connection)
     expect(isImageSwarmError(error) && error.code).toBe('E_TLS_PIN_MISMATCH')
     expect(isImageSwarmError(error) && error.hint).toContain('key tls-pin')
     expect(seen.requests).toBe(0)
@@ -173,14 +181,7 @@ describe('a server connection pinned by the key list', () => {
     const connection = connectionTo(url)
     connection.pin([])
     expect(connection.dispatcher).toBeUndefined()
-    const error = await fetchInstallFile('/images/node/manifest.json', 'manifest', 4096, {
-      server: url,
-      connectTimeoutSeconds: 600,
-      connection,
-    }).then(
-      () => undefined,
-      (err: unknown) => err,
-    )
+    const error = await manifestFailure(url, connection)
     expect(isImageSwarmError(error) && error.code).toBe('E_TLS_UNTRUSTED')
     expect(isImageSwarmError(error) && error.exitCode).toBe(18)
     expect(seen.requests).toBe(0)
