@@ -124,7 +124,9 @@ export async function downloadArchiveOverHttp(
         if (idle >= stallMs) {
           throw new ImageSwarmError(
             'E_DOWNLOAD_STALLED',
-            `no data arrived over HTTP for ${Math.round(idle / 1000)} s (${offset} of ${size} bytes; ${err.message})`,
+            // The stall timeout, not the measured idle time: a late timer on a loaded machine
+            // must not change what the node reports.
+            `no data arrived over HTTP for ${stallMs / 1000} s (${offset} of ${size} bytes; ${err.message})`,
             {
               operation: 'download archive over HTTP',
               path: url,
