@@ -24,6 +24,7 @@ import { dirname, join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
+import { median, option } from './lib/bench-stats.mjs'
 
 const here = dirname(fileURLToPath(import.meta.url))
 const dist = join(here, '../packages/core/dist/index.js')
@@ -33,22 +34,12 @@ if (!existsSync(dist)) {
 }
 const core = await import(dist)
 
-function option(name, fallback) {
-  const index = process.argv.indexOf(name)
-  return index === -1 ? fallback : process.argv[index + 1]
-}
 const sizeMiB = Number(option('--size-mb', '256'))
 const runs = Number(option('--runs', '5'))
 const verifyRuns = Number(option('--verify-runs', '2000'))
 const workDir = option('--work-dir', tmpdir())
 const size = sizeMiB << 20
 const MB = 1e6
-
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = sorted.length >> 1
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
-}
 
 async function timed(run) {
   const start = process.hrtime.bigint()

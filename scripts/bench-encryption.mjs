@@ -21,22 +21,14 @@ import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { main } from '@imageswarm/cli'
+import { median, option } from './lib/bench-stats.mjs'
 import { runInstall, startServer } from './lib/deployment.mjs'
 import { makeSampleImage } from './lib/sample-image.mjs'
 
-function option(name, fallback) {
-  const index = process.argv.indexOf(name)
-  return index === -1 ? fallback : process.argv[index + 1]
-}
 const runs = Number(option('--runs', '3'))
 const sizeMiB = Number(option('--size-mb', '96'))
 const keep = process.argv.includes('--keep')
 
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = sorted.length >> 1
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
-}
 const fmt = (seconds) => seconds.toFixed(3)
 
 async function imageswarm(args) {

@@ -20,22 +20,14 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { median, option } from './lib/bench-stats.mjs'
 import { CLI, runInstall, startServer } from './lib/deployment.mjs'
 import { makeSampleImage } from './lib/sample-image.mjs'
 
-function option(name, fallback) {
-  const index = process.argv.indexOf(name)
-  return index === -1 ? fallback : process.argv[index + 1]
-}
 const runs = Number(option('--runs', '7'))
 const sizeMiB = Number(option('--size-mb', '24'))
 const keep = process.argv.includes('--keep')
 
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b)
-  const middle = sorted.length >> 1
-  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
-}
 const fmt = (seconds) => seconds.toFixed(3)
 
 const dir = await mkdtemp(join(tmpdir(), 'imageswarm-bench-trust-'))

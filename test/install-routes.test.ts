@@ -5,6 +5,7 @@ import { extractArchive } from '@imageswarm/core'
 import { compareTrees, snapshotTree } from '@imageswarm/core/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startServer } from '../scripts/lib/deployment.mjs'
+import { biosLayoutXml } from './helpers/disks-layout.js'
 import type { Server } from './helpers/server-fixture.js'
 import { addSampleImage, makeServerLayout, type ServerLayout } from './helpers/workspace.js'
 
@@ -22,19 +23,6 @@ node02:login:login:login
 node02:rack2:login:
 node010:compute:compute:compute
 `
-
-/** A gpt layout as imageswarm's default: BIOS boot partition and an ext4 root. */
-function layoutXml(rootFs: string, disk = '/dev/vda') {
-  return `<config>
-  <disk dev="${disk}" label_type="gpt" unit_of_measurement="MiB">
-    <part num="1" size="1" p_type="primary" flags="bios_grub" />
-    <part num="2" size="*" p_type="primary" />
-  </disk>
-  <bootloader flavor="grub2" install_type="legacy"><target dev="${disk}" /></bootloader>
-  <fsinfo line="10" real_dev="${disk}2" mp="/" fs="${rootFs}" options="defaults" dump="1" pass="1" />
-</config>
-`
-}
 
 interface Fixture {
   layout: ServerLayout
@@ -67,8 +55,11 @@ async function makeInstallFixture(): Promise<Fixture> {
   )
 
   await mkdir(join(scriptsDir, 'disks-layouts'), { recursive: true })
-  await writeFile(join(scriptsDir, 'disks-layouts', 'compute.xml'), layoutXml('ext4'))
-  await writeFile(join(scriptsDir, 'disks-layouts', 'rack2.xml'), layoutXml('xfs', '/dev/sda'))
+  await writeFile(join(scriptsDir, 'disks-layouts', 'compute.xml'), biosLayoutXml())
+  await writeFile(
+    join(scriptsDir, 'disks-layouts', 'rack2.xml'),
+    biosLayoutXml({ rootFs: 'xfs', disk: '/dev/sda' }),
+  )
   await writeFile(
     join(scriptsDir, 'disks-layouts', 'README'),
     'Layouts for our cluster, one per group.\n',

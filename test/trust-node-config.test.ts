@@ -19,6 +19,7 @@ import {
   runPostInstallScripts,
 } from '../packages/installer/dist/node/index.js'
 import { CLI, startServer } from '../scripts/lib/deployment.mjs'
+import { biosLayoutXml } from './helpers/disks-layout.js'
 import { useHttpServers } from './helpers/http-servers.js'
 import type { Server } from './helpers/server-fixture.js'
 import { addSampleImage, makeServerLayout, type ServerLayout } from './helpers/workspace.js'
@@ -28,15 +29,7 @@ const { startInterceptingProxy } = useHttpServers()
 
 const MAC = '52:54:00:12:34:56'
 const SCRIPT = '#!/bin/sh\necho configured by the server\n'
-const LAYOUT = `<config>
-  <disk dev="/dev/vda" label_type="gpt" unit_of_measurement="MiB">
-    <part num="1" size="1" p_type="primary" flags="bios_grub" />
-    <part num="2" size="*" p_type="primary" />
-  </disk>
-  <bootloader flavor="grub2" install_type="legacy"><target dev="/dev/vda" /></bootloader>
-  <fsinfo line="10" real_dev="/dev/vda2" mp="/" fs="ext4" options="defaults" dump="1" pass="1" />
-</config>
-`
+const LAYOUT = biosLayoutXml()
 
 async function thrown(promise: Promise<unknown>): Promise<ImageSwarmError> {
   const err = await promise.then(

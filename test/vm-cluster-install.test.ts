@@ -26,6 +26,7 @@ import { compareTrees } from '@imageswarm/core/testing'
 import { afterAll, beforeAll, describe, type ExpectStatic, it } from 'vitest'
 import { CLI } from '../scripts/lib/deployment.mjs'
 import { prepareBootableImage, ResourceSampler, serveImages } from '../scripts/lib/vm-deploy.mjs'
+import { biosLayoutXml } from './helpers/disks-layout.js'
 import {
   BOOTABLE_ROOT,
   createTestNetwork,
@@ -160,19 +161,6 @@ class VmSlots {
   }
 }
 
-/** A layout in SystemImager 5's disks-layout XML: BIOS boot + ext4 `/` of `rootMiB` (or the rest). */
-function layoutXml(disk: string, rootMiB?: number): string {
-  return `<config>
-  <disk dev="${disk}" label_type="gpt" unit_of_measurement="MiB">
-    <part num="1" size="1" p_type="primary" flags="bios_grub" />
-    <part num="2" size="${rootMiB ?? '*'}" p_type="primary" />
-  </disk>
-  <bootloader flavor="grub2" install_type="legacy"><target dev="${disk}" /></bootloader>
-  <fsinfo line="10" real_dev="${disk}2" mp="/" fs="ext4" options="defaults" dump="1" pass="1" />
-</config>
-`
-}
-
 /**
  * The site's SystemImager files on the server. node1 and node2 are in group rack1
  * (cluster.txt), whose override is copied over the image, then node1's own (its file wins,
@@ -228,9 +216,9 @@ async function writeSiteFiles(root: string) {
   await override('rack1', 'imageswarm-rack1.txt', 'rack1 only\n', 0o644, 0)
   await override('node1', 'imageswarm-override.txt', 'node1\n', 0o640, 1234)
   // node3's layout: a second disk the VM does not have.
-  await writeFile(join(scripts, 'disks-layouts', 'node3.xml'), layoutXml('/dev/vdb'))
+  await writeFile(join(scripts, 'disks-layouts', 'node3.xml'), biosLayoutXml({ disk: '/dev/vdb' }))
   // node4's layout: a 6 GiB root on its 4 GiB disk.
-  await writeFile(join(scripts, 'disks-layouts', 'node4.xml'), layoutXml('/dev/vda', 6144))
+  await writeFile(join(scripts, 'disks-layouts', 'node4.xml'), biosLayoutXml({ rootMiB: 6144 }))
 }
 
 /**
@@ -858,25 +846,11 @@ describe.skipIf(Boolean(missing))('installing network-booted VMs with imageswarm
         // Booted from the ramdisk directly (a network boot needs the server).
         const unreachable = `http://${network.hostAddress}:6970`
         const connectTimeout = 10
-        const vm = await sampled(
-          startVm(network, {
-            name: entry.hostname,
-            mac: entry.mac,
-            kernel: join(boot, 'vmlinuz'),
-            initrd: join(boot, 'initrd.img'),
-            append: [
-              'console=ttyS0',
-              `BOOTIF=01-${entry.mac.replaceAll(':', '-')}`,
-              `imageswarm.server=${unreachable}`,
-              'imageswarm.image=bootable',
-              `imageswarm.connect-timeout=${connectTimeout}`,
-              'imageswarm.on-failure=poweroff',
-              'imageswarm.failure-delay=0',
-            ].join(' '),
-            memoryMiB: 768,
-            accel: 'tcg',
-          }),
-        )
+        const vm = await directBootVm(entry, [
+          `imageswarm.server=${unreachable}`,
+          'imageswarm.image=bootable',
+          `imageswarm.connect-timeout=${connectTimeout}`,
+        ])
         await vm.waitForConsole(/^imageswarm: \[[\d.]+\] powering off$/, {
           timeoutMs: FAILURE_TIMEOUT_MS,
         })

@@ -19,6 +19,16 @@ function parseJson(line) {
   }
 }
 
+/**
+ * `node ARGS`, inside network namespace `netns` when given (`ip netns exec` execs node).
+ * @returns {[string, string[]]}
+ */
+function nodeCommand(netns, args) {
+  return netns === undefined
+    ? [process.execPath, args]
+    : ['ip', ['netns', 'exec', netns, process.execPath, ...args]]
+}
+
 /** Install routes' directories and settings (`serve --boot-dir` …), passed on when given. */
 const INSTALL_FLAGS = {
   bootDir: '--boot-dir',
@@ -61,10 +71,7 @@ export async function startServer(options) {
     ...installArgs,
     ...(options.args ?? []),
   ]
-  const [command, commandArgs] =
-    options.netns === undefined
-      ? [process.execPath, args]
-      : ['ip', ['netns', 'exec', options.netns, process.execPath, ...args]]
+  const [command, commandArgs] = nodeCommand(options.netns, args)
   const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },
@@ -131,10 +138,7 @@ export function runInstall(options) {
     options.cmdline ?? '/dev/null',
     ...(options.args ?? []),
   ]
-  const [command, commandArgs] =
-    options.netns === undefined
-      ? [process.execPath, args]
-      : ['ip', ['netns', 'exec', options.netns, process.execPath, ...args]]
+  const [command, commandArgs] = nodeCommand(options.netns, args)
   const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...options.env },

@@ -35,7 +35,7 @@ export const INSTALLER_BUNDLE = fileURLToPath(
 export const BOOTED_LINE = /^IMAGESWARM-BOOTED (\S+)$/
 
 /** A oneshot unit, after multi-user.target: says on the serial console that the node is up. */
-export const BOOTED_UNIT = `[Unit]
+const BOOTED_UNIT = `[Unit]
 Description=Say on the serial console that the installed system reached multi-user.target
 After=multi-user.target
 
