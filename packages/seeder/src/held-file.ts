@@ -198,7 +198,7 @@ export function describeChange(then: BigIntStats, now: BigIntStats): string | un
 }
 
 /** Reads `length` bytes at `position`; fails if the file is shorter than that now. */
-export async function readFully(
+async function readFully(
   handle: FileHandle,
   position: number,
   length: number,

@@ -11,7 +11,7 @@ import {
 import { BootFiles } from './boot-files.js'
 import type { ImageCatalog } from './catalog.js'
 import { type HeldFile, hashHandle } from './held-file.js'
-import { PUBLISHING_RETRY_AFTER_SECONDS, sendError, sendJson } from './image-routes.js'
+import { PUBLISHING_RETRY_AFTER_SECONDS, sendBytes, sendError, sendJson } from './image-routes.js'
 import type { InstallRoutesConfig } from './install-config.js'
 import { renderFailureScript, renderIdentifyScript, renderInstallScript } from './ipxe-script.js'
 import {
@@ -206,7 +206,7 @@ export class InstallRoutes {
         'node install config',
       )
       if (answer.bytes === undefined) sendJson(res, 200, config)
-      else sendBytes(res, req, answer.bytes, 'application/json; charset=utf-8')
+      else sendBytes(req, res, answer.bytes, 'application/json; charset=utf-8')
       return
     }
     const override = OVERRIDE_ROUTE.exec(path)
@@ -444,22 +444,7 @@ function statusOf(error: ImageSwarmError): number {
 }
 
 function sendScript(res: ServerResponse, req: IncomingMessage, script: string): void {
-  sendBytes(res, req, Buffer.from(script, 'utf8'), 'text/plain; charset=utf-8')
-}
-
-/** Exact bytes (what a signature covers), never re-serialised. */
-function sendBytes(
-  res: ServerResponse,
-  req: IncomingMessage,
-  bytes: Buffer,
-  contentType: string,
-): void {
-  res.writeHead(200, {
-    'content-type': contentType,
-    'content-length': bytes.length,
-    'cache-control': 'no-cache',
-  })
-  res.end(req.method === 'HEAD' ? undefined : bytes)
+  sendBytes(req, res, Buffer.from(script, 'utf8'), 'text/plain; charset=utf-8')
 }
 
 function notListening(): ImageSwarmError {

@@ -6,9 +6,9 @@ import { BOOT_PATHS, type ImageSwarmError, serverUrl as joinUrl } from '@imagesw
  * several) and the host name DHCP gave it (empty without one).
  */
 // biome-ignore lint/suspicious/noTemplateCurlyInString: iPXE's setting syntax, not JavaScript's
-export const IPXE_BOOT_MAC = '${netX/mac}'
+const IPXE_BOOT_MAC = '${netX/mac}'
 // biome-ignore lint/suspicious/noTemplateCurlyInString: iPXE's setting syntax, not JavaScript's
-export const IPXE_HOSTNAME = '${hostname}'
+const IPXE_HOSTNAME = '${hostname}'
 
 /**
  * The installer's console on a node: the screen and the first serial port at 115200 baud

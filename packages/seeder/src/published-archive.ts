@@ -1,7 +1,7 @@
 import type { BigIntStats } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { errnoOf, ImageSwarmError } from '@imageswarm/core'
-import { describeChange, hashHandle, openNoFollow, type ServedFile } from './held-file.js'
+import { describeChange, hashHandle, isAbsent, openNoFollow, type ServedFile } from './held-file.js'
 
 /**
  * A published archive, held open from the moment it was checked against its manifest
@@ -41,7 +41,7 @@ export class PublishedArchive implements ServedFile {
   ): Promise<PublishedArchive | undefined> {
     const handle = await openNoFollow(path).catch((err: unknown) => {
       // ELOOP: a symlink at the path; packing again renames a real archive over it.
-      if (['ENOENT', 'ELOOP', 'ENOTDIR'].includes(errnoOf(err) ?? '')) return undefined
+      if (isAbsent(err)) return undefined
       throw err
     })
     if (handle === undefined) return undefined

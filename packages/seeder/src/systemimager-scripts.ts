@@ -20,7 +20,7 @@ import { OVERRIDE_NAME, type OverrideArchives } from './override-archives.js'
 const CLASS_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/
 
 /** A post-install script's name: `NN<class>.<description>`, no path. */
-export const POST_INSTALL_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$/
+const POST_INSTALL_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,254}$/
 
 /** What a node says of itself when it asks for its install config. */
 export interface NodeRequest {

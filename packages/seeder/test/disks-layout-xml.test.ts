@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { DiskLayoutSchema, type ImageSwarmError } from '@imageswarm/core'
+import { DiskLayoutSchema, type ImageSwarmError, SIZE_UNITS } from '@imageswarm/core'
 import { describe, expect, it } from 'vitest'
 import { parseDisksLayoutXml } from '../src/disks-layout-xml.js'
 
@@ -229,21 +229,12 @@ describe('mapping', () => {
   })
 
   it('maps every unit SystemImager accepts', () => {
-    const units = {
-      TB: 'TB',
-      TiB: 'TiB',
-      GB: 'GB',
-      GiB: 'GiB',
-      MB: 'MB',
-      MiB: 'MiB',
-      kB: 'kB',
-      KiB: 'KiB',
-      B: 'B',
-      s: 's',
-      percentage: '%',
-      '%': '%',
-    }
-    for (const [xml, unit] of Object.entries(units)) {
+    // Each of core's units by its own name, and the XML's other name for `%`.
+    const units: [string, string][] = [
+      ...SIZE_UNITS.map((unit): [string, string] => [unit, unit]),
+      ['percentage', '%'],
+    ]
+    for (const [xml, unit] of units) {
       const { layout } = parseDisksLayoutXml(
         layoutXml().replace('unit_of_measurement="MiB"', `unit_of_measurement="${xml}"`),
         'x.xml',

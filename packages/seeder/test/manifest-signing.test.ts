@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
   createLogger,
@@ -22,12 +21,13 @@ import {
 import { type KeyDirectoryFixture, writeKeyDirectoryFixture } from '@imageswarm/core/testing'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { ImageCatalog } from '../src/catalog.js'
-import { resolveSeederConfig, type SeederConfig } from '../src/config.js'
+import type { SeederConfig } from '../src/config.js'
 import { handleImageRequest } from '../src/image-routes.js'
 import { ManifestSigner, nextSerial } from '../src/manifest-signer.js'
 import { type PublishedImage, publishImage, resignPublishedImage } from '../src/publish.js'
 import { SignatureRenewal } from '../src/signature-renewal.js'
 import { handleKeyListRequest } from '../src/trust-routes.js'
+import { writeSeederTree } from './fixtures.js'
 
 const DAY = 86_400_000
 const serverUrl = 'http://10.0.0.1:6969'
@@ -39,16 +39,9 @@ let clock: Date
 const opened: PublishedImage[] = []
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'seeder-signing-'))
-  config = resolveSeederConfig({
-    imagesDir: join(dir, 'images'),
-    tarballsDir: join(dir, 'tarballs'),
-    torrentsDir: join(dir, 'torrents'),
-    pieceLength: 16 * 1024,
-  })
-  const root = join(config.imagesDir, 'node')
-  await mkdir(join(root, 'etc'), { recursive: true })
-  await writeFile(join(root, 'etc/hostname'), 'node\n')
+  const tree = await writeSeederTree('seeder-signing-')
+  dir = tree.dir
+  config = tree.config
   clock = new Date()
   keys = await writeKeyDirectoryFixture(join(dir, 'keys'), { now: clock })
 })

@@ -1,38 +1,21 @@
 import { execFileSync } from 'node:child_process'
-import {
-  appendFile,
-  copyFile,
-  lstat,
-  mkdir,
-  mkdtemp,
-  readFile,
-  rm,
-  symlink,
-  writeFile,
-} from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { appendFile, copyFile, lstat, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseManifest, sha256File } from '@imageswarm/core'
 import parseTorrent from 'parse-torrent'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { resolveSeederConfig, type SeederConfig } from '../src/config.js'
 import { type PublishedImage, type PublishOptions, publishImage } from '../src/publish.js'
+import { writeSeederTree } from './fixtures.js'
 
 let dir: string
 let config: SeederConfig
 
 beforeEach(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'seeder-publish-'))
-  config = resolveSeederConfig({
-    imagesDir: join(dir, 'images'),
-    tarballsDir: join(dir, 'tarballs'),
-    torrentsDir: join(dir, 'torrents'),
-    pieceLength: 16 * 1024,
-  })
-  const root = join(config.imagesDir, 'node')
-  await mkdir(join(root, 'etc'), { recursive: true })
-  await writeFile(join(root, 'etc/hostname'), 'node\n')
-  await writeFile(join(root, 'data.bin'), Buffer.alloc(100_000, 7))
+  const tree = await writeSeederTree('seeder-publish-')
+  dir = tree.dir
+  config = tree.config
+  await writeFile(join(tree.root, 'data.bin'), Buffer.alloc(100_000, 7))
 })
 
 const opened: PublishedImage[] = []
