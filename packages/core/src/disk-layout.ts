@@ -69,6 +69,20 @@ export type PartitionFlag = (typeof PARTITION_FLAGS)[number]
 export const FILESYSTEM_TYPES = ['ext2', 'ext3', 'ext4', 'xfs', 'vfat', 'swap'] as const
 export type FilesystemType = (typeof FILESYSTEM_TYPES)[number]
 
+/**
+ * Longest label each filesystem takes (e2label 16, xfs_admin 12, mkfs.vfat 11, mkswap 16):
+ * mkfs refuses or cuts a longer one. The server checks layouts against it when it reads
+ * them, the installer again before it runs mkfs.
+ */
+export const FILESYSTEM_LABEL_MAX: Readonly<Record<FilesystemType, number>> = {
+  ext2: 16,
+  ext3: 16,
+  ext4: 16,
+  xfs: 12,
+  vfat: 11,
+  swap: 16,
+}
+
 const DevicePath = z.string().regex(/^\/dev\/[A-Za-z0-9._/-]+$/, 'a device such as /dev/sda')
 
 export const PartitionSizeSchema = z.union([

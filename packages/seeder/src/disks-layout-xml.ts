@@ -1,6 +1,7 @@
 import {
   type DiskLayout,
   DiskLayoutSchema,
+  FILESYSTEM_LABEL_MAX,
   type FilesystemType,
   ImageSwarmError,
   PARTITION_FLAGS,
@@ -83,16 +84,6 @@ const FILESYSTEMS: Record<string, { type: FilesystemType; mkfs?: string }> = {
   // SystemImager 5 runs `mkfs -t msdos -F 16|32` for these.
   fat16: { type: 'vfat', mkfs: '-F 16' },
   fat32: { type: 'vfat', mkfs: '-F 32' },
-}
-
-/** Longest label each filesystem takes (e2label 16, xfs_admin 12, mkfs.vfat 11, mkswap 16). */
-const LABEL_LENGTH: Record<FilesystemType, number> = {
-  ext2: 16,
-  ext3: 16,
-  ext4: 16,
-  xfs: 12,
-  vfat: 11,
-  swap: 16,
 }
 
 const RAID_HINT =
@@ -572,10 +563,10 @@ function mapFilesystem(element: XmlElement, partitions: Map<string, string>): Ma
     mountDevice = mountDev
     if (match[1] === 'LABEL') {
       label = match[2]!
-      if (label.length > LABEL_LENGTH[fs.type]) {
+      if (label.length > FILESYSTEM_LABEL_MAX[fs.type]) {
         throw new LayoutProblem(
           element,
-          `mount_dev="${mountDev}": a ${fs.type} label has at most ${LABEL_LENGTH[fs.type]} characters`,
+          `mount_dev="${mountDev}": a ${fs.type} label has at most ${FILESYSTEM_LABEL_MAX[fs.type]} characters`,
         )
       }
     }

@@ -1,4 +1,9 @@
-import { type DiskLayout, type Filesystem, ImageSwarmError } from '@imageswarm/core'
+import {
+  type DiskLayout,
+  FILESYSTEM_LABEL_MAX,
+  type Filesystem,
+  ImageSwarmError,
+} from '@imageswarm/core'
 
 /** A command line: the program and its arguments. */
 export interface ToolCommand {
@@ -21,16 +26,6 @@ export function mountOrder(filesystems: readonly Filesystem[]): Filesystem[] {
         depth(a.mountPoint) - depth(b.mountPoint) ||
         (a.mountPoint < b.mountPoint ? -1 : a.mountPoint > b.mountPoint ? 1 : 0),
     )
-}
-
-/** Longest label each filesystem takes (mkfs refuses or cuts a longer one). */
-const LABEL_LIMITS: Record<Filesystem['type'], number> = {
-  ext2: 16,
-  ext3: 16,
-  ext4: 16,
-  xfs: 12,
-  vfat: 11,
-  swap: 16,
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
@@ -73,9 +68,9 @@ export function mkfsCommand(fs: Filesystem): ToolCommand {
         hint: 'fix the disk layout on the image server (scripts/disks-layouts/NAME.xml)',
       },
     )
-  if (label !== undefined && label.length > LABEL_LIMITS[fs.type]) {
+  if (label !== undefined && label.length > FILESYSTEM_LABEL_MAX[fs.type]) {
     throw bad(
-      `label ${JSON.stringify(label)} is longer than ${fs.type}'s ${LABEL_LIMITS[fs.type]} characters`,
+      `label ${JSON.stringify(label)} is longer than ${fs.type}'s ${FILESYSTEM_LABEL_MAX[fs.type]} characters`,
     )
   }
   if (uuid !== undefined && !(fs.type === 'vfat' ? FAT_VOLUME_ID : UUID).test(uuid)) {
