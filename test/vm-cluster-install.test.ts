@@ -402,6 +402,10 @@ describe.skipIf(Boolean(missing))('installing network-booted VMs with imageswarm
         images: ['nokernel', 'bootable'],
         bootDir: boot,
         keys,
+        // The server's uplink below what one node downloads at (3-4 MiB/s under TCG): the two
+        // cluster nodes must overlap to trade pieces, which an unbounded server on a fast day
+        // could make a race (one node fetching everything before the other asks).
+        uploadLimit: '2M',
         // Failures power the node off at once: the test reads the console, not a shell.
         bootAppend: 'imageswarm.on-failure=poweroff imageswarm.failure-delay=0',
       })
