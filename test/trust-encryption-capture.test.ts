@@ -9,6 +9,7 @@ import { once } from 'node:events'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { readGroupKey } from '@imageswarm/core'
 import { compareTrees } from '@imageswarm/core/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { whyNoNamespaces } from '../scripts/bench-swarm/lib/netns.mjs'
@@ -144,7 +145,7 @@ describe.skipIf(skipReason !== undefined)('an encrypted image on the wire', () =
   })
 
   it('never carries the marker: two clients trade ciphertext, and the capture holds their BitTorrent traffic', async () => {
-    const { layout, keys, secrets, serveArgs } = image!
+    const { layout, keys, groupKeys, secrets, serveArgs } = image!
     const pcap = join(layout.dir, 'swarm.pcap')
     capture = await startCapture(pcap)
     // Throttled, so that neither client gets everything from the server before they meet.
@@ -203,8 +204,15 @@ describe.skipIf(skipReason !== undefined)('an encrypted image on the wire', () =
     // Payloads are captured whole: the HTTP requests, in the clear, are there to be found.
     expect(bytes.includes('GET /images/node/manifest.json')).toBe(true)
     expect(bytes.includes(MARKER)).toBe(false)
+    // The group key went out over plain HTTP, sealed to each node: neither its bytes nor
+    // their base64 crossed the wire.
+    expect(bytes.includes('GET /keys/groups/compute')).toBe(true)
+    const groupKey = await readGroupKey(groupKeys, 'compute')
+    expect(groupKey).toBeDefined()
+    expect(bytes.includes(groupKey!.key)).toBe(false)
+    expect(bytes.includes(groupKey!.key.toString('base64'))).toBe(false)
     console.info(
-      `capture: ${bytes.length} B of packets for two copies of a ${manifest.size} B ciphertext; ${fromPeers} B traded between the clients; marker absent`,
+      `capture: ${bytes.length} B of packets for two copies of a ${manifest.size} B ciphertext; ${fromPeers} B traded between the clients; marker and group key absent`,
     )
   })
 })

@@ -242,7 +242,7 @@ export class ImageServer {
     if (encryption && !this.#options.tls) {
       logger.warn(
         { groups: encryption.groupKeys.map((key) => key.group) },
-        'encrypting archives; group keys are handed out over plain HTTP (no --tls-cert): keep the install network trusted',
+        "encrypting archives over plain HTTP (no --tls-cert): group keys go out sealed to each node's secret, but node configs, status posts and the server's identity are not protected: keep the install network trusted, or serve with --tls-cert",
       )
     }
     // Before listening: a disks layout the installer cannot apply stops the server here

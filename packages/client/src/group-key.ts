@@ -15,6 +15,7 @@ import {
   ImageSwarmError,
   type Logger,
   type NodeSecret,
+  openGroupKey,
   parseNodeSecretFile,
   serverUrl,
   unwrapArchiveKey,
@@ -156,15 +157,20 @@ export async function fetchGroupKey(
   const body = parseJson<GroupKeyAnswer>(answer.body)
   let key: GroupKey | undefined
   try {
-    key =
-      body?.group === group && typeof body.key === 'string'
-        ? groupKeyFromBytes(group, Buffer.from(body.key, 'base64'))
+    const opened =
+      body?.group === group && typeof body.sealedKey === 'string' && typeof body.keyId === 'string'
+        ? openGroupKey(secret.secret, request, body)
         : undefined
+    key = opened === undefined ? undefined : groupKeyFromBytes(group, opened)
   } catch {
     key = undefined
   }
   if (!key || key.keyId !== body?.keyId) {
-    throw unavailable(`${where} answered with no valid group key`, 'ask again', where)
+    throw unavailable(
+      `${where} answered with no group key this node's secret opens`,
+      "ask again; if it persists, the server's secret for this node differs from the node's (imageswarm key node add)",
+      where,
+    )
   }
   return key
 }

@@ -10,6 +10,7 @@ import {
   parseGroupKeyAuthorization,
   readGroupKey,
   readNodeSecret,
+  sealGroupKey,
   silentLogger,
 } from '@imageswarm/core'
 import { sendError, sendJson } from './image-routes.js'
@@ -116,7 +117,7 @@ export class GroupKeyRoutes {
       )
     }
     this.#logger.info({ group, node: request.node, address }, 'group key handed out')
-    const answer: GroupKeyAnswer = { group, keyId: key.keyId, key: key.key.toString('base64') }
+    const answer: GroupKeyAnswer = sealGroupKey(secret.secret, { ...request, group }, key)
     sendJson(res, 200, answer)
   }
 

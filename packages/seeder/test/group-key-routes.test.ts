@@ -10,12 +10,14 @@ import {
   encodeNodeSecretFile,
   GROUP_KEY_DIRS,
   type GroupKey,
+  type GroupKeyAnswer,
   generateGroupKey,
   generateNodeSecret,
   groupKeyFileName,
   groupKeyProof,
   type NodeSecret,
   nodeSecretFileName,
+  openGroupKey,
 } from '@imageswarm/core'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { GroupKeyRoutes } from '../src/group-key-routes.js'
@@ -77,17 +79,25 @@ async function errorOf(answer: Response): Promise<{ code: string; message: strin
 }
 
 describe('GET /keys/groups/NAME', () => {
-  it('hands the group key to a node that proves its secret over a fresh nonce', async () => {
+  it('hands the group key, sealed to the node, to a node that proves its secret over a fresh nonce', async () => {
     const given = await nonce()
     const answer = await ask('compute', { node: 'n1', nonce: given, proof: proofOf(n1, given) })
     expect(answer.status).toBe(200)
     // No cache on the way may keep the key.
     expect(answer.headers.get('cache-control')).toBe('no-store')
-    expect(await answer.json()).toEqual({
-      group: 'compute',
-      keyId: compute.keyId,
-      key: compute.key.toString('base64'),
-    })
+    const text = await answer.text()
+    // The key never appears in the answer as it crosses the wire.
+    expect(text).not.toContain(compute.key.toString('base64'))
+    expect(text).not.toContain(compute.key.toString('hex'))
+    const body = JSON.parse(text) as GroupKeyAnswer
+    expect(body).toEqual({ group: 'compute', keyId: compute.keyId, sealedKey: expect.any(String) })
+    const request = { nonce: given, node: 'n1', group: 'compute' }
+    expect(openGroupKey(n1.secret, request, body)).toEqual(compute.key)
+    // Sealed for this request and this node: another node's secret or another nonce opens nothing.
+    const n2 = generateNodeSecret('n2', 'compute')
+    expect(openGroupKey(n2.secret, request, body)).toBeUndefined()
+    expect(openGroupKey(n1.secret, { ...request, nonce: '0'.repeat(32) }, body)).toBeUndefined()
+    expect(openGroupKey(n1.secret, request, { ...body, keyId: '0'.repeat(16) })).toBeUndefined()
   })
 
   it('refuses a nonce used once already (a replayed request) with 401', async () => {

@@ -1,4 +1,11 @@
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  hkdfSync,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto'
 import { ImageSwarmError } from '../errors.js'
 import { GROUP_NAME_PATTERN } from './archive-key.js'
 
@@ -8,7 +15,8 @@ import { GROUP_NAME_PATTERN } from './archive-key.js'
  * HMAC-SHA256(node secret, nonce ‖ node ‖ group) in the `authorization` header. The server
  * holds every node's secret and group; it hands the group key only to a node of that group
  * that proved its secret. The secret itself never crosses the network, and a captured
- * answer cannot be replayed (the nonce is used once).
+ * answer cannot be replayed (the nonce is used once). The key in the answer is sealed to the
+ * node (`sealGroupKey`): over plain HTTP, whoever captures the exchange learns nothing.
  */
 export const NODE_SECRET_BYTES = 32
 /** The `authorization` scheme of a group key request. */
@@ -132,9 +140,85 @@ export interface GroupKeyChallenge {
   expiresIn: number
 }
 
-/** The 200 answer's body: the group key (`groupKeyFromBytes(group, base64 key)`). */
+/**
+ * The 200 answer's body: the group key, sealed to the node that asked (`sealGroupKey`), so
+ * that the answer reveals nothing to anyone without that node's secret, over plain HTTP too.
+ */
 export interface GroupKeyAnswer {
   group: string
   keyId: string
-  key: string
+  /** base64 of IV (12) ‖ AES-256-GCM(group key) (32) ‖ tag (16). */
+  sealedKey: string
+}
+
+const SEAL_IV_BYTES = 12
+const SEAL_TAG_BYTES = 16
+
+/**
+ * The key a group key answer is sealed under: HKDF-SHA256 of the node secret, salted with
+ * the request's one-time nonce and bound to the node and the group, so each answer has a
+ * key of its own and a sealed key opens for that request only.
+ */
+function sealingKey(
+  secret: Buffer,
+  request: { nonce: string; node: string; group: string },
+): Buffer {
+  return Buffer.from(
+    hkdfSync(
+      'sha256',
+      secret,
+      Buffer.from(request.nonce, 'hex'),
+      `imageswarm group key answer v1\0${request.node}\0${request.group}`,
+      32,
+    ),
+  )
+}
+
+/** Seals a group key for the node that made `request` (AES-256-GCM, the key id as AAD). */
+export function sealGroupKey(
+  secret: Buffer,
+  request: { nonce: string; node: string; group: string },
+  groupKey: { keyId: string; key: Buffer },
+): GroupKeyAnswer {
+  const iv = randomBytes(SEAL_IV_BYTES)
+  const cipher = createCipheriv('aes-256-gcm', sealingKey(secret, request), iv, {
+    authTagLength: SEAL_TAG_BYTES,
+  })
+  cipher.setAAD(Buffer.from(groupKey.keyId, 'latin1'))
+  const sealed = Buffer.concat([
+    iv,
+    cipher.update(groupKey.key),
+    cipher.final(),
+    cipher.getAuthTag(),
+  ])
+  return { group: request.group, keyId: groupKey.keyId, sealedKey: sealed.toString('base64') }
+}
+
+/**
+ * Opens a sealed group key with the node's secret; undefined when it does not open (sealed
+ * for another request or node, or altered on the way).
+ */
+export function openGroupKey(
+  secret: Buffer,
+  request: { nonce: string; node: string; group: string },
+  answer: { keyId: string; sealedKey: string },
+): Buffer | undefined {
+  const sealed = Buffer.from(answer.sealedKey, 'base64')
+  if (sealed.length <= SEAL_IV_BYTES + SEAL_TAG_BYTES) return undefined
+  try {
+    const decipher = createDecipheriv(
+      'aes-256-gcm',
+      sealingKey(secret, request),
+      sealed.subarray(0, SEAL_IV_BYTES),
+      { authTagLength: SEAL_TAG_BYTES },
+    )
+    decipher.setAAD(Buffer.from(answer.keyId, 'latin1'))
+    decipher.setAuthTag(sealed.subarray(sealed.length - SEAL_TAG_BYTES))
+    return Buffer.concat([
+      decipher.update(sealed.subarray(SEAL_IV_BYTES, sealed.length - SEAL_TAG_BYTES)),
+      decipher.final(),
+    ])
+  } catch {
+    return undefined
+  }
 }
