@@ -7,6 +7,7 @@ export {
   INCOMPLETE_MARKER,
   TAR_EXTRACT_ARGS,
 } from './extract.js'
+export { FileIndexBuilder, type FileIndexEntry, indexArchive } from './file-index.js'
 export { listArchive } from './list.js'
 export { packArchive, TAR_CREATE_ARGS } from './pack.js'
 export { TAR_RECORD_ARGS } from './records.js'

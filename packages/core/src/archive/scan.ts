@@ -29,6 +29,26 @@ const TYPES: Readonly<Record<string, string>> = {
   '7': 'contiguous-file',
 }
 
+/** A member that passed, with the attributes a file index records. */
+export interface ScannedMember extends MemberHeader {
+  size: number
+  /** Permission bits and set-id/sticky bits, from the header. */
+  mode: number
+  uid: number
+  gid: number
+  /** Seconds since the epoch; pax gives fractions. */
+  mtime: number
+}
+
+/**
+ * Told of every member that passed and of its data bytes (padding left out), in stream
+ * order: how a file index is read off the same tar stream the rules check.
+ */
+export interface TarObserver {
+  member(member: ScannedMember): void
+  data(bytes: Buffer): void
+}
+
 /** The headers ('x' pax, 'L'/'K' GNU long name/link) that describe the member after them. */
 interface Pending {
   pax?: Record<string, string>
@@ -76,6 +96,10 @@ export class TarScanner {
   private pending: Pending | undefined
   private global: Record<string, string> | undefined
   private failure: unknown
+  /** Data bytes of the current member still to hand to the observer. */
+  private observedLeft = 0
+
+  constructor(private readonly observer?: TarObserver) {}
 
   /** Members that passed (pax and long-name headers not counted). */
   get entries(): number {
@@ -117,6 +141,11 @@ export class TarScanner {
     while (at < length) {
       if (this.state === DATA) {
         const take = Math.min(this.remaining, length - at)
+        if (this.observedLeft > 0) {
+          const observed = Math.min(take, this.observedLeft)
+          this.observer?.data(chunk.subarray(at, at + observed))
+          this.observedLeft -= observed
+        }
         at += take
         this.position += take
         this.remaining -= take
@@ -222,6 +251,17 @@ export class TarScanner {
     if (this.global !== undefined) refuseGlobalHeader(this.global, name)
     const member: MemberHeader = { name, type, size, linkname, pax, typeflag }
     this.guard.check(member)
+    if (this.observer !== undefined) {
+      this.observer.member({
+        ...member,
+        size,
+        mode: parseNumber(block, 100, 8),
+        uid: paxNumber(pax?.uid) ?? parseNumber(block, 108, 8),
+        gid: paxNumber(pax?.gid) ?? parseNumber(block, 116, 8),
+        mtime: paxNumber(pax?.mtime) ?? parseNumber(block, 136, 12),
+      })
+      this.observedLeft = size
+    }
 
     this.pending = undefined
     this.validated = this.position
@@ -306,6 +346,12 @@ function nonEmpty(value: string, entry: string, keyword: string): string {
 }
 
 /** A header string field: up to its first NUL, UTF-8 (invalid bytes to U+FFFD). */
+/** A pax number record (`uid`, `gid`, `mtime` with its fraction), when present and valid. */
+function paxNumber(value: string | undefined): number | undefined {
+  if (value === undefined || !/^-?[0-9]{1,20}(\.[0-9]{1,9})?$/.test(value)) return undefined
+  return Number(value)
+}
+
 function headerString(block: Buffer, offset: number, length: number): string {
   let end = offset
   const limit = offset + length
