@@ -1,12 +1,7 @@
 import { createHash, type Hash } from 'node:crypto'
-import { open } from 'node:fs/promises'
-import type { Readable } from 'node:stream'
-import { ImageSwarmError } from '../errors.js'
 import type { Compression } from '../manifest.js'
-import { decompressArgs, detectCompression } from './compression.js'
-import { type ScannedMember, type TarObserver, TarScanner } from './scan.js'
-import { startTool } from './spawn-tool.js'
-import { resolveArchiveTools } from './tools.js'
+import type { ScannedMember, TarObserver } from './scan.js'
+import { validateArchive } from './validate.js'
 
 /**
  * One entry of an image version's file index (issue 16, docs/updates.md): what the update
@@ -54,31 +49,31 @@ function attributesDigest(pax: Record<string, string> | undefined): string | und
   return hash.digest('hex')
 }
 
-/** A TarObserver that builds the file index; feed the tar stream to `scanner`. */
+/** A TarObserver that builds the file index from the members a scan reports. */
 export class FileIndexBuilder implements TarObserver {
-  readonly entries: FileIndexEntry[] = []
-  readonly scanner = new TarScanner(this)
+  readonly #entries: FileIndexEntry[] = []
   #hash: Hash | undefined
   #current: FileIndexEntry | undefined
 
   member(member: ScannedMember): void {
     this.#finishFile()
     const type = member.type ?? 'unknown'
+    const regular = type === 'file' || type === 'contiguous-file'
     const entry: FileIndexEntry = {
       path: indexPath(member.name),
       type,
       mode: member.mode,
       uid: member.uid,
       gid: member.gid,
-      size: type === 'file' || type === 'contiguous-file' ? member.size : 0,
+      size: regular ? member.size : 0,
       mtime: member.mtime,
     }
     if (type === 'symlink' && member.linkname) entry.linkTarget = member.linkname
     if (type === 'link' && member.linkname) entry.hardlinkTo = indexPath(member.linkname)
     const attributes = attributesDigest(member.pax as Record<string, string> | undefined)
     if (attributes !== undefined) entry.attributes = attributes
-    this.entries.push(entry)
-    if (type === 'file' || type === 'contiguous-file') {
+    this.#entries.push(entry)
+    if (regular) {
       this.#current = entry
       this.#hash = createHash('sha256')
     }
@@ -88,11 +83,10 @@ export class FileIndexBuilder implements TarObserver {
     this.#hash?.update(bytes)
   }
 
-  /** The stream has ended: checks its end like the scanner does; returns the entries. */
-  end(): FileIndexEntry[] {
-    this.scanner.end()
+  /** The index, once the scan has ended. */
+  entries(): FileIndexEntry[] {
     this.#finishFile()
-    return this.entries
+    return this.#entries
   }
 
   #finishFile(): void {
@@ -105,9 +99,10 @@ export class FileIndexBuilder implements TarObserver {
 }
 
 /**
- * The file index of an archive: decompressed once, every header checked by the same rules
- * as an extraction (an archive that would be refused gives no index), every regular
- * file's contents hashed.
+ * The file index of an archive: `validateArchive` with a `FileIndexBuilder` watching, so
+ * the archive is decompressed once, every header is checked by the rules of an extraction
+ * (an archive they refuse gives no index: E_ARCHIVE_UNSAFE), and every regular file's
+ * contents are hashed.
  *
  * @example const entries = await indexArchive({ archive: '/var/lib/systemimager/tarballs/image-demo.tar.zst' })
  */
@@ -115,58 +110,7 @@ export async function indexArchive(options: {
   archive: string
   compression?: Compression
 }): Promise<FileIndexEntry[]> {
-  const { archive } = options
-  const compression = options.compression ?? (await detectCompression(archive))
   const builder = new FileIndexBuilder()
-  const file = await open(archive, 'r').catch((err: unknown) => {
-    throw new ImageSwarmError('E_EXTRACT_FAILED', `cannot read ${archive}: ${String(err)}`, {
-      operation: 'index archive',
-      path: archive,
-      hint: 'check that the archive exists and is readable',
-      cause: err,
-    })
-  })
-  const refused = (err: unknown) =>
-    err instanceof ImageSwarmError
-      ? err
-      : new ImageSwarmError(
-          'E_ARCHIVE_UNSAFE',
-          `${archive}: ${err instanceof Error ? err.message : String(err)}`,
-          {
-            operation: 'index archive',
-            path: archive,
-            hint: 'republish the image',
-            cause: err,
-          },
-        )
-  try {
-    if (compression === 'none') {
-      for await (const chunk of file.createReadStream({ highWaterMark: 1 << 20, autoClose: false }))
-        builder.scanner.write(chunk as Buffer)
-      return builder.end()
-    }
-    const tools = await resolveArchiveTools(compression)
-    if (tools.compressor === undefined) throw new Error(`no ${compression} tool`)
-    const tool = startTool(tools.compressor, decompressArgs(compression), [file.fd, 'pipe', 'pipe'])
-    try {
-      for await (const chunk of tool.child.stdout as Readable)
-        builder.scanner.write(chunk as Buffer)
-    } catch (err) {
-      tool.child.kill('SIGKILL')
-      throw err
-    }
-    const exit = await tool.exited
-    if (exit.code !== 0) {
-      throw new ImageSwarmError(
-        'E_ARCHIVE_UNSAFE',
-        `${archive}: ${compression} -d exited with ${exit.code ?? exit.signal}: ${tool.stderr().trim()}`,
-        { operation: 'index archive', path: archive, hint: 'republish the image' },
-      )
-    }
-    return builder.end()
-  } catch (err) {
-    throw refused(err)
-  } finally {
-    await file.close()
-  }
+  await validateArchive(options.archive, options.compression, { observer: builder })
+  return builder.entries()
 }

@@ -1,6 +1,7 @@
 import type { Transform } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Compression } from '../manifest.js'
+import type { TarObserver } from './scan.js'
 
 export interface PackOptions extends ToolOptions {
   /** The image root: a chroot-able tree. */
@@ -125,6 +126,8 @@ export type ArchiveEntryType =
 export interface ValidateOptions extends DecryptOption {
   logger?: Logger
   signal?: AbortSignal
+  /** Told of every member that passed and of its data, as the scan reads them (`indexArchive`). */
+  observer?: TarObserver
 }
 
 /** Reading an encrypted archive (docs/trust.md, "Encrypted archives"). */

@@ -30,7 +30,7 @@ export async function validateArchive(
   const archive = resolve(archivePath)
   const kind = compression ?? (await detectCompression(archive))
   options.signal?.throwIfAborted()
-  const scanner = new TarScanner()
+  const scanner = new TarScanner(options.observer)
   try {
     // The socket path hands the decompressor the file itself: not for an encrypted one.
     const scanned =
@@ -82,8 +82,10 @@ async function scanThroughSocket(
     pair.theirs.destroy()
     throw err
   }
-  // Only headers are read: zstd's checksum of the contents would change nothing here.
-  const decompressor = startTool(tool, decompressArgs(compression, undefined, { verify: false }), [
+  // Headers alone: zstd's checksum of the contents would change nothing here; an observer
+  // reads the contents too, and then they are checked.
+  const verify = options.observer !== undefined
+  const decompressor = startTool(tool, decompressArgs(compression, undefined, { verify }), [
     input.fd,
     pair.theirs,
     'pipe',

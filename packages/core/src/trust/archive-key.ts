@@ -12,6 +12,39 @@ const WRAP_NONCE_BYTES = 12
 const WRAP_TAG_BYTES = 16
 const WRAPPED_KEY_BYTES = WRAP_NONCE_BYTES + ARCHIVE_KEY_BYTES + WRAP_TAG_BYTES
 
+/**
+ * Seals a 32-byte key under another: nonce (12, random) ‖ AES-256-GCM(key) (32) ‖ tag (16),
+ * `aad` binding it to what it is for. How an archive key is wrapped for a group and a group
+ * key sealed for a node.
+ */
+export function sealKey(key: Buffer, sealingKey: Buffer, aad: Buffer): Buffer {
+  const nonce = randomBytes(WRAP_NONCE_BYTES)
+  const cipher = createCipheriv('aes-256-gcm', sealingKey, nonce, { authTagLength: WRAP_TAG_BYTES })
+  cipher.setAAD(aad)
+  return Buffer.concat([nonce, cipher.update(key), cipher.final(), cipher.getAuthTag()])
+}
+
+/** Opens what `sealKey` sealed; undefined when it is not a sealed key or does not open. */
+export function openSealedKey(sealed: Buffer, sealingKey: Buffer, aad: Buffer): Buffer | undefined {
+  if (sealed.length !== WRAPPED_KEY_BYTES) return undefined
+  try {
+    const decipher = createDecipheriv(
+      'aes-256-gcm',
+      sealingKey,
+      sealed.subarray(0, WRAP_NONCE_BYTES),
+      { authTagLength: WRAP_TAG_BYTES },
+    )
+    decipher.setAAD(aad)
+    decipher.setAuthTag(sealed.subarray(WRAP_NONCE_BYTES + ARCHIVE_KEY_BYTES))
+    return Buffer.concat([
+      decipher.update(sealed.subarray(WRAP_NONCE_BYTES, WRAP_NONCE_BYTES + ARCHIVE_KEY_BYTES)),
+      decipher.final(),
+    ])
+  } catch {
+    return undefined
+  }
+}
+
 /** A node group's name: what `imageswarm.group=` and the server's group list call it. */
 export const GROUP_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$/
 
@@ -130,17 +163,11 @@ function wrapAad(group: string, groupKeyId: string, archiveKeyId: string): Buffe
  * @example manifest.encryption.wrappedKeys = groups.map((g) => wrapArchiveKey(archiveKey, g))
  */
 export function wrapArchiveKey(archiveKey: ArchiveKey, groupKey: GroupKey): WrappedArchiveKey {
-  const nonce = randomBytes(WRAP_NONCE_BYTES)
-  const cipher = createCipheriv('aes-256-gcm', groupKey.key, nonce, {
-    authTagLength: WRAP_TAG_BYTES,
-  })
-  cipher.setAAD(wrapAad(groupKey.group, groupKey.keyId, archiveKey.keyId))
-  const wrapped = Buffer.concat([
-    nonce,
-    cipher.update(archiveKey.key),
-    cipher.final(),
-    cipher.getAuthTag(),
-  ])
+  const wrapped = sealKey(
+    archiveKey.key,
+    groupKey.key,
+    wrapAad(groupKey.group, groupKey.keyId, archiveKey.keyId),
+  )
   return {
     group: groupKey.group,
     groupKeyId: groupKey.keyId,
@@ -187,21 +214,12 @@ export function unwrapArchiveKey(
     })
   const wrapped = Buffer.from(entry.wrappedKey, 'base64')
   if (wrapped.length !== WRAPPED_KEY_BYTES) throw failed('is not a wrapped 32-byte key')
-  const decipher = createDecipheriv(
-    'aes-256-gcm',
+  const key = openSealedKey(
+    wrapped,
     groupKey.key,
-    wrapped.subarray(0, WRAP_NONCE_BYTES),
-    { authTagLength: WRAP_TAG_BYTES },
+    wrapAad(groupKey.group, groupKey.keyId, archiveKeyId),
   )
-  decipher.setAAD(wrapAad(groupKey.group, groupKey.keyId, archiveKeyId))
-  decipher.setAuthTag(wrapped.subarray(WRAP_NONCE_BYTES + ARCHIVE_KEY_BYTES))
-  let key: Buffer
-  try {
-    key = Buffer.concat([
-      decipher.update(wrapped.subarray(WRAP_NONCE_BYTES, WRAP_NONCE_BYTES + ARCHIVE_KEY_BYTES)),
-      decipher.final(),
-    ])
-  } catch {
+  if (key === undefined) {
     throw failed(`does not open with group ${groupKey.group}'s key ${groupKey.keyId}`)
   }
   const archiveKey = archiveKeyFromBytes(key)

@@ -1,13 +1,6 @@
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHmac,
-  hkdfSync,
-  randomBytes,
-  timingSafeEqual,
-} from 'node:crypto'
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
 import { ImageSwarmError } from '../errors.js'
-import { GROUP_NAME_PATTERN } from './archive-key.js'
+import { GROUP_NAME_PATTERN, openSealedKey, sealKey } from './archive-key.js'
 
 /**
  * Group key delivery (docs/trust.md, "Encrypted archives"): a node asks
@@ -147,12 +140,9 @@ export interface GroupKeyChallenge {
 export interface GroupKeyAnswer {
   group: string
   keyId: string
-  /** base64 of IV (12) ‖ AES-256-GCM(group key) (32) ‖ tag (16). */
+  /** base64 of `sealKey`'s nonce (12) ‖ AES-256-GCM(group key) (32) ‖ tag (16). */
   sealedKey: string
 }
-
-const SEAL_IV_BYTES = 12
-const SEAL_TAG_BYTES = 16
 
 /**
  * The key a group key answer is sealed under: HKDF-SHA256 of the node secret, salted with
@@ -174,23 +164,17 @@ function sealingKey(
   )
 }
 
-/** Seals a group key for the node that made `request` (AES-256-GCM, the key id as AAD). */
+/** Seals a group key for the node that made `request` (`sealKey`, the key id as AAD). */
 export function sealGroupKey(
   secret: Buffer,
   request: { nonce: string; node: string; group: string },
   groupKey: { keyId: string; key: Buffer },
 ): GroupKeyAnswer {
-  const iv = randomBytes(SEAL_IV_BYTES)
-  const cipher = createCipheriv('aes-256-gcm', sealingKey(secret, request), iv, {
-    authTagLength: SEAL_TAG_BYTES,
-  })
-  cipher.setAAD(Buffer.from(groupKey.keyId, 'latin1'))
-  const sealed = Buffer.concat([
-    iv,
-    cipher.update(groupKey.key),
-    cipher.final(),
-    cipher.getAuthTag(),
-  ])
+  const sealed = sealKey(
+    groupKey.key,
+    sealingKey(secret, request),
+    Buffer.from(groupKey.keyId, 'latin1'),
+  )
   return { group: request.group, keyId: groupKey.keyId, sealedKey: sealed.toString('base64') }
 }
 
@@ -203,22 +187,9 @@ export function openGroupKey(
   request: { nonce: string; node: string; group: string },
   answer: { keyId: string; sealedKey: string },
 ): Buffer | undefined {
-  const sealed = Buffer.from(answer.sealedKey, 'base64')
-  if (sealed.length <= SEAL_IV_BYTES + SEAL_TAG_BYTES) return undefined
-  try {
-    const decipher = createDecipheriv(
-      'aes-256-gcm',
-      sealingKey(secret, request),
-      sealed.subarray(0, SEAL_IV_BYTES),
-      { authTagLength: SEAL_TAG_BYTES },
-    )
-    decipher.setAAD(Buffer.from(answer.keyId, 'latin1'))
-    decipher.setAuthTag(sealed.subarray(sealed.length - SEAL_TAG_BYTES))
-    return Buffer.concat([
-      decipher.update(sealed.subarray(SEAL_IV_BYTES, sealed.length - SEAL_TAG_BYTES)),
-      decipher.final(),
-    ])
-  } catch {
-    return undefined
-  }
+  return openSealedKey(
+    Buffer.from(answer.sealedKey, 'base64'),
+    sealingKey(secret, request),
+    Buffer.from(answer.keyId, 'latin1'),
+  )
 }
