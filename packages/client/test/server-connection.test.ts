@@ -1,11 +1,11 @@
-import { execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer, request, type Server } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { certificateFingerprint, isImageSwarmError } from '@imageswarm/core'
+import { writeSelfSignedCertificate } from '@imageswarm/core/testing'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { fetchInstallFile } from '../src/server-api.js'
 import { ServerConnection, tlsRefusalOf } from '../src/server-connection.js'
@@ -20,39 +20,10 @@ let dir: string
 let first: Certificate
 let second: Certificate
 
-/** A self-signed ECDSA certificate for 127.0.0.1, from openssl. */
+/** A self-signed certificate for 127.0.0.1 and its pin. */
 async function makeCertificate(name: string): Promise<Certificate> {
-  const certPath = join(dir, `${name}.crt`)
-  const keyPath = join(dir, `${name}.key`)
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      keyPath,
-      '-out',
-      certPath,
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${name}`,
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'pipe' },
-  )
-  const cert = await readFile(certPath)
-  return {
-    cert,
-    key: await readFile(keyPath),
-    sha256: certificateFingerprint(new X509Certificate(cert).raw),
-  }
+  const { cert, key } = writeSelfSignedCertificate(dir, name)
+  return { cert, key, sha256: certificateFingerprint(new X509Certificate(cert).raw) }
 }
 
 beforeAll(async () => {

@@ -1,7 +1,5 @@
 import { execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import {
   certificateFingerprint,
@@ -16,6 +14,7 @@ import {
   signingKeyEntry,
   signKeyList,
 } from '../src/index.js'
+import { writeSelfSignedCertificate } from '../src/testing/tls-certificate.js'
 import { makeTempDir } from './helpers/temp-dir.js'
 import { thrownBy } from './helpers/thrown-by.js'
 
@@ -23,32 +22,11 @@ const SERVER = 'https://10.0.0.1:6969'
 
 /** A self-signed certificate from openssl, PEM. */
 async function makeCertificate(name: string): Promise<{ pem: Buffer; path: string }> {
-  const dir = await makeTempDir('imageswarm-tls-pin-')
-  const path = join(dir, `${name}.crt`)
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      join(dir, `${name}.key`),
-      '-out',
-      path,
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${name}`,
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'pipe' },
+  const { cert, certPath } = writeSelfSignedCertificate(
+    await makeTempDir('imageswarm-tls-pin-'),
+    name,
   )
-  return { pem: readFileSync(path), path }
+  return { pem: cert, path: certPath }
 }
 
 describe('certificate pins', () => {

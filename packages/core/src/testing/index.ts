@@ -17,3 +17,4 @@ export {
   run,
   TEST_COMMAND_PACKAGES,
 } from './system-tools.js'
+export { type TlsCertificateFixture, writeSelfSignedCertificate } from './tls-certificate.js'
