@@ -378,14 +378,9 @@ describe('imageswarm key', { timeout: 120_000 }, () => {
       await imageswarm(['key', 'tls-generate', '--output', join(dir, 'x'), '--address', 'host']),
     ).toMatchObject({ code: 2 })
 
-    const pinned = await imageswarm([
-      'key',
-      'tls-pin',
-      '--keys',
-      keys,
-      '--cert',
-      join(tls, 'tls.crt'),
-    ])
+    const tlsPin = (cert: string, ...extra: string[]) =>
+      imageswarm(['key', 'tls-pin', '--keys', keys, '--cert', cert, ...extra])
+    const pinned = await tlsPin(join(tls, 'tls.crt'))
     expect(pinned.code, pinned.stderr).toBe(0)
     const listed = await imageswarm(['key', 'list', '--keys', keys, '--json'])
     const keyList = (
@@ -397,14 +392,7 @@ describe('imageswarm key', { timeout: 120_000 }, () => {
     expect(keyList.tlsCertificates.map((pin) => pin.sha256)).toEqual([sha256])
     expect(keyList.tlsCertificates[0]!.note).toContain('IP Address:10.0.0.1')
     expect((await minisignVerify(keys, 'keys.json')).code).toBe(0)
-    const twice = await imageswarm([
-      'key',
-      'tls-pin',
-      '--keys',
-      keys,
-      '--cert',
-      join(tls, 'tls.crt'),
-    ])
+    const twice = await tlsPin(join(tls, 'tls.crt'))
     expect(twice.code).toBe(2)
 
     // A rotation: the second certificate beside the first, then alone.
@@ -412,25 +400,10 @@ describe('imageswarm key', { timeout: 120_000 }, () => {
     expect(
       (await imageswarm(['key', 'tls-generate', '--output', next, '--address', '10.0.0.1'])).code,
     ).toBe(0)
-    const both = await imageswarm([
-      'key',
-      'tls-pin',
-      '--keys',
-      keys,
-      '--cert',
-      join(next, 'tls.crt'),
-    ])
+    const both = await tlsPin(join(next, 'tls.crt'))
     expect(both.code, both.stderr).toBe(0)
     expect(both.stdout).toContain(`${sha256}, `)
-    const replaced = await imageswarm([
-      'key',
-      'tls-pin',
-      '--keys',
-      keys,
-      '--cert',
-      join(next, 'tls.crt'),
-      '--replace',
-    ])
+    const replaced = await tlsPin(join(next, 'tls.crt'), '--replace')
     expect(replaced.code, replaced.stderr).toBe(0)
     expect(replaced.stdout).toContain(`dropped       ${sha256}`)
     const after = JSON.parse(
