@@ -162,3 +162,18 @@ export function runInstall(options) {
   })
   return Object.assign(result, { process: child })
 }
+
+/**
+ * One `imageswarm update --json` process (issue 16): runInstall's options, the target being
+ * the installed root to update; resolves with its exit code, events, log records, its
+ * `update-plan` and its `updated` event.
+ */
+export function runUpdate(options) {
+  const run = runInstall({ ...options, command: [CLI, 'update'] })
+  const result = run.then((outcome) => ({
+    ...outcome,
+    plan: outcome.events.find((event) => event.type === 'update-plan')?.plan,
+    updated: outcome.events.find((event) => event.type === 'updated'),
+  }))
+  return Object.assign(result, { process: run.process })
+}

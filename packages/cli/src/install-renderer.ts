@@ -99,8 +99,23 @@ export function createInstallRenderer(mode: OutputMode): (event: InstallEvent) =
           `installed into ${event.target} in ${event.seconds.toFixed(1)} s (${describeTotals(event.totals)})`,
         )
         break
+      case 'update-plan': {
+        const { plan } = event
+        const from = plan.from === undefined ? 'no recorded version' : `version ${plan.from}`
+        say(
+          plan.source === 'none'
+            ? `the root holds version ${plan.to} of ${plan.image}: nothing to update`
+            : `updating ${plan.image} from ${from} to ${plan.to}: ${plan.write} to write, ${plan.remove} to remove, from the ${plan.source === 'delta' ? 'delta' : plan.source === 'image' ? `full image (${plan.reason})` : 'server by file'}${plan.byFile > 0 ? `, ${plan.byFile} by file` : ''}`,
+        )
+        break
+      }
+      case 'updated':
+        say(
+          `updated ${event.target} to version ${event.version} in ${event.seconds.toFixed(1)} s (${describeTotals(event.totals)})`,
+        )
+        break
       case 'failed':
-        say(`install failed: ${event.error.message}`)
+        say(`failed: ${event.error.message}`)
         break
       case 'state':
         break

@@ -7,6 +7,8 @@ import { addKeyCommands } from './commands/key.js'
 import { runPublish } from './commands/publish.js'
 import { runServe } from './commands/serve.js'
 import { runStop } from './commands/stop.js'
+import { addUpdateOptions, runUpdate } from './commands/update.js'
+import { runVersions } from './commands/versions.js'
 import { collectList, compressionFlag, integerFlag, rateFlag } from './options.js'
 import { DEFAULT_PID_FILE } from './pid-file.js'
 import { reportError } from './report-error.js'
@@ -42,6 +44,11 @@ function addPublishingOptions(command: Command): Command {
       integerFlag('--compression-level', 1, 19),
     )
     .option('--exclude-file <file>', 'SystemImager-style exclude file for packing')
+    .option(
+      '--keep-versions <n>',
+      'versions of each image kept for updates by delta, the newest included (default 4)',
+      integerFlag('--keep-versions', 1, 100),
+    )
     .option(
       '--piece-length <bytes>',
       'torrent piece length (power of two)',
@@ -218,6 +225,27 @@ export function buildProgram(): Command {
       .command('install')
       .description('download an image from the swarm and install it into the target root'),
   ).action(async (options, command: Command) => runInstall(options, loggerFor(command, 'install')))
+
+  addUpdateOptions(
+    program
+      .command('update')
+      .description(
+        'bring an installed root (default /) to the newest version of its image: only what changed, through the swarm (si_updateclient)',
+      ),
+  ).action(async (options, command: Command) => runUpdate(options, loggerFor(command, 'update')))
+
+  program
+    .command('versions')
+    .description('list the versions of an image the server keeps, and the deltas to the newest')
+    .argument('<image>', 'image name')
+    .option('--server <url>', 'ask this running server instead of reading --tarballs-dir')
+    .addOption(
+      new Option('--tarballs-dir <dir>', 'where the server writes archives and versions')
+        .default(SYSTEMIMAGER_DIRS.tarballs)
+        .env('IMAGESWARM_TARBALLS_DIR'),
+    )
+    .option('--json', 'print the version list as JSON', false)
+    .action(async (image: string, options) => runVersions(image, options))
 
   addInitrdOptions(
     program

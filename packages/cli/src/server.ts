@@ -5,10 +5,12 @@ import type { AddressInfo } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { ServerConnection } from '@imageswarm/client'
 import {
+  deltaSwarmName,
   errnoOf,
   type GroupKey,
   ImageSwarmError,
   type Logger,
+  parseInfoHash,
   pinsOf,
   readCertificatePem,
   readGroupKeys,
@@ -312,6 +314,17 @@ export class ImageServer {
         const { manifest } = published
         this.#tracker.publish(manifest.infoHash, manifest.name, manifest.size)
         await this.#seeder.seed(published)
+        // Each delta to this version is a torrent of its own, shared by the nodes updating
+        // from the same version.
+        for (const delta of published.versions?.deltas ?? []) {
+          const { descriptor } = delta
+          this.#tracker.publish(
+            parseInfoHash(descriptor.infoHash),
+            deltaSwarmName(manifest.name, descriptor.from, descriptor.to),
+            descriptor.size,
+          )
+          await this.#seeder.seedDelta(manifest.name, delta)
+        }
       } catch (err) {
         this.#catalog.abandon(image)
         await published?.archive.close()

@@ -4,12 +4,18 @@ import { ImageSwarmError } from '@imageswarm/core'
  * SystemImager's BitTorrent commands, kept so existing scripts and habits work:
  * their flags are translated to the `imageswarm` command they correspond to.
  */
-export type SystemImagerCommand = 'si_startbttrack' | 'si_stopbttrack' | 'si_installbtimage'
+export type SystemImagerCommand =
+  | 'si_startbttrack'
+  | 'si_stopbttrack'
+  | 'si_installbtimage'
+  | 'si_updateclient'
 
 interface FlagMapping {
   /** imageswarm flag(s) it becomes; a boolean flag maps without a value. */
   to: readonly string[]
   takesValue: boolean
+  /** SystemImager's flag has no counterpart here: refused with this hint. */
+  unsupported?: string
 }
 
 const MAPPINGS: Record<
@@ -47,6 +53,37 @@ const MAPPINGS: Record<
       '--help': { to: ['--help'], takesValue: false },
     },
   },
+  // si_updateclient --server HOST [--image NAME] [--directory DIR] [--dry-run] [--no-delete]
+  si_updateclient: {
+    command: 'update',
+    flags: {
+      '--server': { to: ['--server'], takesValue: true },
+      '--image': { to: ['--image'], takesValue: true },
+      '--directory': { to: ['--target'], takesValue: true },
+      '--dry-run': { to: ['--dry-run'], takesValue: false },
+      '--no-delete': { to: ['--no-delete'], takesValue: false },
+      // imageswarm never prompts; the bootloader is not run again by an update.
+      '--yes': { to: [], takesValue: false },
+      '--no-bootloader': { to: [], takesValue: false },
+      '--override': {
+        to: [],
+        takesValue: true,
+        unsupported:
+          'overrides are applied at install; put the change into the image and publish it',
+      },
+      '--autoinstall': {
+        to: [],
+        takesValue: false,
+        unsupported: 'reinstall the node by network boot (imageswarm serve answers its iPXE)',
+      },
+      '--reboot': {
+        to: [],
+        takesValue: false,
+        unsupported: 'reboot after the update yourself (si_updateclient ... && systemctl reboot)',
+      },
+      '--help': { to: ['--help'], takesValue: false },
+    },
+  },
 }
 
 /** Translates a SystemImager command line into `imageswarm` arguments. */
@@ -67,6 +104,12 @@ export function translateSystemImagerArgs(
       throw new ImageSwarmError('E_USAGE', `${command}: unknown option ${JSON.stringify(arg)}`, {
         path: arg,
         hint: `${command} accepts ${Object.keys(mapping.flags).join(', ')}`,
+      })
+    }
+    if (flag.unsupported !== undefined) {
+      throw new ImageSwarmError('E_USAGE', `${command}: ${name} is not supported`, {
+        path: name,
+        hint: flag.unsupported,
       })
     }
     if (name === '--compress') compress = true

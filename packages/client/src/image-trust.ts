@@ -4,6 +4,7 @@ import {
   CACHE_TRUST_STATE_FILE,
   encodeTrustRecord,
   errnoOf,
+  type ImageManifest,
   ImageSwarmError,
   INSTALLED_RECORD_PATH,
   type InstalledImageRecord,
@@ -285,6 +286,22 @@ export function trustedInstallOf(verified: VerifiedImage, server: string): Trust
     sha256: verified.manifest.sha256,
     signingKeyId: verified.signingKeyId,
     keyList: { version: verified.keyList.version, sha256: verified.keyList.sha256 },
+    installed: new Date(),
+    server,
+  }
+}
+
+/** The record of an unsigned image's install: its version, without signature details. */
+export function installedVersionOf(
+  manifest: ImageManifest,
+  server: string,
+): TrustedInstall | undefined {
+  if (manifest.serial === undefined) return undefined
+  return {
+    image: manifest.name,
+    serial: manifest.serial,
+    infoHash: manifest.infoHash,
+    sha256: manifest.sha256,
     installed: new Date(),
     server,
   }

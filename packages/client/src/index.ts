@@ -53,3 +53,11 @@ export {
 } from './server-api.js'
 export { type FetchDispatcher, ServerConnection, tlsRefusalOf } from './server-connection.js'
 export { StatusReporter } from './status-reporter.js'
+export {
+  readInstalledRecord,
+  UPDATE_STAGING_DIR,
+  type UpdateOptions,
+  type UpdateResult,
+  type UpdateSettings,
+  updateImage,
+} from './update.js'

@@ -23,6 +23,7 @@ import { downloadArchiveOverHttp } from './http-download.js'
 import { ImageCache } from './image-cache.js'
 import {
   fetchVerifiedManifest,
+  installedVersionOf,
   loadTrustRoot,
   readTrustFloor,
   recordInstalledImage,
@@ -268,8 +269,10 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     })
     // Removing the marker and our staging changes these directories after tar set them.
     const trusted = verified && trustedInstallOf(verified, config.server)
-    // In the root while it is still marked incomplete: the record is part of the install.
-    if (trusted) await recordInstalledImage(config.target, trusted, logger)
+    // In the root while it is still marked incomplete: the record is part of the install,
+    // and the version an update starts from (signed or not).
+    const record = trusted || installedVersionOf(manifest, config.server)
+    if (record) await recordInstalledImage(config.target, record, logger)
     const times = await captureTimes([config.target, join(config.target, 'tmp')])
     await markComplete(config.target)
     // The floor the next install of this node starts from, after its disk was wiped.
@@ -340,7 +343,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
  * root key and the node's floor (see fetchVerifiedManifest); undefined without one. The
  * test mode (a root key on the kernel command line) is logged as insecure every time.
  */
-async function verifyImage(
+export async function verifyImage(
   config: ClientConfig,
   request: ServerRequestOptions,
   logger: Logger,
@@ -531,7 +534,7 @@ async function abandonArchive(place: ArchivePlace, failure?: ImageSwarmError): P
 }
 
 /** Keeps seeding while other nodes still download, for at most `seconds`. */
-async function linger(
+export async function linger(
   session: SwarmSession,
   seconds: number,
   emit: (event: InstallEvent) => void,

@@ -508,10 +508,12 @@ export function torrentSizeLimit(manifest: Pick<ImageManifest, 'size' | 'pieceLe
 export async function fetchTorrent(
   manifest: ImageManifest,
   options: ServerRequestOptions,
+  /** Another torrent of the image than its own (a delta's, beside the archive). */
+  path: string = torrentPath(manifest.name),
 ): Promise<ParsedTorrent> {
   const limit = torrentSizeLimit(manifest)
   const { response, body } = await fetchFromServer(
-    torrentPath(manifest.name),
+    path,
     manifest.name,
     limit,
     (error, url) =>

@@ -62,6 +62,11 @@ export const ERROR_CODES = {
   E_ARCHIVE_KEY_UNAVAILABLE: 'decryption failed',
   E_KEYS_EXIST: 'key files',
   E_KEY_FILE_INVALID: 'key files',
+  // Updates (issue 16): a root that records no installed version, an update that did not
+  // leave the root equal to the version, an image that cannot be updated by delta.
+  E_NOT_INSTALLED: 'target',
+  E_UPDATE_INCOMPLETE: 'extraction failed',
+  E_UPDATE_UNSUPPORTED: 'bad parameters',
   E_INTERRUPTED: 'interrupted',
 } as const
 

@@ -74,6 +74,28 @@ export type InstallEvent =
   | { type: 'extracted'; target: string; seconds: number }
   | { type: 'seeding'; totals: TransferTotals; leechers: number }
   | { type: 'installed'; target: string; totals: TransferTotals; seconds: number }
+  /** An update (issue 16) compared the root with the newest version and chose its source. */
+  | { type: 'update-plan'; plan: UpdatePlan }
+  | { type: 'updated'; target: string; version: number; totals: TransferTotals; seconds: number }
   | { type: 'failed'; error: ErrorReport }
 
 export type InstallEventType = InstallEvent['type']
+
+/** What an update will do to a root, and where the bytes come from. */
+export interface UpdatePlan {
+  image: string
+  /** The version the root records (undefined: it records none). */
+  from?: number
+  to: number
+  /** Entries to write and paths to remove, with a few of each for the operator. */
+  write: number
+  remove: number
+  sample: { write: string[]; remove: string[] }
+  /** `delta`: the delta from `from`; `image`: the full archive; `files`: members by file only;
+   * `none`: the root already holds `to`. */
+  source: 'delta' | 'image' | 'files' | 'none'
+  /** Why the full image is used, when it is. */
+  reason?: string
+  /** Entries fetched from the server by file (what the source lacks: local changes). */
+  byFile: number
+}

@@ -42,6 +42,20 @@ export function torrentPath(image: string): string {
   return `/images/${encodeURIComponent(image)}/image.torrent`
 }
 
+/**
+ * What an update reads (issue 16): the versions the server keeps, the newest version's file
+ * index (gzipped JSON, `digests.fileIndex`), its deltas document (`digests.deltas`; each
+ * delta's descriptor, torrent and file are files beside the archive, `archivePath`), and
+ * members of the newest version by file (`POST`, a JSON `{ version, paths }`, answered
+ * with a tar).
+ */
+export const VERSION_FILES = {
+  versions: 'versions',
+  fileIndex: 'file-index.json.gz',
+  deltas: 'deltas.json',
+  members: 'members',
+} as const
+
 /** The archive itself; also the BEP 19 web seed URL of the image's torrent. */
 export function archivePath(image: string, archiveFile: string): string {
   return `/images/${encodeURIComponent(image)}/${encodeURIComponent(archiveFile)}`

@@ -15,6 +15,7 @@ export type PublishingStage =
   | 'checking the image root and its archive'
   | 'packing the image root'
   | 'encrypting the archive'
+  | 'recording the version and making deltas'
   | 'starting to seed it'
 
 /** Bytes of one image's archive served over HTTP (the web seed), by infohash. */
@@ -61,6 +62,11 @@ export class ImageCatalog {
     this.#publishing.delete(name)
     this.#published.set(name, image)
     if (previous && previous.archive !== image.archive) void previous.archive.close()
+    for (const delta of previous?.versions?.deltas ?? []) {
+      if (!image.versions?.deltas.some((kept) => kept.archive === delta.archive)) {
+        void delta.archive.close()
+      }
+    }
   }
 
   /** Publishing failed or was given up: the image is no longer awaited. */
@@ -127,7 +133,12 @@ export class ImageCatalog {
 
   /** Closes every held archive. */
   async close(): Promise<void> {
-    await Promise.all(this.published.map((image) => image.archive.close()))
+    await Promise.all(
+      this.published.flatMap((image) => [
+        image.archive.close(),
+        ...(image.versions?.deltas ?? []).map((delta) => delta.archive.close()),
+      ]),
+    )
     this.#published.clear()
     this.#publishing.clear()
   }

@@ -24,6 +24,12 @@ export const SeederConfigSchema = z.object({
     .max(64 * 1024 * 1024)
     .refine((n) => (n & (n - 1)) === 0, 'a power of two')
     .default(1024 * 1024),
+  /**
+   * Versions of each image kept for updates, the newest included (`--keep-versions`): a node
+   * at one of them updates by a delta, a node at an older one gets the full image. Each kept
+   * version costs its archive's size on the server's disk.
+   */
+  keepVersions: z.number().int().min(1).max(100).default(4),
   /** SystemImager-style exclude file applied when packing every image. */
   excludeFile: z.string().optional(),
   /**

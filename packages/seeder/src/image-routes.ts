@@ -1,6 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { ImageSwarmError, type Logger, silentLogger, WIRE } from '@imageswarm/core'
+import {
+  type DeltaDescriptor,
+  ImageSwarmError,
+  type Logger,
+  silentLogger,
+  streamRootMembers,
+  VERSION_FILES,
+  WIRE,
+} from '@imageswarm/core'
 import type { ImageCatalog } from './catalog.js'
+import type { PublishedImage } from './publish.js'
 import { serveArchive } from './web-seed.js'
 
 const IMAGE_ROUTE = /^\/images\/([^/]+)\/([^/]+)$/
@@ -28,8 +37,9 @@ export function handleImageRequest(
 ): boolean {
   const url = new URL(req.url ?? '/', 'http://server')
   if (url.pathname !== WIRE.images && !url.pathname.startsWith(`${WIRE.images}/`)) return false
-  if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.writeHead(405, { allow: 'GET, HEAD' }).end()
+  const membersRequest = url.pathname.endsWith(`/${VERSION_FILES.members}`)
+  if (membersRequest ? req.method !== 'POST' : req.method !== 'GET' && req.method !== 'HEAD') {
+    res.writeHead(405, { allow: membersRequest ? 'POST' : 'GET, HEAD' }).end()
     return true
   }
   if (url.pathname === WIRE.images || url.pathname === `${WIRE.images}/`) {
@@ -57,7 +67,45 @@ export function handleImageRequest(
     sendError(res, 404, unknownImage(name ?? url.pathname, catalog))
     return true
   }
-  if (file === 'manifest.json') {
+  const versions = image.versions
+  const delta = versions?.deltas.find(
+    ({ descriptor }) =>
+      file === descriptor.file ||
+      file === descriptorFile(descriptor) ||
+      file === torrentFile(descriptor),
+  )
+  if (versions && file === VERSION_FILES.versions) {
+    sendJson(res, 200, versions.list)
+  } else if (versions && file === VERSION_FILES.fileIndex) {
+    sendBytes(req, res, versions.fileIndexBytes, 'application/gzip')
+  } else if (versions && file === VERSION_FILES.deltas) {
+    sendBytes(req, res, versions.deltasBytes, 'application/json; charset=utf-8')
+  } else if (versions && file === VERSION_FILES.members) {
+    serveMembers(image, req, res, logger)
+  } else if (delta && file === descriptorFile(delta.descriptor)) {
+    sendBytes(req, res, delta.descriptorBytes, 'application/json; charset=utf-8')
+  } else if (delta && file === torrentFile(delta.descriptor)) {
+    sendBytes(req, res, delta.torrent, 'application/x-bittorrent')
+  } else if (delta) {
+    const { infoHash } = delta.descriptor
+    serveArchive(delta.archive, req, res, {
+      uploadBudget: catalog.uploadBudget,
+      onSent: (bytes) => catalog.countWebSeedBytes(infoHash, bytes),
+      onChanged: (error) => catalog.noticeArchiveChange(image, error),
+      sendError,
+    }).catch((err: unknown) => {
+      logger.error({ err, image: name, file }, 'serving a delta failed')
+      sendError(
+        res,
+        500,
+        new ImageSwarmError('E_IMAGE_NOT_FOUND', `delta ${file} of image ${name} is unreadable`, {
+          path: url.pathname,
+          hint: 'see the server log (a disk error?); republish the image',
+          cause: err,
+        }),
+      )
+    })
+  } else if (file === 'manifest.json') {
     // The file's exact bytes: a signature covers them, not a re-serialised object.
     sendBytes(req, res, image.manifestBytes, 'application/json; charset=utf-8')
   } else if (file === 'manifest.json.minisig') {
@@ -103,6 +151,111 @@ export function handleImageRequest(
     )
   }
   return true
+}
+
+function descriptorFile(descriptor: DeltaDescriptor): string {
+  return `delta-${descriptor.from}-${descriptor.to}.json`
+}
+
+function torrentFile(descriptor: DeltaDescriptor): string {
+  return `delta-${descriptor.from}-${descriptor.to}.torrent`
+}
+
+/** Largest `members` request body: a path list for a root that drifted a lot. */
+const MEMBERS_BODY_LIMIT = 16 * 1024 * 1024
+
+/**
+ * `POST /images/NAME/members` with `{ version, paths }`: a tar of those paths of the image
+ * root, for a node whose files differ from the newest version in ways its delta does not
+ * cover. The node checks every member against the version's file index before it uses it,
+ * so a root changed since publishing is refused there (the server cannot tell).
+ */
+function serveMembers(
+  image: PublishedImage,
+  req: IncomingMessage,
+  res: ServerResponse,
+  logger: Logger,
+): void {
+  const chunks: Buffer[] = []
+  let size = 0
+  req.on('data', (chunk: Buffer) => {
+    size += chunk.length
+    if (size > MEMBERS_BODY_LIMIT) {
+      req.destroy()
+      return
+    }
+    chunks.push(chunk)
+  })
+  req.on('end', () => {
+    let paths: string[]
+    try {
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+        version?: unknown
+        paths?: unknown
+      }
+      const newest = image.manifest.serial
+      if (body.version !== newest) {
+        throw new Error(`version ${String(body.version)} is not the newest, ${newest}`)
+      }
+      if (!Array.isArray(body.paths) || !body.paths.every(isIndexPath)) {
+        throw new Error('paths must be a list of relative paths inside the image root')
+      }
+      paths = body.paths as string[]
+    } catch (err) {
+      sendError(
+        res,
+        400,
+        new ImageSwarmError(
+          'E_USAGE',
+          `bad members request: ${err instanceof Error ? err.message : String(err)}`,
+          {
+            path: req.url ?? '',
+            hint: 'ask for paths of the newest version (see its file index)',
+          },
+        ),
+      )
+      return
+    }
+    void streamRootMembers({ root: image.root, paths }).then(
+      (tar) => {
+        res.writeHead(200, { 'content-type': 'application/x-tar', 'cache-control': 'no-store' })
+        tar.stream.pipe(res)
+        res.on('close', () => tar.stop())
+        void tar.finished.then((failure) => {
+          if (failure !== undefined) {
+            logger.warn(
+              { image: image.manifest.name, err: failure },
+              'packing members for a node failed',
+            )
+            res.destroy()
+          }
+        })
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'cannot pack members')
+        sendError(
+          res,
+          500,
+          new ImageSwarmError('E_PACK_FAILED', 'cannot pack members', {
+            path: image.root,
+            cause: err,
+          }),
+        )
+      },
+    )
+  })
+}
+
+function isIndexPath(value: unknown): value is string {
+  return (
+    typeof value === 'string' &&
+    value.length > 0 &&
+    value.length <= 4096 &&
+    !value.includes('\0') &&
+    (value === '.' ||
+      (!value.startsWith('/') &&
+        !value.split('/').some((part) => part === '' || part === '.' || part === '..')))
+  )
 }
 
 function unsignedImage(name: string): ImageSwarmError {

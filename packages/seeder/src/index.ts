@@ -34,6 +34,13 @@ export {
   sendJson,
 } from './image-routes.js'
 export {
+  deltaLevel,
+  type PublishedDelta,
+  type PublishedVersions,
+  publishVersions,
+  versionsDir,
+} from './image-versions.js'
+export {
   INSTALL_DIRS,
   type InstallRoutesConfig,
   type InstallRoutesConfigInput,

@@ -34,18 +34,17 @@ export interface SignedManifestFiles {
 }
 
 /**
- * The serial of a publication: the previous manifest's, plus one when the archive changed
- * (another SHA-256 or infohash); 1 for an image signed for the first time; none for an
- * unsigned image that never had one (unsigned manifests stay as they were).
+ * The serial of a publication, which is also the image's version number (issue 16): the
+ * previous manifest's, plus one when the archive changed (another SHA-256 or infohash); 1
+ * for the first publication, or the first since a manifest without one.
  *
- * @example nextSerial({ serial: 7, sha256: 'a…', infoHash: 'b…' }, { sha256: 'c…', infoHash: 'd…' }, true) // 8
+ * @example nextSerial({ serial: 7, sha256: 'a…', infoHash: 'b…' }, { sha256: 'c…', infoHash: 'd…' }) // 8
  */
 export function nextSerial(
   previous: Pick<ImageManifest, 'serial' | 'sha256' | 'infoHash'> | undefined,
   archive: Pick<ImageManifest, 'sha256' | 'infoHash'>,
-  signed: boolean,
-): number | undefined {
-  if (previous?.serial === undefined) return signed ? 1 : undefined
+): number {
+  if (previous?.serial === undefined) return 1
   const same = previous.sha256 === archive.sha256 && previous.infoHash === archive.infoHash
   return same ? previous.serial : previous.serial + 1
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { mkdir, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
@@ -34,6 +35,7 @@ import {
   sealArchive,
 } from './encrypted-archive.js'
 import { fingerprintTree } from './fingerprint.js'
+import { type PublishedVersions, publishVersions } from './image-versions.js'
 import { type ManifestSigner, nextSerial } from './manifest-signer.js'
 import { PublishedArchive } from './published-archive.js'
 import { createImageTorrent, retargetTorrent } from './torrent-file.js'
@@ -58,6 +60,12 @@ export interface PublishedImage {
   torrent: Uint8Array
   /** True when this call packed the archive (false: an existing one was reused). */
   packed: boolean
+  /**
+   * Its kept versions, file index and deltas to this version (issue 16); none for an
+   * encrypted image, whose file index and deltas would show in the clear what the
+   * encryption hides.
+   */
+  versions?: PublishedVersions
 }
 
 export interface PublishOptions {
@@ -121,6 +129,23 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
     })
   const announce = serverUrl(options.serverUrl, WIRE.announce)
   const webSeed = serverUrl(options.serverUrl, archiveUrlPath(name, archiveFile))
+  // Versions and deltas, for an image that is not encrypted (see PublishedImage.versions).
+  const recordVersions = async (manifest: ImageManifest, serial: number) => {
+    if (encryption) return undefined
+    options.onStage?.('recording the version and making deltas')
+    return publishVersions({
+      image: name,
+      manifest: { ...manifest, serial },
+      archivePath,
+      root,
+      tarballsDir: config.tarballsDir,
+      keep: config.keepVersions,
+      pieceLength: config.pieceLength,
+      announce,
+      webSeedOf: (file) => serverUrl(options.serverUrl, archiveUrlPath(name, file)),
+      logger,
+    })
+  }
   await ensureDir(config.tarballsDir, 'archives (--tarballs-dir)')
   await ensureDir(config.torrentsDir, 'torrents (--torrents-dir)')
   options.onStage?.('checking the image root and its archive')
@@ -158,14 +183,27 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
         { image: name, archive: archivePath, infoHash: existing.manifest.infoHash },
         'image unchanged since it was packed: reusing its archive',
       )
-      const serial = nextSerial(previous.manifest, previous.manifest, Boolean(options.signer))
+      const serial = nextSerial(previous.manifest, previous.manifest)
       const rewrapped = wrappings === 'added' && withNewGroups(existing.manifest, encryption)
-      const files = rewrapped
-        ? await writeManifest(rewrapped, serial)
-        : await writeManifest(existing.manifest, serial, previous.bytes)
+      let versions: PublishedVersions | undefined
+      try {
+        versions = await recordVersions(existing.manifest, serial)
+      } catch (err) {
+        await existing.archive.close()
+        throw err
+      }
+      const described = withVersionDigests(rewrapped || existing.manifest, versions)
+      const same =
+        !rewrapped &&
+        existing.manifest.serial === serial &&
+        JSON.stringify(described.digests) === JSON.stringify(existing.manifest.digests)
+      const files = same
+        ? await writeManifest(existing.manifest, serial, previous.bytes)
+        : await writeManifest(described, serial)
       return {
         ...existing,
         ...files,
+        ...(versions ? { versions } : {}),
         manifestPath,
         manifestSignaturePath,
         root,
@@ -215,7 +253,7 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
       )
       const files = await writeManifest(
         kept.manifest,
-        nextSerial(previous?.manifest, kept.manifest, Boolean(options.signer)),
+        nextSerial(previous?.manifest, kept.manifest),
       )
       return {
         ...kept,
@@ -291,14 +329,13 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
     manifestPath,
   )
   await writeFileAtomically(torrentPath, torrent)
+  const version = serial ?? nextSerial(previous?.manifest, manifest)
+  const versions = await recordVersions(manifest, version)
   // The manifest is written last and marks the image complete (its signature follows it).
   // The torrent reaches the disk before it; the archive is not forced there (see
   // packArchive), so after a crash openExisting's sha256 check is what tells a torn archive
   // from a whole one.
-  const files = await writeManifest(
-    manifest,
-    serial ?? nextSerial(previous?.manifest, manifest, Boolean(options.signer)),
-  )
+  const files = await writeManifest(withVersionDigests(manifest, versions), version)
   const archive = await PublishedArchive.openPacked(archivePath, published)
   logger.info(
     {
@@ -321,6 +358,24 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
     manifestSignaturePath,
     torrent,
     packed: true,
+    ...(versions ? { versions } : {}),
+  }
+}
+
+/** The manifest naming its file index's and deltas document's SHA-256 (what an update checks). */
+function withVersionDigests(
+  manifest: ImageManifest,
+  versions: PublishedVersions | undefined,
+): ImageManifest {
+  if (!versions) return manifest
+  const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
+  return {
+    ...manifest,
+    digests: {
+      ...manifest.digests,
+      fileIndex: sha256(versions.fileIndexBytes),
+      deltas: sha256(versions.deltasBytes),
+    },
   }
 }
 

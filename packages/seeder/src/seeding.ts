@@ -7,7 +7,9 @@ import {
 } from '@imageswarm/core'
 import { ArchiveSwarm, SwarmHost, type TokenBucket } from '@imageswarm/swarm'
 import parseTorrent from 'parse-torrent'
+import type { PublishedDelta } from './image-versions.js'
 import type { PublishedImage } from './publish.js'
+import type { PublishedArchive } from './published-archive.js'
 
 export interface SeedStats {
   infoHash: string
@@ -83,12 +85,26 @@ export class ImageSeeder {
 
   /** Starts seeding an image; resolves once the archive is open and announced. */
   async seed(image: PublishedImage): Promise<void> {
-    const { manifest } = image
+    await this.#seedFile(image.manifest.name, image.manifest.infoHash, image.torrent, image.archive)
+  }
+
+  /** Starts seeding an image's delta (issue 16), like the image itself. */
+  async seedDelta(image: string, delta: PublishedDelta): Promise<void> {
+    await this.#seedFile(image, delta.descriptor.infoHash, delta.torrent, delta.archive)
+  }
+
+  async #seedFile(
+    name: string,
+    infoHash: string,
+    torrent: Uint8Array,
+    archive: PublishedArchive,
+  ): Promise<void> {
+    const manifest = { name, infoHash }
     if (this.#swarms.has(manifest.infoHash)) return
     const swarm = await ArchiveSwarm.start({
-      torrent: await parseTorrent(image.torrent),
+      torrent: await parseTorrent(torrent),
       // The file publishImage hashed and holds open, not whatever the path names by now.
-      path: image.archive.descriptorPath,
+      path: archive.descriptorPath,
       peerId: this.#peerId,
       host: this.#host,
       settings: this.#settings,

@@ -80,16 +80,13 @@ async function verifyOnDisk(image: PublishedImage, keyList: KeyList = keys.keyLi
 
 describe('nextSerial', () => {
   const archive = { sha256: 'a'.repeat(64), infoHash: parseInfoHash('b'.repeat(40)) }
-  it('starts signed images at 1 and leaves unsigned ones without a serial', () => {
-    expect(nextSerial(undefined, archive, true)).toBe(1)
-    expect(nextSerial({ ...archive, serial: undefined }, archive, true)).toBe(1)
-    expect(nextSerial(undefined, archive, false)).toBeUndefined()
+  it('starts every image at version 1, signed or not', () => {
+    expect(nextSerial(undefined, archive)).toBe(1)
+    expect(nextSerial({ ...archive, serial: undefined }, archive)).toBe(1)
   })
   it('keeps the serial for the same archive and adds one for another', () => {
-    expect(nextSerial({ ...archive, serial: 7 }, archive, true)).toBe(7)
-    expect(
-      nextSerial({ ...archive, serial: 7 }, { ...archive, sha256: 'c'.repeat(64) }, true),
-    ).toBe(8)
+    expect(nextSerial({ ...archive, serial: 7 }, archive)).toBe(7)
+    expect(nextSerial({ ...archive, serial: 7 }, { ...archive, sha256: 'c'.repeat(64) })).toBe(8)
     expect(
       nextSerial(
         { ...archive, serial: 7 },
@@ -131,9 +128,9 @@ describe('publishing with --keys', () => {
     expect((await verifyOnDisk(changed)).manifest.serial).toBe(2)
   })
 
-  it('publishes unsigned as before, carrying an earlier serial and dropping a stale signature', async () => {
+  it('numbers unsigned publications too, dropping a stale signature', async () => {
     const unsigned = await publish()
-    expect(unsigned.manifest.serial).toBeUndefined()
+    expect(unsigned.manifest.serial).toBe(1)
     expect(unsigned.manifestSignature).toBeUndefined()
     expect(existsSync(unsigned.manifestSignaturePath)).toBe(false)
     await publish(await openSigner())

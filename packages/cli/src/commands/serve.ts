@@ -19,6 +19,7 @@ export interface PublishingFlags {
   compression: Compression
   compressionLevel?: number
   excludeFile?: string
+  keepVersions?: number
   pieceLength?: number
   /** The seeder's `keys`: the key directory that signs manifests. */
   keys?: string
@@ -111,6 +112,7 @@ function resolveSeederFlags(flags: PublishingFlags & Partial<ServeFlags>): Seede
     compression: flags.compression,
     ...(flags.compressionLevel === undefined ? {} : { compressionLevel: flags.compressionLevel }),
     ...(flags.excludeFile === undefined ? {} : { excludeFile: flags.excludeFile }),
+    ...(flags.keepVersions === undefined ? {} : { keepVersions: flags.keepVersions }),
     ...(flags.pieceLength === undefined ? {} : { pieceLength: flags.pieceLength }),
     ...(flags.keys === undefined ? {} : { keys: flags.keys }),
     ...(flags.manifestLifetime === undefined ? {} : { manifestLifetime: flags.manifestLifetime }),

@@ -49,9 +49,16 @@ function attributesDigest(pax: Record<string, string> | undefined): string | und
   return hash.digest('hex')
 }
 
+/** A member's bytes in the uncompressed tar stream: `offset` up to (not including) `end`. */
+export interface MemberRange {
+  offset: number
+  end: number
+}
+
 /** A TarObserver that builds the file index from the members a scan reports. */
 export class FileIndexBuilder implements TarObserver {
   readonly #entries: FileIndexEntry[] = []
+  readonly #ranges = new Map<string, MemberRange>()
   #hash: Hash | undefined
   #current: FileIndexEntry | undefined
 
@@ -59,21 +66,28 @@ export class FileIndexBuilder implements TarObserver {
     this.#finishFile()
     const type = member.type ?? 'unknown'
     const regular = type === 'file' || type === 'contiguous-file'
+    // A sparse file (pax sparse 1.0) is stored under a made-up name with its map before its
+    // data: its real name and size are pax records, and the stored bytes are not its
+    // contents, so it gets no SHA-256 (an update compares it by size and mtime).
+    const pax = member.pax as Record<string, string> | undefined
+    const sparseName = pax?.['GNU.sparse.name']
+    const sparseSize = pax?.['GNU.sparse.realsize']
     const entry: FileIndexEntry = {
-      path: indexPath(member.name),
+      path: indexPath(sparseName ?? member.name),
       type,
       mode: member.mode,
       uid: member.uid,
       gid: member.gid,
-      size: regular ? member.size : 0,
+      size: regular ? (sparseSize === undefined ? member.size : Number(sparseSize)) : 0,
       mtime: member.mtime,
     }
     if (type === 'symlink' && member.linkname) entry.linkTarget = member.linkname
     if (type === 'link' && member.linkname) entry.hardlinkTo = indexPath(member.linkname)
-    const attributes = attributesDigest(member.pax as Record<string, string> | undefined)
+    const attributes = attributesDigest(pax)
     if (attributes !== undefined) entry.attributes = attributes
     this.#entries.push(entry)
-    if (regular) {
+    this.#ranges.set(entry.path, { offset: member.offset, end: member.end })
+    if (regular && sparseName === undefined) {
       this.#current = entry
       this.#hash = createHash('sha256')
     }
@@ -87,6 +101,11 @@ export class FileIndexBuilder implements TarObserver {
   entries(): FileIndexEntry[] {
     this.#finishFile()
     return this.#entries
+  }
+
+  /** Where each member lies in the tar stream (its headers, data and padding). */
+  ranges(): Map<string, MemberRange> {
+    return this.#ranges
   }
 
   #finishFile(): void {
@@ -110,7 +129,15 @@ export async function indexArchive(options: {
   archive: string
   compression?: Compression
 }): Promise<FileIndexEntry[]> {
+  return (await indexArchiveMembers(options)).entries
+}
+
+/** `indexArchive`, with where each member lies in the tar stream (what a delta copies). */
+export async function indexArchiveMembers(options: {
+  archive: string
+  compression?: Compression
+}): Promise<{ entries: FileIndexEntry[]; ranges: Map<string, MemberRange> }> {
   const builder = new FileIndexBuilder()
   await validateArchive(options.archive, options.compression, { observer: builder })
-  return builder.entries()
+  return { entries: builder.entries(), ranges: builder.ranges() }
 }

@@ -1,4 +1,16 @@
 // The archive format: GNU tar (pax, numeric owners, xattrs, ACLs, sparse) + zstd/gzip.
+
+export {
+  checkAgainstIndex,
+  clearTypeChanges,
+  commitStaged,
+  type MemberSource,
+  restoreDirectories,
+  STAGED_PREFIX,
+  sha256Of,
+  stagedPath,
+  stageMembers,
+} from './apply-members.js'
 export { DEFAULT_LEVELS, detectCompression } from './compression.js'
 export { DEFAULT_EXCLUDES, parseExcludeFile } from './excludes.js'
 export {
@@ -7,10 +19,18 @@ export {
   INCOMPLETE_MARKER,
   TAR_EXTRACT_ARGS,
 } from './extract.js'
-export { FileIndexBuilder, type FileIndexEntry, indexArchive } from './file-index.js'
+export {
+  FileIndexBuilder,
+  type FileIndexEntry,
+  indexArchive,
+  indexArchiveMembers,
+  type MemberRange,
+} from './file-index.js'
 export { listArchive } from './list.js'
 export { packArchive, TAR_CREATE_ARGS } from './pack.js'
 export { TAR_RECORD_ARGS } from './records.js'
+export { copyTarMembers, streamRootMembers, writeReferenceContents } from './tar-members.js'
 export { checkArchiveTools, TOOL_ENV_VARS, TOOL_PACKAGES } from './tools.js'
 export * from './types.js'
 export { validateArchive } from './validate.js'
+export { compressWithReference, decompressWithReference } from './zstd-patch.js'

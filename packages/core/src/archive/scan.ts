@@ -38,6 +38,10 @@ export interface ScannedMember extends MemberHeader {
   gid: number
   /** Seconds since the epoch; pax gives fractions. */
   mtime: number
+  /** Stream offset of its first header (a pax or long-name header before it, if any). */
+  offset: number
+  /** Stream offset just past its data and padding: `offset`..`end` is the whole member. */
+  end: number
 }
 
 /**
@@ -94,6 +98,8 @@ export class TarScanner {
   private metaBody = EMPTY
   private metaFilled = 0
   private pending: Pending | undefined
+  /** Where the pending pax or long-name headers began. */
+  private pendingOffset = 0
   private global: Record<string, string> | undefined
   private failure: unknown
   /** Data bytes of the current member still to hand to the observer. */
@@ -259,6 +265,8 @@ export class TarScanner {
         uid: paxNumber(pax?.uid) ?? parseNumber(block, 108, 8),
         gid: paxNumber(pax?.gid) ?? parseNumber(block, 116, 8),
         mtime: paxNumber(pax?.mtime) ?? parseNumber(block, 136, 12),
+        offset: pending === undefined ? start : this.pendingOffset,
+        end: this.position + padded(size),
       })
       this.observedLeft = size
     }
@@ -275,7 +283,10 @@ export class TarScanner {
     if (size > MAX_META_SIZE) {
       throw new TarFormatError(`a ${typeflag} header of ${size} bytes at byte ${start}`)
     }
-    if (this.pending === undefined) this.pending = {}
+    if (this.pending === undefined) {
+      this.pending = {}
+      this.pendingOffset = start
+    }
     const field = typeflag === 'x' ? 'pax' : typeflag === 'L' ? 'longName' : 'longLink'
     if (typeflag !== 'g' && this.pending[field] !== undefined) {
       throw new TarFormatError(

@@ -36,10 +36,13 @@ export const InstalledImageRecordSchema = z.strictObject({
   serial: Serial,
   infoHash: z.string().regex(/^[0-9a-f]{40}$/),
   sha256: Sha256,
-  /** The signing key whose signature the client checked. */
-  signingKeyId: z.string().regex(/^[0-9A-F]{16}$/),
-  /** The key list the signing key was accepted under. */
-  keyList: KeyListSeen,
+  /** The signing key whose signature the client checked; absent for an unsigned image. */
+  signingKeyId: z
+    .string()
+    .regex(/^[0-9A-F]{16}$/)
+    .optional(),
+  /** The key list the signing key was accepted under; absent for an unsigned image. */
+  keyList: KeyListSeen.optional(),
   installed: z.iso.datetime(),
   /** The image server it came from (for the operator: anyone could answer there). */
   server: z.string().max(2048),
@@ -121,19 +124,22 @@ export function trustFloor(inputs: TrustFloorInputs): TrustFloor {
   if (inputs.installed) {
     const { record, path } = inputs.installed
     if (record.image === inputs.image) serial(record.serial, path)
-    keyList(record.keyList.version, record.keyList.sha256, path)
+    if (record.keyList) keyList(record.keyList.version, record.keyList.sha256, path)
   }
   return floor
 }
 
-/** What a verified install adds to a node's records. */
+/**
+ * What an install or update adds to a node's records: the image version the root holds
+ * (`serial`), and, for a signed image, what its signature was checked under.
+ */
 export interface TrustedInstall {
   image: string
   serial: number
   infoHash: string
   sha256: string
-  signingKeyId: string
-  keyList: { version: number; sha256: string }
+  signingKeyId?: string
+  keyList?: { version: number; sha256: string }
   installed: Date
   server: string
 }
@@ -146,8 +152,8 @@ export function installedImageRecord(install: TrustedInstall): InstalledImageRec
     serial: install.serial,
     infoHash: install.infoHash,
     sha256: install.sha256,
-    signingKeyId: install.signingKeyId,
-    keyList: { ...install.keyList },
+    ...(install.signingKeyId === undefined ? {} : { signingKeyId: install.signingKeyId }),
+    ...(install.keyList === undefined ? {} : { keyList: { ...install.keyList } }),
     installed: install.installed.toISOString(),
     server: install.server,
   }
@@ -164,7 +170,7 @@ export function raiseTrustState(
   const state: NodeTrustState = previous
     ? structuredClone(previous)
     : { type: 'imageswarm-trust-state', schemaVersion: 1, images: {} }
-  if (!state.keyList || install.keyList.version > state.keyList.version) {
+  if (install.keyList && (!state.keyList || install.keyList.version > state.keyList.version)) {
     state.keyList = { ...install.keyList }
   }
   const seen = state.images[install.image]
