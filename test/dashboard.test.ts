@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { appendFile, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { type BrowserContext, chromium, type Page } from 'playwright-core'
 import { afterEach, describe, expect, it } from 'vitest'
-import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
+import { runInstall, runUpdate, startServer } from '../scripts/lib/deployment.mjs'
 import { makeSampleImage } from '../scripts/lib/sample-image.mjs'
 import { clientDirs, makeServerLayout, type ServerLayout } from './helpers/workspace.js'
 
@@ -76,6 +76,67 @@ async function readRows(page: Page): Promise<Row[]> {
 }
 
 describe.skipIf(!hasChromium)('the dashboard in a real browser', () => {
+  it('shows the version history and nodes updating through their delta’s swarm', async () => {
+    layout = await makeServerLayout('imageswarm-dashboard-')
+    const root = join(layout.imagesDir, 'compute')
+    await makeSampleImage(root, { dirs: 4, filesPerDir: 10, bigFiles: 1, seed: 'versions' })
+    server = await startServer({ images: ['compute'], ...layout })
+    const nodes = [1, 2].map((n) => clientDirs(layout!, n))
+    for (const dirs of nodes) {
+      const installed = await runInstall({
+        server: server.url,
+        image: 'compute',
+        ...dirs,
+        seedTime: 0,
+      })
+      expect(installed.code).toBe(0)
+    }
+    await server.stop()
+    await appendFile(join(root, 'etc/os-release'), 'VERSION_ID=2\n')
+    server = await startServer({ images: ['compute'], ...layout })
+
+    const launched = await launchBrowser(join(layout.dir, 'chromium-profile'), {
+      width: 1440,
+      height: 1100,
+    })
+    browser = launched.context
+    const { page } = launched
+    await page.goto(`${server.url}/#/images/compute`)
+    await page.waitForSelector('#versions tr[data-version="2"]')
+    const history = await page.textContent('#versions')
+    expect(history).toMatch(/Versions \(keeping 4\)/)
+    expect(await page.textContent('#versions tr[data-version="1"]')).toMatch(/1 changed|changed/)
+
+    const updates = nodes.map((dirs, i) =>
+      runUpdate({
+        server: server!.url,
+        image: 'compute',
+        ...dirs,
+        seedTime: 2,
+        args: ['--node-name', `node${i + 1}`],
+      }),
+    )
+    await page.goto(`${server.url}/#/images/compute.delta-1-2`)
+    await page.waitForSelector('#nodes')
+    const deadline = Date.now() + 60_000
+    let rows: Row[] = []
+    while (Date.now() < deadline) {
+      rows = await readRows(page)
+      if (rows.length >= 2 && rows.every((row) => row.state === 'done')) break
+      await page.waitForTimeout(200)
+    }
+    await mkdir(ARTIFACTS, { recursive: true })
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-update.png'), fullPage: true })
+    for (const result of await Promise.all(updates)) {
+      expect(result.failed?.error).toBeUndefined()
+      expect(result.plan.source).toBe('delta')
+    }
+    expect(rows.map((row) => [row.name, row.state]).sort()).toEqual([
+      ['node1', 'done'],
+      ['node2', 'done'],
+    ])
+  })
+
   it('shows four real clients appear, make progress and finish, live', async () => {
     layout = await makeServerLayout('imageswarm-dashboard-')
     // Large enough, with a slow server uplink, that the install takes several seconds

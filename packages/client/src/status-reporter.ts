@@ -88,7 +88,11 @@ export class StatusReporter {
   update(event: InstallEvent): void {
     const report = this.#apply(event)
     if (!report) return
-    const urgent = event.type === 'state' || event.type === 'failed' || event.type === 'installed'
+    const urgent =
+      event.type === 'state' ||
+      event.type === 'failed' ||
+      event.type === 'installed' ||
+      event.type === 'updated'
     if (urgent || Date.now() - this.#lastSent >= this.#intervalMs) this.#send()
   }
 
@@ -143,7 +147,7 @@ export class StatusReporter {
         break
       case 'state':
         // The move to done or failed is taken from the event that carries its totals or
-        // its error ('installed', 'failed'), which the install emits right after.
+        // its error ('installed' or 'updated', 'failed'), which the install emits right after.
         if (event.state === 'done' || event.state === 'failed') return undefined
         next.state = event.state
         if (event.state !== 'downloading') {
@@ -169,6 +173,7 @@ export class StatusReporter {
         })
         break
       case 'installed':
+      case 'updated':
         Object.assign(next, {
           state: 'done',
           downloaded: event.totals.downloaded,

@@ -4,6 +4,7 @@ import { h, setText } from './dom.js'
 import { formatBytes, formatPercent, formatRate, shortHash } from './format.js'
 import { NodeTable } from './node-table.js'
 import { ACTIVE_STATES, stateBar } from './states.js'
+import { VersionHistory } from './version-history.js'
 
 export class ImageView {
   constructor(main, image, clock) {
@@ -28,6 +29,7 @@ export class ImageView {
     const throughput = h('div', { class: 'chart' })
     const completion = h('div', { class: 'chart' })
     const table = h('div', {})
+    const versions = h('div', {})
     main.replaceChildren(
       h(
         'section',
@@ -53,7 +55,9 @@ export class ImageView {
         h('section', { class: 'card' }, h('h2', {}, 'Completion'), completion),
       ),
       h('section', { class: 'card' }, h('h2', {}, 'Nodes'), table),
+      versions,
     )
+    this.versions = new VersionHistory(versions, image)
     this.throughput = throughputChart(throughput)
     this.completion = completionChart(completion)
     this.table = new NodeTable(table, () => this.clock())
@@ -66,6 +70,7 @@ export class ImageView {
       setText(this.meta, 'this image is not published on the server (any more)')
       return
     }
+    this.versions.refresh(summary.infoHash)
     setText(
       this.meta,
       `infohash ${shortHash(summary.infoHash)}${summary.size === null ? '' : ` · archive ${formatBytes(summary.size)}`} · tracker: ${summary.seeders} seeders, ${summary.leechers} leechers, ${summary.completed} completed`,
