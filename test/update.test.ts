@@ -14,7 +14,7 @@ import {
 import { join } from 'node:path'
 import { buildFidelityTree, compareTrees } from '@imageswarm/core/testing'
 import { afterEach, describe, expect, it } from 'vitest'
-import { runInstall, runUpdate, startServer } from '../scripts/lib/deployment.mjs'
+import { CLI, runInstall, runUpdate, startServer } from '../scripts/lib/deployment.mjs'
 import { useHttpServers } from './helpers/http-servers.js'
 import { useServerFixture } from './helpers/server-fixture.js'
 import { addSampleImage, clientDirs, makeServerLayout } from './helpers/workspace.js'
@@ -102,6 +102,15 @@ async function changeToVersion3() {
   await appendFile(join(root, 'usr/local/bin/napper'), Buffer.alloc(64, 3))
 }
 
+async function runCli(args: string[]): Promise<string> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const chunks: Buffer[] = []
+  child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk))
+  const [code] = await once(child, 'exit')
+  expect(code).toBe(0)
+  return Buffer.concat(chunks).toString('utf8')
+}
+
 async function run(command: string, args: string[]) {
   const child = spawn(command, args, { stdio: 'ignore' })
   const [code] = await once(child, 'exit')
@@ -164,6 +173,14 @@ describe('imageswarm update', { timeout: 240_000 }, () => {
     const { atVersion1, atVersion2 } = await nodesAtVersions1And2()
     const versions = await (await fetch(`${env.server!.url}/images/node/versions`)).json()
     expect(versions).toMatchObject({ newest: 3, deltas: [{ from: 1 }, { from: 2 }] })
+    // The CLI lists the same, from the server's directory or from the running server.
+    const local = await runCli(['versions', 'node', '--tarballs-dir', env.layout!.tarballsDir])
+    expect(local).toMatch(/newest version 3, keeping 3/)
+    expect(local).toMatch(/delta 1 → 3: /)
+    const remote = JSON.parse(
+      await runCli(['versions', 'node', '--server', env.server!.url, '--json']),
+    )
+    expect(remote).toEqual(versions)
 
     for (const [dirs, from] of [
       [atVersion1, 1],

@@ -33,6 +33,39 @@ describe('SystemImager command names', () => {
     ])
   })
 
+  it('maps si_updateclient to update, refusing what only SystemImager did', () => {
+    expect(
+      translateSystemImagerArgs('si_updateclient', [
+        '--server',
+        '10.0.0.1',
+        '--image',
+        'compute',
+        '--directory',
+        '/mnt/root',
+        '--dry-run',
+        '--no-delete',
+        '--yes',
+        '--no-bootloader',
+      ]),
+    ).toEqual([
+      'update',
+      '--server',
+      '10.0.0.1',
+      '--image',
+      'compute',
+      '--target',
+      '/mnt/root',
+      '--dry-run',
+      '--no-delete',
+    ])
+    expect(() =>
+      translateSystemImagerArgs('si_updateclient', ['--server', 'x', '--autoinstall']),
+    ).toThrow(/not supported/)
+    expect(() =>
+      translateSystemImagerArgs('si_updateclient', ['--server', 'x', '--override', 'o']),
+    ).toThrow(/not supported/)
+  })
+
   it('refuses unknown flags and flags missing their value', () => {
     expect(() => translateSystemImagerArgs('si_startbttrack', ['--bogus'])).toThrow(
       /unknown option/,

@@ -554,12 +554,26 @@ export async function linger(
 }
 
 function asInstallError(err: unknown, signal?: AbortSignal): ImageSwarmError {
+  return asClientError(err, signal, {
+    what: 'install',
+    hint: 'run the install again; the download resumes from the pieces already in staging',
+  })
+}
+
+/** An install's or an update's failure as an ImageSwarmError: interrupted, or a download. */
+export function asClientError(
+  err: unknown,
+  signal: AbortSignal | undefined,
+  pipeline: { what: string; hint: string },
+): ImageSwarmError {
   if (isImageSwarmError(err)) return err
   if (signal?.aborted) {
-    return new ImageSwarmError('E_INTERRUPTED', 'install interrupted', {
-      hint: 'run the install again; the download resumes from the pieces already in staging',
+    return new ImageSwarmError('E_INTERRUPTED', `${pipeline.what} interrupted`, {
+      hint: pipeline.hint,
       cause: err,
     })
   }
-  return new ImageSwarmError('E_DOWNLOAD_FAILED', `install failed: ${String(err)}`, { cause: err })
+  return new ImageSwarmError('E_DOWNLOAD_FAILED', `${pipeline.what} failed: ${String(err)}`, {
+    cause: err,
+  })
 }

@@ -1,73 +1,55 @@
-import { createHash } from 'node:crypto'
-import { createWriteStream } from 'node:fs'
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
-import { pipeline } from 'node:stream/promises'
-import { gunzipSync } from 'node:zlib'
+import { mkdir, readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import {
-  archivePath as archiveUrlPath,
   clearTypeChanges,
   commitStaged,
   compareRootWithIndex,
   DEFAULT_UPDATE_EXCLUDES,
-  type DeltaDescriptor,
-  DeltaDescriptorSchema,
-  type DeltasDocument,
-  DeltasDocumentSchema,
-  decompressWithReference,
   deltaSwarmName,
   errnoOf,
-  FileIndexDocumentSchema,
   type FileIndexEntry,
   type ImageManifest,
   ImageSwarmError,
   INSTALLED_RECORD_PATH,
   type InstallEvent,
   type InstalledImageRecord,
-  isImageSwarmError,
   type Logger,
   type MemberSource,
   makePeerId,
   NODE_UPDATE_EXCLUDE_FILE,
   parseInstalledImageRecord,
-  parseVersionDocument,
-  type RootDifference,
   readUpdateExcludeFile,
   restoreDirectories,
-  serverUrl,
-  sha256File,
   silentLogger,
   stageMembers,
   type TransferTotals,
   UpdateExcludes,
   type UpdatePlan,
-  VERSION_FILES,
-  withHardlinkGroups,
 } from '@imageswarm/core'
 import type { ClientConfig } from './config.js'
-import { downloadArchiveOverHttp } from './http-download.js'
 import { installedVersionOf, recordInstalledImage, trustedInstallOf } from './image-trust.js'
-import { linger, verifyImage } from './install.js'
+import { asClientError, linger, verifyImage } from './install.js'
 import { InstallState } from './install-state.js'
-import {
-  fetchInstallFile,
-  fetchManifest,
-  fetchTorrent,
-  type ServerRequestOptions,
-} from './server-api.js'
+import { fetchManifest, type ServerRequestOptions } from './server-api.js'
 import { ServerConnection } from './server-connection.js'
 import { StatusReporter } from './status-reporter.js'
-import { SwarmSession } from './swarm-session.js'
+import type { SwarmSession } from './swarm-session.js'
 import { captureTimes, restoreTimes } from './target-root.js'
+import {
+  deltaManifest,
+  deltaMembers,
+  fetchDeltas,
+  fetchDescriptor,
+  fetchFileIndex,
+} from './update-documents.js'
+import { addToWrite, directoriesTouched, logPlan, uniqueByPath } from './update-plan.js'
+import { checkDigest, downloadFile, fetchMembers, openDelta } from './update-transfer.js'
 
 /** Where an update keeps what it downloads, inside the root it updates (a default exclude). */
 export const UPDATE_STAGING_DIR = 'var/lib/imageswarm/update'
 
 /** What the node keeps of its own inside the root, whatever the image has. */
 const NODE_OWNED_PATHS = [INSTALLED_RECORD_PATH, UPDATE_STAGING_DIR]
-
-/** The most a file index or a deltas document may be (a root of ~1 M entries). */
-const VERSION_DOCUMENT_LIMIT = 256 * 1024 * 1024
 
 export interface UpdateSettings {
   /** List what would change; change nothing (`--dry-run`). */
@@ -255,6 +237,19 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
     }
 
     await makeStaging(target)
+    // The delta or the image, into staging, through the swarm (or HTTP).
+    const fetchArchive = (archive: ImageManifest) =>
+      downloadFile({
+        manifest: archive,
+        path: join(staging, archive.archiveFile),
+        config,
+        request,
+        peerId,
+        logger,
+        emit,
+        connection,
+        signal,
+      })
     const sources: { source: MemberSource; entries: FileIndexEntry[] }[] = []
     const wanted = new Map<string, FileIndexEntry>()
     for (const { entry } of difference.write) wanted.set(entry.path, entry)
@@ -266,17 +261,7 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
         deltaManifest(manifest, descriptor),
       )
       state.moveTo('downloading')
-      const delta = await downloadFile({
-        manifest: deltaManifest(manifest, descriptor),
-        path: join(staging, descriptor.file),
-        config,
-        request,
-        peerId,
-        logger,
-        emit,
-        connection,
-        signal,
-      })
+      const delta = await fetchArchive(deltaManifest(manifest, descriptor))
       session = delta.session
       state.moveTo('verifying')
       const tar = await openDelta(descriptor, target, staging, logger, signal)
@@ -295,17 +280,7 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
       logger.warn({ reason }, `${reason}: updating from the full image`)
       reportTo(manifest.name, manifest)
       state.moveTo('downloading')
-      const image = await downloadFile({
-        manifest,
-        path: join(staging, manifest.archiveFile),
-        config,
-        request,
-        peerId,
-        logger,
-        emit,
-        connection,
-        signal,
-      })
+      const image = await fetchArchive(manifest)
       session = image.session
       state.moveTo('verifying')
       await checkDigest(join(staging, manifest.archiveFile), manifest.sha256, manifest.archiveFile)
@@ -475,378 +450,6 @@ function requireVersions(manifest: ImageManifest): number {
   return manifest.serial
 }
 
-async function fetchVersionFile(
-  manifest: ImageManifest,
-  file: string,
-  sha256: string,
-  request: ServerRequestOptions,
-): Promise<Buffer> {
-  const path = archiveUrlPath(manifest.name, file)
-  const body = await fetchInstallFile(
-    path,
-    `${manifest.name} ${file}`,
-    VERSION_DOCUMENT_LIMIT,
-    request,
-  )
-  if (body === undefined) {
-    throw new ImageSwarmError(
-      'E_SERVER_RESPONSE',
-      `the server has no ${file} for image ${manifest.name}`,
-      {
-        operation: 'update',
-        path,
-        hint: 'the server restarted with another version meanwhile? run the update again',
-      },
-    )
-  }
-  const digest = createHash('sha256').update(body).digest('hex')
-  if (digest !== sha256) {
-    throw new ImageSwarmError(
-      'E_ARCHIVE_DIGEST_MISMATCH',
-      `${file} of image ${manifest.name} does not match the manifest (sha256 ${digest}, expected ${sha256})`,
-      {
-        operation: 'verify update',
-        path,
-        hint: 'the server sent another document than its manifest names: republish the image, then update again',
-      },
-    )
-  }
-  return body
-}
-
-async function fetchFileIndex(
-  manifest: ImageManifest,
-  request: ServerRequestOptions,
-): Promise<FileIndexEntry[]> {
-  const bytes = await fetchVersionFile(
-    manifest,
-    VERSION_FILES.fileIndex,
-    manifest.digests!.fileIndex!,
-    request,
-  )
-  const document = parseVersionDocument(
-    FileIndexDocumentSchema,
-    JSON.parse(gunzipSync(bytes).toString('utf8')),
-    `${manifest.name} ${VERSION_FILES.fileIndex}`,
-  )
-  if (document.image !== manifest.name || document.version !== manifest.serial) {
-    throw new ImageSwarmError(
-      'E_MANIFEST_INVALID',
-      `the file index is of ${document.image} version ${document.version}`,
-      {
-        path: VERSION_FILES.fileIndex,
-        hint: 'republish the image on the server',
-      },
-    )
-  }
-  return document.entries
-}
-
-async function fetchDeltas(
-  manifest: ImageManifest,
-  request: ServerRequestOptions,
-): Promise<DeltasDocument> {
-  const bytes = await fetchVersionFile(
-    manifest,
-    VERSION_FILES.deltas,
-    manifest.digests!.deltas!,
-    request,
-  )
-  return parseVersionDocument(
-    DeltasDocumentSchema,
-    JSON.parse(bytes.toString('utf8')),
-    VERSION_FILES.deltas,
-  )
-}
-
-async function fetchDescriptor(
-  manifest: ImageManifest,
-  entry: DeltasDocument['deltas'][number],
-  request: ServerRequestOptions,
-): Promise<DeltaDescriptor> {
-  const bytes = await fetchVersionFile(manifest, entry.descriptor, entry.descriptorSha256, request)
-  const descriptor = parseVersionDocument(
-    DeltaDescriptorSchema,
-    JSON.parse(bytes.toString('utf8')),
-    entry.descriptor,
-  )
-  if (descriptor.to !== manifest.serial || descriptor.from !== entry.from) {
-    throw new ImageSwarmError(
-      'E_MANIFEST_INVALID',
-      `${entry.descriptor} is a delta from ${descriptor.from} to ${descriptor.to}`,
-      {
-        path: entry.descriptor,
-        hint: 'republish the image on the server',
-      },
-    )
-  }
-  return descriptor
-}
-
-const membersOf = new WeakMap<DeltaDescriptor, Set<string>>()
-function deltaMembers(descriptor: DeltaDescriptor): Set<string> {
-  let members = membersOf.get(descriptor)
-  if (!members) {
-    members = new Set(descriptor.members)
-    membersOf.set(descriptor, members)
-  }
-  return members
-}
-
-/** The delta as an archive the swarm code can fetch: its file, size, digest and infohash. */
-function deltaManifest(manifest: ImageManifest, descriptor: DeltaDescriptor): ImageManifest {
-  return {
-    ...manifest,
-    archiveFile: descriptor.file,
-    size: descriptor.size,
-    sha256: descriptor.sha256,
-    infoHash: descriptor.infoHash as ImageManifest['infoHash'],
-    pieceLength: descriptor.pieceLength,
-    compression: 'zstd',
-  }
-}
-
-/** Adds these index paths to what the update writes (whole hardlink groups), in index order. */
-function addToWrite(
-  difference: RootDifference,
-  entries: readonly FileIndexEntry[],
-  paths: readonly string[],
-  excludes: UpdateExcludes,
-): void {
-  const writing = new Set(difference.write.map(({ entry }) => entry.path))
-  const wanted = new Set(writing)
-  for (const path of paths)
-    if (!excludes.excludes(path) && !path.includes('\uFFFD')) wanted.add(path)
-  if (wanted.size === writing.size) return
-  const reasons = new Map(difference.write.map(({ entry, reason }) => [entry.path, reason]))
-  const byPath = new Map(entries.map((entry) => [entry.path, entry]))
-  difference.write = withHardlinkGroups(entries, wanted)
-    .filter((path) => !excludes.excludes(path))
-    .map((path) => ({
-      entry: byPath.get(path)!,
-      reason: reasons.get(path) ?? 'changed in the image, or not comparable on the node',
-    }))
-}
-
-/**
- * Directories whose mtime the update disturbs (it renames into or removes from them) and
- * that are not themselves to be written: their metadata is set again from a source.
- */
-function directoriesTouched(
-  difference: RootDifference,
-  entries: readonly FileIndexEntry[],
-  excludes: UpdateExcludes,
-): FileIndexEntry[] {
-  const writing = new Set(difference.write.map(({ entry }) => entry.path))
-  const parents = new Set<string>()
-  for (const path of [...writing, ...difference.remove]) {
-    const parent = dirname(path)
-    parents.add(parent === '' ? '.' : parent)
-  }
-  return entries.filter(
-    (entry) =>
-      entry.type === 'directory' &&
-      parents.has(entry.path) &&
-      !writing.has(entry.path) &&
-      !excludes.excludes(entry.path),
-  )
-}
-
-function uniqueByPath(entries: readonly FileIndexEntry[]): FileIndexEntry[] {
-  return [...new Map(entries.map((entry) => [entry.path, entry])).values()]
-}
-
-async function downloadFile(options: {
-  manifest: ImageManifest
-  path: string
-  config: ClientConfig
-  request: ServerRequestOptions
-  peerId: string
-  logger: Logger
-  emit: (event: InstallEvent) => void
-  connection: ServerConnection
-  signal: AbortSignal | undefined
-}): Promise<{ session?: SwarmSession }> {
-  const { manifest, config, logger, emit, connection, signal } = options
-  const url = serverUrl(config.server, archiveUrlPath(manifest.name, manifest.archiveFile))
-  if (await isComplete(options.path, manifest)) return {}
-  if (config.downloadProtocol === 'http') {
-    await downloadArchiveOverHttp({
-      url,
-      path: options.path,
-      manifest,
-      stallTimeoutSeconds: config.stallTimeoutSeconds,
-      logger,
-      emit,
-      connection,
-      ...(signal ? { signal } : {}),
-    })
-    return {}
-  }
-  const torrent = await fetchTorrentOf(manifest, options.request)
-  torrent.urlList = [url]
-  const session = await SwarmSession.start({
-    torrent,
-    server: config.server,
-    peerId: options.peerId,
-    manifest,
-    archivePath: options.path,
-    settings: config.swarm,
-    webSeedFallbackSeconds: config.webSeedFallbackSeconds,
-    stallTimeoutSeconds: config.stallTimeoutSeconds,
-    logger,
-    emit,
-    connection,
-  })
-  await session.downloadArchive(signal)
-  return { session }
-}
-
-/** The image's `.torrent`, or a delta's (`delta-V-N.torrent` beside it), checked against it. */
-async function fetchTorrentOf(manifest: ImageManifest, request: ServerRequestOptions) {
-  if (manifest.archiveFile.startsWith('delta-')) {
-    const torrentFile = manifest.archiveFile.replace(/\.tar\.zst$/, '.torrent')
-    return fetchTorrent(manifest, request, archiveUrlPath(manifest.name, torrentFile))
-  }
-  return fetchTorrent(manifest, request)
-}
-
-async function isComplete(path: string, manifest: ImageManifest): Promise<boolean> {
-  const st = await stat(path).catch(() => undefined)
-  return st?.size === manifest.size && (await sha256File(path)) === manifest.sha256
-}
-
-async function checkDigest(path: string, sha256: string, what: string): Promise<void> {
-  const digest = await sha256File(path)
-  if (digest === sha256) return
-  await rm(path, { force: true })
-  throw new ImageSwarmError(
-    'E_ARCHIVE_DIGEST_MISMATCH',
-    `${what} sha256 ${digest} does not match ${sha256}, which the manifest vouches for`,
-    {
-      operation: 'verify update',
-      path,
-      hint: 'the server’s files and manifest disagree; republish the image, then update again',
-    },
-  )
-}
-
-/**
- * The delta's tar: kept from an earlier run, or decompressed against the reference read
- * from the root's own old files (each checked against its SHA-256 first). Undefined when
- * the root's old files are not the ones the delta was made against.
- */
-async function openDelta(
-  descriptor: DeltaDescriptor,
-  target: string,
-  staging: string,
-  logger: Logger,
-  signal: AbortSignal | undefined,
-): Promise<string | undefined> {
-  const deltaPath = join(staging, descriptor.file)
-  const tar = join(staging, `delta-${descriptor.from}-${descriptor.to}.tar`)
-  if ((await stat(tar).catch(() => undefined))?.size === descriptor.tarSize) {
-    if ((await sha256File(tar)) === descriptor.tarSha256) return tar
-  }
-  await checkDigest(deltaPath, descriptor.sha256, descriptor.file)
-  const reference = join(staging, `delta-${descriptor.from}-${descriptor.to}.reference`)
-  try {
-    const drifted = await writeReference(descriptor, target, reference)
-    if (drifted !== undefined) {
-      logger.warn(
-        { path: drifted, from: descriptor.from },
-        `${drifted} is not as version ${descriptor.from} had it: the delta cannot be opened against this root; fetching its members by file`,
-      )
-      return undefined
-    }
-    await decompressWithReference({
-      input: deltaPath,
-      output: tar,
-      reference: descriptor.reference.length > 0 ? reference : undefined,
-      windowLog: descriptor.windowLog,
-      ...(signal ? { signal } : {}),
-    })
-  } finally {
-    await rm(reference, { force: true })
-  }
-  const digest = await sha256File(tar)
-  if (digest !== descriptor.tarSha256) {
-    await rm(tar, { force: true })
-    throw new ImageSwarmError(
-      'E_ARCHIVE_DIGEST_MISMATCH',
-      `the delta from version ${descriptor.from} opens to a tar with sha256 ${digest}, not ${descriptor.tarSha256}`,
-      {
-        operation: 'verify update',
-        path: tar,
-        hint: 'republish the image on the server, then update again',
-      },
-    )
-  }
-  return tar
-}
-
-/** Writes the reference; returns the first path whose contents are not the old version's. */
-async function writeReference(
-  descriptor: DeltaDescriptor,
-  target: string,
-  output: string,
-): Promise<string | undefined> {
-  const out = createWriteStream(output)
-  try {
-    for (const file of descriptor.reference) {
-      const path = join(target, file.path)
-      const handle = await open(path, 'r').catch(() => undefined)
-      if (!handle) return file.path
-      try {
-        const st = await handle.stat()
-        if (!st.isFile() || st.size !== file.size) return file.path
-        const bytes = await handle.readFile()
-        if (createHash('sha256').update(bytes).digest('hex') !== file.sha256) return file.path
-        if (!out.write(bytes))
-          await new Promise<void>((resolve) => out.once('drain', () => resolve()))
-      } finally {
-        await handle.close()
-      }
-    }
-    return undefined
-  } finally {
-    await new Promise<void>((resolve, reject) =>
-      out.end((err?: Error | null) => (err ? reject(err) : resolve())),
-    )
-  }
-}
-
-/** Members of the newest version fetched by file: a tar the server packs from its root. */
-async function fetchMembers(
-  manifest: ImageManifest,
-  entries: readonly FileIndexEntry[],
-  output: string,
-  request: ServerRequestOptions,
-  logger: Logger,
-): Promise<void> {
-  const url = serverUrl(request.server, archiveUrlPath(manifest.name, VERSION_FILES.members))
-  logger.info({ members: entries.length }, 'fetching members by file from the server')
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ version: manifest.serial, paths: entries.map((entry) => entry.path) }),
-    ...(request.connection?.dispatcher ? { dispatcher: request.connection.dispatcher } : {}),
-    ...(request.signal ? { signal: request.signal } : {}),
-  } as RequestInit)
-  if (!response.ok || response.body === null) {
-    throw new ImageSwarmError(
-      'E_SERVER_RESPONSE',
-      `the server refused members of ${manifest.name}: HTTP ${response.status}`,
-      {
-        operation: 'update',
-        path: url,
-        hint: (await response.text().catch(() => '')).slice(0, 300) || 'see the server log',
-      },
-    )
-  }
-  await pipeline(response.body as unknown as NodeJS.ReadableStream, createWriteStream(output))
-}
-
 async function recordVersion(
   target: string,
   manifest: ImageManifest,
@@ -860,31 +463,9 @@ async function recordVersion(
   if (record) await recordInstalledImage(target, record, logger)
 }
 
-function logPlan(plan: UpdatePlan, difference: RootDifference, logger: Logger): void {
-  logger.info(
-    {
-      image: plan.image,
-      from: plan.from,
-      to: plan.to,
-      write: plan.write,
-      remove: plan.remove,
-      unchanged: difference.unchanged,
-      source: plan.source,
-      byFile: plan.byFile,
-    },
-    plan.source === 'none'
-      ? `the root holds version ${plan.to}: nothing to update`
-      : `update to version ${plan.to}: ${plan.write} entries to write, ${plan.remove} to remove (from the ${plan.source === 'image' ? 'full image' : plan.source === 'delta' ? `delta from version ${plan.from}` : 'server, by file'})`,
-  )
-}
-
 function asUpdateError(err: unknown, signal?: AbortSignal): ImageSwarmError {
-  if (isImageSwarmError(err)) return err
-  if (signal?.aborted) {
-    return new ImageSwarmError('E_INTERRUPTED', 'update interrupted', {
-      hint: 'run the update again: it compares the root afresh and finishes',
-      cause: err,
-    })
-  }
-  return new ImageSwarmError('E_DOWNLOAD_FAILED', `update failed: ${String(err)}`, { cause: err })
+  return asClientError(err, signal, {
+    what: 'update',
+    hint: 'run the update again: it compares the root afresh and finishes',
+  })
 }
