@@ -31,7 +31,9 @@ const { values } = parseArgs({
   },
 })
 if (!values.v1 || !values.v2 || !values.v3) {
-  process.stderr.write('usage: bench-update.mjs --v1 ROOT --v2 ROOT --v3 ROOT [--work-dir DIR] [--out DIR]\n')
+  process.stderr.write(
+    'usage: bench-update.mjs --v1 ROOT --v2 ROOT --v3 ROOT [--work-dir DIR] [--out DIR]\n',
+  )
   process.exit(2)
 }
 
@@ -62,8 +64,17 @@ async function serveVersion(source) {
 }
 
 async function update(name) {
-  const result = await runUpdate({ server: server.url, image: 'debian', ...node(name), seedTime: 0, args: ['--no-report'] })
-  if (result.code !== 0) throw new Error(`update of ${name} failed: ${JSON.stringify(result.failed ?? result.logs.slice(-5))}`)
+  const result = await runUpdate({
+    server: server.url,
+    image: 'debian',
+    ...node(name),
+    seedTime: 0,
+    args: ['--no-report'],
+  })
+  if (result.code !== 0)
+    throw new Error(
+      `update of ${name} failed: ${JSON.stringify(result.failed ?? result.logs.slice(-5))}`,
+    )
   const extracted = result.events.find((event) => event.type === 'extracted')
   const differences = await compareTrees(root, node(name).target, { skipPaths: SKIP })
   return {
@@ -78,7 +89,13 @@ async function update(name) {
 
 try {
   const v1 = await serveVersion(values.v1)
-  const install = await runInstall({ server: server.url, image: 'debian', ...node('a'), seedTime: 0, args: ['--no-report'] })
+  const install = await runInstall({
+    server: server.url,
+    image: 'debian',
+    ...node('a'),
+    seedTime: 0,
+    args: ['--no-report'],
+  })
   if (install.code !== 0) throw new Error('install failed')
   await run('cp', ['-a', node('a').target, node('c').target])
   await mkdir(node('c').staging, { recursive: true })
@@ -92,7 +109,9 @@ try {
   const unchanged = await update('a')
   const sizes = {}
   for (const file of ['manifest.json', 'file-index.json.gz', 'deltas.json']) {
-    sizes[file] = (await (await fetch(`${server.url}/images/debian/${file}`)).arrayBuffer()).byteLength
+    sizes[file] = (
+      await (await fetch(`${server.url}/images/debian/${file}`)).arrayBuffer()
+    ).byteLength
   }
   const deltaOf = (version, from) => version.deltas.find((record) => record.from === from)
   const results = {
