@@ -111,7 +111,7 @@ export async function fetchDescriptor(
   const bytes = await fetchVersionFile(manifest, entry.descriptor, entry.descriptorSha256, request)
   const descriptor = parseVersionDocument(
     DeltaDescriptorSchema,
-    JSON.parse(bytes.toString('utf8')),
+    JSON.parse(gunzipSync(bytes).toString('utf8')),
     entry.descriptor,
   )
   if (descriptor.to !== manifest.serial || descriptor.from !== entry.from) {

@@ -34,7 +34,7 @@ export function addToWrite(
 
 /**
  * Directories whose mtime the update disturbs (it renames into or removes from them) and
- * that are not themselves to be written: their metadata is set again from a source.
+ * that are not themselves to be written: their mtimes are put back afterwards.
  */
 export function directoriesTouched(
   difference: RootDifference,

@@ -205,9 +205,9 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
     const inSource = (path: string) =>
       source === 'image' || (descriptor !== undefined && deltaMembers(descriptor).has(path))
     const touchedDirectories = directoriesTouched(difference, entries, excludes)
-    const byFile = [...difference.write.map(({ entry }) => entry), ...touchedDirectories].filter(
-      (entry) => !inSource(entry.path),
-    )
+    const byFile = difference.write
+      .map(({ entry }) => entry)
+      .filter((entry) => !inSource(entry.path))
     const plan: UpdatePlan = {
       image: manifest.name,
       ...(from === undefined ? {} : { from }),
@@ -250,10 +250,9 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
         connection,
         signal,
       })
-    const sources: { source: MemberSource; entries: FileIndexEntry[] }[] = []
+    const sources: { source: MemberSource; entries: FileIndexEntry[]; verified: boolean }[] = []
     const wanted = new Map<string, FileIndexEntry>()
     for (const { entry } of difference.write) wanted.set(entry.path, entry)
-    for (const entry of touchedDirectories) wanted.set(entry.path, entry)
 
     if (source === 'delta' && descriptor) {
       reportTo(
@@ -270,6 +269,7 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
         sources.push({
           source: { path: tar, compression: 'none' },
           entries: [...wanted.values()].filter((entry) => inSource(entry.path)),
+          verified: true,
         })
       } else {
         // The root's old files are not what the delta was made against (changed by hand):
@@ -288,6 +288,7 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
       sources.push({
         source: { path: join(staging, manifest.archiveFile), compression: manifest.compression },
         entries: [...wanted.values()],
+        verified: true,
       })
     }
     if (byFile.length > 0) {
@@ -296,7 +297,12 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
       const path = join(staging, `members-${newest}.tar`)
       await fetchMembers(manifest, uniqueByPath(byFile), path, request, logger)
       temporary.push(path)
-      sources.push({ source: { path, compression: 'none' }, entries: uniqueByPath(byFile) })
+      // Packed from the server's image root: only the index vouches for these bytes.
+      sources.push({
+        source: { path, compression: 'none' },
+        entries: uniqueByPath(byFile),
+        verified: false,
+      })
     }
 
     // Applying: files first (staged, checked, renamed), removals, then directories.
@@ -305,12 +311,19 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
     const applyStarted = performance.now()
     await clearTypeChanges(target, [...wanted.values()])
     const staged: FileIndexEntry[][] = []
-    for (const { source: member, entries: chosen } of sources) {
+    // The directories the update renames into or removes from, and does not rewrite, get
+    // their mtimes back (they match the index: the comparison found them equal).
+    const touchedTimes = await captureTimes(
+      touchedDirectories.map((entry) => join(target, entry.path)),
+    )
+    for (const { source: member, entries: chosen, verified } of sources) {
       staged.push(
         await stageMembers({
           target,
           source: member,
           entries: chosen,
+          // A delta's tar and the image matched their SHA-256: their metadata is checked.
+          contents: !verified,
           logger,
           ...(signal ? { signal } : {}),
         }),
@@ -338,6 +351,7 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
         ...(signal ? { signal } : {}),
       })
     }
+    await restoreTimes(touchedTimes)
     emit({ type: 'extracted', target, seconds: (performance.now() - applyStarted) / 1000 })
 
     // Only a root that now equals the version records it.

@@ -83,7 +83,7 @@ export function handleImageRequest(
   } else if (versions && file === VERSION_FILES.members) {
     serveMembers(image, req, res, logger)
   } else if (delta && file === descriptorFile(delta.descriptor)) {
-    sendBytes(req, res, delta.descriptorBytes, 'application/json; charset=utf-8')
+    sendBytes(req, res, delta.descriptorBytes, 'application/gzip')
   } else if (delta && file === torrentFile(delta.descriptor)) {
     sendBytes(req, res, delta.torrent, 'application/x-bittorrent')
   } else if (delta) {
@@ -154,7 +154,7 @@ export function handleImageRequest(
 }
 
 function descriptorFile(descriptor: DeltaDescriptor): string {
-  return `delta-${descriptor.from}-${descriptor.to}.json`
+  return `delta-${descriptor.from}-${descriptor.to}.json.gz`
 }
 
 function torrentFile(descriptor: DeltaDescriptor): string {
@@ -220,7 +220,10 @@ function serveMembers(
       (tar) => {
         res.writeHead(200, { 'content-type': 'application/x-tar', 'cache-control': 'no-store' })
         tar.stream.pipe(res)
-        res.on('close', () => tar.stop())
+        // A node that hangs up stops the tar; one that got it all lets tar finish.
+        res.on('close', () => {
+          if (!res.writableFinished) tar.stop()
+        })
         void tar.finished.then((failure) => {
           if (failure !== undefined) {
             logger.warn(

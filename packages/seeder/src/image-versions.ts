@@ -159,7 +159,7 @@ export async function publishVersions(options: VersionOptions): Promise<Publishe
   }
   const deltaNames = new Set(kept.filter((v) => v < newest).map((v) => `delta-${v}-${newest}`))
   for (const name of await readdir(dir)) {
-    const stem = name.replace(/\.(tar\.zst|json)$/, '')
+    const stem = name.replace(/\.(tar\.zst|json\.gz|torrent)$/, '')
     if (name.startsWith('delta-') && !deltaNames.has(stem))
       await rm(join(dir, name), { force: true })
   }
@@ -211,7 +211,7 @@ export async function publishVersions(options: VersionOptions): Promise<Publishe
     excludes,
     deltas: deltas.map(({ descriptor, descriptorBytes }) => ({
       from: descriptor.from,
-      descriptor: `delta-${descriptor.from}-${descriptor.to}.json`,
+      descriptor: `delta-${descriptor.from}-${descriptor.to}.json.gz`,
       descriptorSha256: sha256Of(descriptorBytes),
       size: descriptor.size,
     })),
@@ -236,6 +236,17 @@ export async function publishVersions(options: VersionOptions): Promise<Publishe
     deltasBytes,
     deltas,
   }
+}
+
+/**
+ * A delta's piece length: about 64 pieces or more, so that 16 nodes fetching a few MB have
+ * pieces to trade (with the image's 1 MiB pieces a 6 MB delta has six), between 16 KiB and
+ * the image's piece length.
+ */
+export function deltaPieceLength(size: number, imagePieceLength: number): number {
+  let length = 16 * 1024
+  while (length < imagePieceLength && size / (length * 2) >= 64) length *= 2
+  return length
 }
 
 /** The level a delta is compressed at: 19 for the common small update, lower for a big one. */
@@ -287,11 +298,13 @@ async function makeDelta(
     })
     await rename(partial, `${stem}.tar.zst`)
     const file = `delta-${from}-${to}.tar.zst`
-    const { size, sha256, pieces } = await hashFile(`${stem}.tar.zst`, options.pieceLength)
+    const deltaSize = (await stat(`${stem}.tar.zst`)).size
+    const pieceLength = deltaPieceLength(deltaSize, options.pieceLength)
+    const { size, sha256, pieces } = await hashFile(`${stem}.tar.zst`, pieceLength)
     const torrent = createImageTorrent({
       name: file,
       length: size,
-      pieceLength: options.pieceLength,
+      pieceLength,
       pieces,
       announce: options.announce,
       webSeed: options.webSeedOf(file),
@@ -308,7 +321,7 @@ async function makeDelta(
       size,
       sha256,
       infoHash: parsed.infoHash,
-      pieceLength: options.pieceLength,
+      pieceLength,
       tarSize: tar.size,
       tarSha256: tar.sha256,
       level,
@@ -318,9 +331,10 @@ async function makeDelta(
       reference: diff.reference,
       seconds: Number(seconds(started).toFixed(2)),
     }
-    const descriptorBytes = encodeVersionDocument(descriptor)
+    // Gzipped: its paths and digests are most of what a node fetches besides the delta.
+    const descriptorBytes = gzipSync(encodeVersionDocument(descriptor))
     await writeFileAtomically(`${stem}.torrent`, torrent)
-    await writeFileAtomically(`${stem}.json`, descriptorBytes)
+    await writeFileAtomically(`${stem}.json.gz`, descriptorBytes)
     logger.info(
       {
         image: options.image,
@@ -356,14 +370,18 @@ async function openDelta(
 ): Promise<PublishedDelta | undefined> {
   const stem = join(dir, `delta-${from}-${to}`)
   try {
-    const descriptorBytes = await readFile(`${stem}.json`)
+    const descriptorBytes = await readFile(`${stem}.json.gz`)
     const descriptor = parseVersionDocument(
       DeltaDescriptorSchema,
-      JSON.parse(descriptorBytes.toString('utf8')),
-      `${stem}.json`,
+      JSON.parse(gunzipSync(descriptorBytes).toString('utf8')),
+      `${stem}.json.gz`,
     )
-    if (descriptor.image !== options.image || descriptor.pieceLength !== options.pieceLength)
+    if (
+      descriptor.image !== options.image ||
+      descriptor.pieceLength !== deltaPieceLength(descriptor.size, options.pieceLength)
+    ) {
       return undefined
+    }
     const torrent = await readFile(`${stem}.torrent`)
     const parsed = await parseTorrent(torrent)
     if (parsed.infoHash !== descriptor.infoHash || parsed.announce?.[0] !== options.announce)

@@ -1,5 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
 import { formatMiB } from '@imageswarm/client'
 import {
   DeltaDescriptorSchema,
@@ -87,11 +88,13 @@ async function readLocal(tarballsDir: string, image: string): Promise<VersionLis
   versions.sort((a, b) => a.version - b.version)
   const newest = versions.at(-1)?.version ?? 0
   const deltas = []
-  for (const name of names.filter((n) => n.startsWith('delta-') && n.endsWith(`-${newest}.json`))) {
+  for (const name of names.filter(
+    (n) => n.startsWith('delta-') && n.endsWith(`-${newest}.json.gz`),
+  )) {
     const path = join(dir, name)
     const d = parseVersionDocument(
       DeltaDescriptorSchema,
-      JSON.parse(await readFile(path, 'utf8')),
+      JSON.parse(gunzipSync(await readFile(path)).toString('utf8')),
       path,
     )
     deltas.push({

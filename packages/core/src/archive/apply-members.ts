@@ -51,6 +51,8 @@ export async function stageMembers(options: {
   target: string
   source: MemberSource
   entries: readonly FileIndexEntry[]
+  /** Hash every staged file against the index too (a source no digest vouches for). */
+  contents: boolean
   logger?: Logger
   signal?: AbortSignal
 }): Promise<FileIndexEntry[]> {
@@ -68,7 +70,12 @@ export async function stageMembers(options: {
     extraArgs: [`--transform=s|^\\(.*/\\)\\{0,1\\}\\([^/]*\\)$|\\1${STAGED_PREFIX}\\2|S`],
   })
   for (const entry of entries) {
-    const problem = await checkAgainstIndex(options.target, stagedPath(entry.path), entry, true)
+    const problem = await checkAgainstIndex(
+      options.target,
+      stagedPath(entry.path),
+      entry,
+      options.contents,
+    )
     if (problem !== undefined) {
       await Promise.all(
         entries.map((staged) => rm(join(options.target, stagedPath(staged.path)), { force: true })),
