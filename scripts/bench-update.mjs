@@ -48,7 +48,8 @@ const layout = {
 await mkdir(layout.imagesDir, { recursive: true })
 const root = join(layout.imagesDir, 'debian')
 const node = (name) => ({ staging: join(work, name, 'staging'), target: join(work, name, 'root') })
-const SKIP = ['etc/imageswarm', 'var/lib/imageswarm', 'run', 'proc', 'sys', 'dev/pts']
+// What an update leaves alone by default (/var/log/* among them) and what packing leaves out.
+const SKIP = ['etc/imageswarm', 'var/lib/imageswarm', 'var/log', 'run', 'proc', 'sys', 'dev/pts']
 
 let server
 async function serveVersion(source) {
@@ -97,8 +98,8 @@ try {
     args: ['--no-report'],
   })
   if (install.code !== 0) throw new Error('install failed')
-  await run('cp', ['-a', node('a').target, node('c').target])
   await mkdir(node('c').staging, { recursive: true })
+  await run('cp', ['-a', node('a').target, node('c').target])
 
   const v2 = await serveVersion(values.v2)
   const u1 = await update('a')

@@ -40,7 +40,7 @@ import { createImageTorrent } from './torrent-file.js'
  * - `vN.json` (ImageVersion), `vN.file-index.json.gz` (its file index) and `vN.archive` (a
  *   hard link to the archive it was published with: the next publication renames a new
  *   archive over the path, the link keeps the old one for making deltas);
- * - `delta-V-N.tar.zst` with `delta-V-N.json` (DeltaDescriptor): a delta from each kept
+ * - `delta-V-N.tar.zst` with `delta-V-N.json.gz` (DeltaDescriptor, gzipped): a delta from each kept
  *   version V to the newest N, seeded like an image;
  * - `deltas.json` (DeltasDocument): what the newest manifest's `digests.deltas` names.
  */
