@@ -121,23 +121,30 @@ export async function startServer(options) {
  */
 export function runInstall(options) {
   // `command` runs another build of the client, e.g. the single-file bundle.
-  const args = [
-    ...(options.command ?? [CLI, 'install']),
-    '--json',
-    '--server',
-    options.server,
-    '--image',
-    options.image,
-    '--staging',
-    options.staging,
-    '--target',
-    options.target,
-    '--seed-time',
-    String(options.seedTime ?? 60),
-    '--cmdline',
-    options.cmdline ?? '/dev/null',
-    ...(options.args ?? []),
-  ]
+  return runClient(
+    [
+      ...(options.command ?? [CLI, 'install']),
+      '--json',
+      '--server',
+      options.server,
+      '--image',
+      options.image,
+      '--staging',
+      options.staging,
+      '--target',
+      options.target,
+      '--seed-time',
+      String(options.seedTime ?? 60),
+      '--cmdline',
+      options.cmdline ?? '/dev/null',
+      ...(options.args ?? []),
+    ],
+    options,
+  )
+}
+
+/** A client process (install or update) with its JSON events and log records collected. */
+function runClient(args, options) {
   const [command, commandArgs] = nodeCommand(options.netns, args)
   const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -164,12 +171,28 @@ export function runInstall(options) {
 }
 
 /**
- * One `imageswarm update --json` process (issue 16): runInstall's options, the target being
- * the installed root to update; resolves with its exit code, events, log records, its
+ * One `imageswarm update --json` process (issue 16): runInstall's options but staging (an
+ * update stages in the root), the target being the installed root to update; resolves with its exit code, events, log records, its
  * `update-plan` and its `updated` event.
  */
 export function runUpdate(options) {
-  const run = runInstall({ ...options, command: [CLI, 'update'] })
+  const run = runClient(
+    [
+      CLI,
+      'update',
+      '--json',
+      '--server',
+      options.server,
+      '--image',
+      options.image,
+      '--target',
+      options.target,
+      '--seed-time',
+      String(options.seedTime ?? 60),
+      ...(options.args ?? []),
+    ],
+    options,
+  )
   const result = run.then((outcome) => ({
     ...outcome,
     plan: outcome.events.find((event) => event.type === 'update-plan')?.plan,

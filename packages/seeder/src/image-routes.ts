@@ -1,10 +1,16 @@
+import { randomBytes } from 'node:crypto'
+import { createReadStream } from 'node:fs'
+import { rm, stat } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
 import {
   type DeltaDescriptor,
   ImageSwarmError,
+  isImageSwarmError,
   type Logger,
   silentLogger,
-  streamRootMembers,
   VERSION_FILES,
   WIRE,
 } from '@imageswarm/core'
@@ -165,10 +171,9 @@ function torrentFile(descriptor: DeltaDescriptor): string {
 const MEMBERS_BODY_LIMIT = 16 * 1024 * 1024
 
 /**
- * `POST /images/NAME/members` with `{ version, paths }`: a tar of those paths of the image
- * root, for a node whose files differ from the newest version in ways its delta does not
- * cover. The node checks every member against the version's file index before it uses it,
- * so a root changed since publishing is refused there (the server cannot tell).
+ * `POST /images/NAME/members` with `{ version, paths }`: a tar of those members of the
+ * newest version, copied out of its archive, for a node whose files differ from it in ways
+ * its delta does not cover. The node checks every member against the file index too.
  */
 function serveMembers(
   image: PublishedImage,
@@ -216,37 +221,46 @@ function serveMembers(
       )
       return
     }
-    void streamRootMembers({ root: image.root, paths }).then(
-      (tar) => {
-        res.writeHead(200, { 'content-type': 'application/x-tar', 'cache-control': 'no-store' })
-        tar.stream.pipe(res)
-        // A node that hangs up stops the tar; one that got it all lets tar finish.
-        res.on('close', () => {
-          if (!res.writableFinished) tar.stop()
-        })
-        void tar.finished.then((failure) => {
-          if (failure !== undefined) {
-            logger.warn(
-              { image: image.manifest.name, err: failure },
-              'packing members for a node failed',
-            )
-            res.destroy()
-          }
-        })
-      },
-      (err: unknown) => {
-        logger.error({ err }, 'cannot pack members')
-        sendError(
-          res,
-          500,
-          new ImageSwarmError('E_PACK_FAILED', 'cannot pack members', {
-            path: image.root,
-            cause: err,
-          }),
-        )
-      },
-    )
+    void sendMembers(image, paths, res, logger)
   })
+}
+
+/** The members' tar, written beside the version's archive, sent, then removed. */
+async function sendMembers(
+  image: PublishedImage,
+  paths: string[],
+  res: ServerResponse,
+  logger: Logger,
+): Promise<void> {
+  const versions = image.versions!
+  const output = join(tmpdir(), `imageswarm-members-${randomBytes(6).toString('hex')}.tar`)
+  try {
+    await versions.writeMembers(paths, output)
+    const size = (await stat(output)).size
+    res.writeHead(200, {
+      'content-type': 'application/x-tar',
+      'content-length': size,
+      'cache-control': 'no-store',
+    })
+    await pipeline(createReadStream(output), res)
+  } catch (err) {
+    if (isImageSwarmError(err) && err.code === 'E_USAGE') {
+      sendError(res, 400, err)
+    } else {
+      logger.error({ err, image: image.manifest.name }, 'cannot send members of the newest version')
+      sendError(
+        res,
+        500,
+        new ImageSwarmError('E_PACK_FAILED', 'cannot copy members of the newest version', {
+          path: image.manifest.name,
+          hint: 'see the server log',
+          cause: err,
+        }),
+      )
+    }
+  } finally {
+    await rm(output, { force: true })
+  }
 }
 
 function isIndexPath(value: unknown): value is string {

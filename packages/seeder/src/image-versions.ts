@@ -15,6 +15,7 @@ import {
   FileIndexDocumentSchema,
   type FileIndexEntry,
   type ImageManifest,
+  ImageSwarmError,
   type ImageVersion,
   ImageVersionSchema,
   indexArchiveMembers,
@@ -63,6 +64,12 @@ export interface PublishedVersions {
   /** `deltas.json`: `digests.deltas` is its SHA-256. */
   deltasBytes: Buffer
   deltas: PublishedDelta[]
+  /**
+   * Writes a tar of some members of the newest version to `output`, copied from its
+   * archive (not from the image root, which may be changing for the next version): what a
+   * node fetches by file. Throws E_USAGE for a path the version does not have.
+   */
+  writeMembers(paths: readonly string[], output: string): Promise<void>
 }
 
 export interface VersionOptions {
@@ -235,6 +242,35 @@ export async function publishVersions(options: VersionOptions): Promise<Publishe
     fileIndexBytes: await readFile(join(dir, `v${newest}.file-index.json.gz`)),
     deltasBytes,
     deltas,
+    writeMembers: membersWriter(
+      join(dir, `v${newest}.archive`),
+      manifest.compression,
+      newestIndex.ranges,
+    ),
+  }
+}
+
+/** `PublishedVersions.writeMembers`: the member ranges are read once, when first asked. */
+function membersWriter(
+  archive: string,
+  compression: ImageManifest['compression'],
+  known: Map<string, MemberRange> | undefined,
+): PublishedVersions['writeMembers'] {
+  let ranges: Promise<Map<string, MemberRange>> | undefined = known && Promise.resolve(known)
+  return async (paths, output) => {
+    ranges ??= indexArchiveMembers({ archive, compression }).then((index) => index.ranges)
+    const all = await ranges
+    const chosen = paths.map((path) => {
+      const range = all.get(path)
+      if (range === undefined) {
+        throw new ImageSwarmError('E_USAGE', `the newest version has no ${path}`, {
+          path,
+          hint: 'ask for paths of the newest version’s file index',
+        })
+      }
+      return range
+    })
+    await copyTarMembers({ archive, compression, ranges: chosen, output })
   }
 }
 

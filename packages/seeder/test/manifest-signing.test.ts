@@ -91,7 +91,6 @@ describe('nextSerial', () => {
       nextSerial(
         { ...archive, serial: 7 },
         { ...archive, infoHash: parseInfoHash('d'.repeat(40)) },
-        false,
       ),
     ).toBe(8)
   })

@@ -67,12 +67,31 @@ function defaultText(parameter: ParameterSpec): string {
 
 /** Adds one flag per install setting, each taking its raw text (the client parses it). */
 export function addInstallOptions(command: Command): Command {
+  return addClientOptions(command)
+    .option('--cmdline <file>', 'kernel command line to read parameters from', '/proc/cmdline')
+    .option(
+      '--print-config',
+      'print the resolved settings and where each came from, then exit',
+      false,
+    )
+}
+
+/**
+ * The client settings' flags and `--json`, for `install` and `update`. `update` leaves out
+ * what only an install into an empty root uses (`omit`), reads no kernel command line (its
+ * parameters' kernel names are not shown) and says what its own defaults are (`help`).
+ */
+export function addClientOptions(
+  command: Command,
+  options: { omit?: readonly string[]; help?: Record<string, string>; kernel?: boolean } = {},
+): Command {
   for (const parameter of INSTALL_PARAMETERS) {
+    if (options.omit?.includes(parameter.key)) continue
     const names = [
       ...parameter.env.map((name) => `$${name}`),
-      ...parameter.kernel.map((name) => `${name}=`),
+      ...(options.kernel === false ? [] : parameter.kernel.map((name) => `${name}=`)),
     ].join(', ')
-    const help = `${HELP[parameter.key] ?? parameter.key}${defaultText(parameter)} [${names}]`
+    const help = `${options.help?.[parameter.key] ?? `${HELP[parameter.key] ?? parameter.key}${defaultText(parameter)}`} [${names}]`
     if (parameter.key === 'report') {
       command.addOption(new Option('--no-report', 'do not report status to the server'))
     } else if (parameter.kind === 'boolean') {
@@ -81,14 +100,7 @@ export function addInstallOptions(command: Command): Command {
       command.addOption(new Option(`${parameter.flag} <value>`, help))
     }
   }
-  return command
-    .option('--cmdline <file>', 'kernel command line to read parameters from', '/proc/cmdline')
-    .option('--json', 'write progress events as JSON lines on stdout', false)
-    .option(
-      '--print-config',
-      'print the resolved settings and where each came from, then exit',
-      false,
-    )
+  return command.option('--json', 'write progress events as JSON lines on stdout', false)
 }
 
 interface InstallFlags {

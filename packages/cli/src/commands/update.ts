@@ -8,14 +8,25 @@ import { ImageSwarmError, type Logger, readUpdateExcludeFile } from '@imageswarm
 import { type Command, Option } from 'commander'
 import { chooseOutputMode, createInstallRenderer } from '../install-renderer.js'
 import { collectList } from '../options.js'
-import { addInstallOptions } from './install.js'
+import { addClientOptions } from './install.js'
 
 /**
  * `imageswarm update`: the install's settings (server, image, swarm, trust), with the
  * target `/` by default and the image the root records, plus what an update adds.
  */
 export function addUpdateOptions(command: Command): Command {
-  return addInstallOptions(command)
+  return addClientOptions(command, {
+    // An update stages in the root it updates (/var/lib/imageswarm/update) and never
+    // empties it: staging, the image cache and --force are the install's.
+    omit: ['staging', 'memoryReserve', 'cache', 'force'],
+    kernel: false,
+    help: {
+      target: 'root to update (default /)',
+      image: 'image name (default: the one the root records in /etc/imageswarm/installed.json)',
+      seedTimeSeconds:
+        'keep seeding the delta at most this long after updating, in seconds (default 600)',
+    },
+  })
     .option('--dry-run', 'list what would change, change nothing', false)
     .option(
       '--checksum',
@@ -53,6 +64,7 @@ export async function runUpdate(flags: UpdateFlags, logger: Logger): Promise<voi
   const byKey: Record<string, string | number | boolean | undefined> = {}
   for (const parameter of INSTALL_PARAMETERS) {
     const value = flags[new Option(parameter.flag).attributeName()]
+    // Left out of update's flags (addUpdateOptions): never given.
     if (parameter.key === 'report') byKey.report = value === false ? false : undefined
     else if (value !== undefined) byKey[parameter.key] = value as string | boolean
   }

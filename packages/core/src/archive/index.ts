@@ -29,7 +29,7 @@ export {
 export { listArchive } from './list.js'
 export { packArchive, TAR_CREATE_ARGS } from './pack.js'
 export { TAR_RECORD_ARGS } from './records.js'
-export { copyTarMembers, streamRootMembers, writeReferenceContents } from './tar-members.js'
+export { copyTarMembers, writeReferenceContents } from './tar-members.js'
 export { checkArchiveTools, TOOL_ENV_VARS, TOOL_PACKAGES } from './tools.js'
 export * from './types.js'
 export { validateArchive } from './validate.js'

@@ -1,15 +1,10 @@
 import { createHash } from 'node:crypto'
 import { closeSync, openSync, writeSync } from 'node:fs'
-import type { Readable } from 'node:stream'
 import { errnoOf, ImageSwarmError } from '../errors.js'
 import type { Compression } from '../manifest.js'
 import type { MemberRange } from './file-index.js'
-import { TAR_CREATE_ARGS } from './pack.js'
-import { TAR_RECORD_ARGS } from './records.js'
 import type { ScannedMember, TarObserver } from './scan.js'
-import { describeExit, startTool, stderrLines } from './spawn-tool.js'
 import { openTarSource } from './tar-source.js'
-import { resolveArchiveTools } from './tools.js'
 import { validateArchive } from './validate.js'
 
 /** GNU tar ends an archive with two zero blocks. */
@@ -159,46 +154,5 @@ function writeAll(fd: number, bytes: Buffer, path: string): void {
         { operation: 'make delta', path, hint: 'free space on that disk', cause: err },
       )
     }
-  }
-}
-
-/**
- * A tar of some paths of an image root, packed with the archive's own tar options (every
- * attribute an install restores), without descending into directories: what a node whose
- * files drifted fetches by file. `paths` are index paths (`etc/passwd`, `.`).
- */
-export async function streamRootMembers(options: {
-  root: string
-  paths: readonly string[]
-}): Promise<{ stream: Readable; finished: Promise<string | undefined>; stop(): void }> {
-  const { tar } = await resolveArchiveTools('none')
-  const tool = startTool(
-    tar,
-    [
-      ...TAR_CREATE_ARGS,
-      ...TAR_RECORD_ARGS,
-      '--directory',
-      options.root,
-      '--no-recursion',
-      '--null',
-      '--verbatim-files-from',
-      '--files-from=-',
-    ],
-    ['pipe', 'pipe', 'pipe'],
-  )
-  tool.child.stdin?.on('error', () => {})
-  tool.child.stdin?.end(
-    `${options.paths.map((path) => (path === '.' ? '.' : `./${path}`)).join('\0')}\0`,
-  )
-  const stream = tool.child.stdout
-  if (stream === null) throw new Error('internal error: tar has no stdout')
-  return {
-    stream,
-    finished: tool.exited.then((exit) =>
-      exit.code === 0 && exit.error === undefined
-        ? undefined
-        : `tar failed (${describeExit(exit)}): ${stderrLines(tool.stderr()).slice(0, 3).join('; ')}`,
-    ),
-    stop: () => tool.child.kill('SIGKILL'),
   }
 }
