@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { compareTrees, snapshotTree } from '@imageswarm/core/testing'
+import { compareTrees, INSTALL_RECORD_SKIP, snapshotTree } from '@imageswarm/core/testing'
 import { describe, expect, it } from 'vitest'
 import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
 import { useServerFixture } from './helpers/server-fixture.js'
@@ -37,6 +37,7 @@ describe('deploying an image over a real swarm on loopback', () => {
       const differences = await compareTrees(
         join(env.layout.imagesDir, 'compute'),
         clientDirs(env.layout, n).target,
+        { skipPaths: INSTALL_RECORD_SKIP },
       )
       expect(differences).toEqual([])
     }
@@ -74,6 +75,7 @@ describe('deploying an image over a real swarm on loopback', () => {
       const differences = await compareTrees(
         join(env.layout.imagesDir, image),
         clientDirs(env.layout, n, image).target,
+        { skipPaths: INSTALL_RECORD_SKIP },
       )
       expect(differences).toEqual([])
     }

@@ -7,6 +7,7 @@ import {
   buildFidelityTree,
   compareTrees,
   FIDELITY_COMMANDS,
+  INSTALL_RECORD_SKIP,
   isRoot,
   missingRequirements,
 } from '@imageswarm/core/testing'
@@ -73,7 +74,7 @@ describe.skipIf(Boolean(missing) || !isRoot)('a real Debian root through serve a
 
     // The default excludes leave out what the runtime mounts over (/proc, /sys, /dev/pts,
     // /run), keeping the directories themselves; everything else must be identical.
-    const runtime: string[] = []
+    const runtime: string[] = [...INSTALL_RECORD_SKIP]
     for (const dir of ['proc', 'sys', 'dev/pts', 'run']) {
       const names = await readdir(join(image, dir)).catch(() => [])
       runtime.push(...names.map((name) => `${dir}/${name}`))

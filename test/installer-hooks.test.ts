@@ -8,7 +8,7 @@ import {
   INCOMPLETE_MARKER,
   type InstallEvent,
 } from '@imageswarm/core'
-import { compareTrees } from '@imageswarm/core/testing'
+import { compareTrees, INSTALL_RECORD_SKIP } from '@imageswarm/core/testing'
 import { describe, expect, it } from 'vitest'
 import { startServer } from '../scripts/lib/deployment.mjs'
 import { useServerFixture } from './helpers/server-fixture.js'
@@ -143,7 +143,7 @@ describe('the install pipeline’s hooks for the node installer', () => {
     ])
     expect(
       await compareTrees(join(env.layout!.imagesDir, 'node'), where.target, {
-        skipPaths: ['boot'],
+        skipPaths: ['boot', ...INSTALL_RECORD_SKIP],
       }),
     ).toEqual([])
     const node = await dashboardNode(server)

@@ -83,7 +83,10 @@ describe('the server’s life cycle and SystemImager’s command names', () => {
       env,
     )
     expect(installed.code, installed.output).toBe(0)
+    // Each archive, and each image's versions (issue 16: file index, link to the archive).
     expect((await readdir(layout.tarballsDir)).sort()).toEqual([
+      'alpha.versions',
+      'beta.versions',
       'image-alpha.tar.zst',
       'image-beta.tar.zst',
     ])

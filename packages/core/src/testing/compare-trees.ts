@@ -152,6 +152,12 @@ function unescapeOctal(text: string): string {
   )
 }
 
+/**
+ * What an install adds to the root it installs (`etc/imageswarm/installed.json`, the
+ * version an update starts from): left out when a root is compared with its image.
+ */
+export const INSTALL_RECORD_SKIP: readonly string[] = ['etc/imageswarm']
+
 export interface CompareOptions {
   /** Node types present in the source that the archive leaves out (sockets). */
   skipTypes?: readonly NodeType[]

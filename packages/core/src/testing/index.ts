@@ -3,6 +3,7 @@
 export {
   type CompareOptions,
   compareTrees,
+  INSTALL_RECORD_SKIP,
   type NodeType,
   type SnapshotOptions,
   snapshotTree,
