@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { gunzipSync } from 'node:zlib'
 import {
   archivePath as archiveUrlPath,
@@ -11,6 +10,7 @@ import {
   type ImageManifest,
   ImageSwarmError,
   parseVersionDocument,
+  sha256Hex,
   VERSION_FILES,
 } from '@imageswarm/core'
 import { fetchInstallFile, type ServerRequestOptions } from './server-api.js'
@@ -43,7 +43,7 @@ export async function fetchVersionFile(
       },
     )
   }
-  const digest = createHash('sha256').update(body).digest('hex')
+  const digest = sha256Hex(body)
   if (digest !== sha256) {
     throw new ImageSwarmError(
       'E_ARCHIVE_DIGEST_MISMATCH',

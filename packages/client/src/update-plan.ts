@@ -1,6 +1,7 @@
 import { dirname } from 'node:path'
 import {
   type FileIndexEntry,
+  isUndecodable,
   type Logger,
   type RootDifference,
   type UpdateExcludes,
@@ -19,8 +20,7 @@ export function addToWrite(
 ): void {
   const writing = new Set(difference.write.map(({ entry }) => entry.path))
   const wanted = new Set(writing)
-  for (const path of paths)
-    if (!excludes.excludes(path) && !path.includes('\uFFFD')) wanted.add(path)
+  for (const path of paths) if (!excludes.excludes(path) && !isUndecodable(path)) wanted.add(path)
   if (wanted.size === writing.size) return
   const reasons = new Map(difference.write.map(({ entry, reason }) => [entry.path, reason]))
   const byPath = new Map(entries.map((entry) => [entry.path, entry]))

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { createWriteStream } from 'node:fs'
 import { open, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -14,6 +13,7 @@ import {
   type Logger,
   serverUrl,
   sha256File,
+  sha256Hex,
   VERSION_FILES,
 } from '@imageswarm/core'
 import type { ClientConfig } from './config.js'
@@ -170,7 +170,7 @@ export async function writeReference(
         const st = await handle.stat()
         if (!st.isFile() || st.size !== file.size) return file.path
         const bytes = await handle.readFile()
-        if (createHash('sha256').update(bytes).digest('hex') !== file.sha256) return file.path
+        if (sha256Hex(bytes) !== file.sha256) return file.path
         if (!out.write(bytes))
           await new Promise<void>((resolve) => out.once('drain', () => resolve()))
       } finally {

@@ -9,6 +9,7 @@ import {
   type DeltaDescriptor,
   ImageSwarmError,
   isImageSwarmError,
+  isIndexPath,
   type Logger,
   silentLogger,
   VERSION_FILES,
@@ -202,7 +203,10 @@ function serveMembers(
       if (body.version !== newest) {
         throw new Error(`version ${String(body.version)} is not the newest, ${newest}`)
       }
-      if (!Array.isArray(body.paths) || !body.paths.every(isIndexPath)) {
+      if (
+        !Array.isArray(body.paths) ||
+        !body.paths.every((path) => typeof path === 'string' && isIndexPath(path))
+      ) {
         throw new Error('paths must be a list of relative paths inside the image root')
       }
       paths = body.paths as string[]
@@ -261,18 +265,6 @@ async function sendMembers(
   } finally {
     await rm(output, { force: true })
   }
-}
-
-function isIndexPath(value: unknown): value is string {
-  return (
-    typeof value === 'string' &&
-    value.length > 0 &&
-    value.length <= 4096 &&
-    !value.includes('\0') &&
-    (value === '.' ||
-      (!value.startsWith('/') &&
-        !value.split('/').some((part) => part === '' || part === '.' || part === '..')))
-  )
 }
 
 function unsignedImage(name: string): ImageSwarmError {

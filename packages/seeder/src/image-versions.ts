@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
 import { link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -25,6 +24,7 @@ import {
   parseUpdateExcludes,
   parseVersionDocument,
   sha256File,
+  sha256Hex,
   silentLogger,
   type VersionList,
   writeFileAtomically,
@@ -143,7 +143,7 @@ export async function publishVersions(options: VersionOptions): Promise<Publishe
       sha256: manifest.sha256,
       infoHash: manifest.infoHash,
       entries: newestIndex.entries.length,
-      fileIndexSha256: sha256Of(indexBytes),
+      fileIndexSha256: sha256Hex(indexBytes),
     }
     await writeFileAtomically(join(dir, `v${newest}.json`), encodeVersionDocument(version))
     logger.info(
@@ -219,7 +219,7 @@ export async function publishVersions(options: VersionOptions): Promise<Publishe
     deltas: deltas.map(({ descriptor, descriptorBytes }) => ({
       from: descriptor.from,
       descriptor: `delta-${descriptor.from}-${descriptor.to}.json.gz`,
-      descriptorSha256: sha256Of(descriptorBytes),
+      descriptorSha256: sha256Hex(descriptorBytes),
       size: descriptor.size,
     })),
   }
@@ -472,10 +472,6 @@ async function hashFile(
     size += (chunk as Buffer).length
   }
   return { size, sha256: await sha256File(path), pieces: hasher.digest() }
-}
-
-function sha256Of(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex')
 }
 
 function seconds(started: number): number {

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import { mkdir, readFile, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
@@ -18,6 +17,7 @@ import {
   parseInfoHash,
   parseManifest,
   serverUrl,
+  sha256Hex,
   silentLogger,
   torrentFileName,
   WIRE,
@@ -368,13 +368,12 @@ function withVersionDigests(
   versions: PublishedVersions | undefined,
 ): ImageManifest {
   if (!versions) return manifest
-  const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
   return {
     ...manifest,
     digests: {
       ...manifest.digests,
-      fileIndex: sha256(versions.fileIndexBytes),
-      deltas: sha256(versions.deltasBytes),
+      fileIndex: sha256Hex(versions.fileIndexBytes),
+      deltas: sha256Hex(versions.deltasBytes),
     },
   }
 }

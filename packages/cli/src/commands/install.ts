@@ -10,6 +10,7 @@ import {
 import { ImageSwarmError, type Logger, readKernelCmdline } from '@imageswarm/core'
 import { type Command, Option } from 'commander'
 import { chooseOutputMode, createInstallRenderer } from '../install-renderer.js'
+import { runInterruptible } from '../interrupt.js'
 
 /**
  * Help for each install setting, by config key; names come from the client's table and
@@ -134,26 +135,17 @@ export async function runInstall(flags: InstallFlags, logger: Logger): Promise<v
     process.stdout.write(`${JSON.stringify({ config, sources, trust }, null, 2)}\n`)
     return
   }
-  const interrupt = new AbortController()
-  const onSignal = (signal: NodeJS.Signals) =>
-    interrupt.abort(
-      new ImageSwarmError('E_INTERRUPTED', `install interrupted by ${signal}`, {
-        hint: 'run the install again; the download resumes from the pieces already in staging',
+  await runInterruptible(
+    'install',
+    'run the install again; the download resumes from the pieces already in staging',
+    (signal) =>
+      installImage({
+        config,
+        logger,
+        onEvent: createInstallRenderer(chooseOutputMode(flags.json)),
+        signal,
       }),
-    )
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
-  try {
-    await installImage({
-      config,
-      logger,
-      onEvent: createInstallRenderer(chooseOutputMode(flags.json)),
-      signal: interrupt.signal,
-    })
-  } finally {
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
-  }
+  )
 }
 
 /** `--print-config`'s account of what the node trusts: the root key's id, or the problem. */

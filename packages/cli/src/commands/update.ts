@@ -7,6 +7,7 @@ import {
 import { ImageSwarmError, type Logger, readUpdateExcludeFile } from '@imageswarm/core'
 import { type Command, Option } from 'commander'
 import { chooseOutputMode, createInstallRenderer } from '../install-renderer.js'
+import { runInterruptible } from '../interrupt.js'
 import { collectList } from '../options.js'
 import { addClientOptions } from './install.js'
 
@@ -90,39 +91,29 @@ export async function runUpdate(flags: UpdateFlags, logger: Logger): Promise<voi
     ...(flags.exclude ?? []),
     ...(flags.excludeFile ? await readUpdateExcludeFile(flags.excludeFile, true) : []),
   ]
-  const interrupt = new AbortController()
-  const onSignal = (signal: NodeJS.Signals) =>
-    interrupt.abort(
-      new ImageSwarmError('E_INTERRUPTED', `update interrupted by ${signal}`, {
-        hint: 'run the update again: it compares the root afresh and finishes',
+  const result = await runInterruptible(
+    'update',
+    'run the update again: it compares the root afresh and finishes',
+    (signal) =>
+      updateImage({
+        config,
+        update: {
+          dryRun: flags.dryRun,
+          checksum: flags.checksum,
+          delete: flags.delete !== false,
+          excludes,
+        },
+        logger,
+        onEvent: createInstallRenderer(chooseOutputMode(flags.json)),
+        signal,
       }),
+  )
+  if (flags.dryRun && !flags.json) {
+    const { plan } = result
+    for (const line of plan.sample.write) process.stdout.write(`write  ${line}\n`)
+    for (const line of plan.sample.remove) process.stdout.write(`remove ${line}\n`)
+    process.stdout.write(
+      `dry run: ${plan.write} to write, ${plan.remove} to remove, version ${plan.from ?? 'none'} → ${plan.to} (${plan.source})\n`,
     )
-  process.once('SIGINT', onSignal)
-  process.once('SIGTERM', onSignal)
-  try {
-    const render = createInstallRenderer(chooseOutputMode(flags.json))
-    const result = await updateImage({
-      config,
-      update: {
-        dryRun: flags.dryRun,
-        checksum: flags.checksum,
-        delete: flags.delete !== false,
-        excludes,
-      },
-      logger,
-      onEvent: render,
-      signal: interrupt.signal,
-    })
-    if (flags.dryRun && !flags.json) {
-      const { plan } = result
-      for (const line of plan.sample.write) process.stdout.write(`write  ${line}\n`)
-      for (const line of plan.sample.remove) process.stdout.write(`remove ${line}\n`)
-      process.stdout.write(
-        `dry run: ${plan.write} to write, ${plan.remove} to remove, version ${plan.from ?? 'none'} → ${plan.to} (${plan.source})\n`,
-      )
-    }
-  } finally {
-    process.off('SIGINT', onSignal)
-    process.off('SIGTERM', onSignal)
   }
 }

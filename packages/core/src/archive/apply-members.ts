@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto'
-import { createReadStream } from 'node:fs'
 import { lstat, readlink, rename, rm, unlink, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
+import { sha256File } from '../digest.js'
 import { errnoOf, ImageSwarmError } from '../errors.js'
 import type { Logger } from '../logging.js'
 import type { Compression } from '../manifest.js'
@@ -187,21 +186,14 @@ export async function checkAgainstIndex(
   if (Math.abs(Number(st.mtimeNs) / 1e9 - entry.mtime) > 1e-6) return 'mtime differs'
   if (entry.type !== 'file' && entry.type !== 'contiguous-file') return undefined
   if (Number(st.size) !== entry.size) return `${st.size} bytes, not ${entry.size}`
-  if (contents && entry.sha256 !== undefined && (await sha256Of(full)) !== entry.sha256) {
+  if (contents && entry.sha256 !== undefined && (await sha256File(full)) !== entry.sha256) {
     return 'contents differ (SHA-256)'
   }
   return undefined
 }
 
-/** The SHA-256 of a file's contents. */
-export async function sha256Of(path: string): Promise<string> {
-  const hash = createHash('sha256')
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk)
-  return hash.digest('hex')
-}
-
 /** An lstat's file type in the index's words. */
-export function typeOf(st: {
+function typeOf(st: {
   isFile(): boolean
   isDirectory(): boolean
   isSymbolicLink(): boolean

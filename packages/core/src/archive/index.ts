@@ -7,7 +7,6 @@ export {
   type MemberSource,
   restoreDirectories,
   STAGED_PREFIX,
-  sha256Of,
   stagedPath,
   stageMembers,
 } from './apply-members.js'

@@ -18,17 +18,17 @@ const FileName = z
   .regex(/^[^/\\]+$/, 'a file name, not a path')
   .refine((name) => name !== '.' && name !== '..', 'a file name, not a path')
 /** A path in the image root, as a file index names it: relative, no `..`, `.` for the root. */
-const IndexPath = z
-  .string()
-  .min(1)
-  .max(4096)
-  .refine(
-    (path) =>
-      path === '.' ||
+export function isIndexPath(path: string): boolean {
+  return (
+    path.length > 0 &&
+    path.length <= 4096 &&
+    !path.includes('\0') &&
+    (path === '.' ||
       (!path.startsWith('/') &&
-        !path.split('/').some((part) => part === '..' || part === '' || part === '.')),
-    'a relative path inside the image root',
+        !path.split('/').some((part) => part === '..' || part === '' || part === '.')))
   )
+}
+const IndexPath = z.string().refine(isIndexPath, 'a relative path inside the image root')
 
 export const FileIndexEntrySchema = z.strictObject({
   path: IndexPath,

@@ -103,7 +103,7 @@ export async function compareRootWithIndex(options: {
  * A name that is not UTF-8 reaches the index (and readdir) with U+FFFD in place of its
  * bytes: it cannot be named to tar or the filesystem again, so an update leaves it as it is.
  */
-function isUndecodable(path: string): boolean {
+export function isUndecodable(path: string): boolean {
   return path.includes('\uFFFD')
 }
 
