@@ -127,16 +127,6 @@ export async function fetchDescriptor(
   return descriptor
 }
 
-const membersOf = new WeakMap<DeltaDescriptor, Set<string>>()
-export function deltaMembers(descriptor: DeltaDescriptor): Set<string> {
-  let members = membersOf.get(descriptor)
-  if (!members) {
-    members = new Set(descriptor.members)
-    membersOf.set(descriptor, members)
-  }
-  return members
-}
-
 /** The delta as an archive the swarm code can fetch: its file, size, digest and infohash. */
 export function deltaManifest(manifest: ImageManifest, descriptor: DeltaDescriptor): ImageManifest {
   return {

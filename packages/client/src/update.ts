@@ -35,13 +35,7 @@ import { ServerConnection } from './server-connection.js'
 import { StatusReporter } from './status-reporter.js'
 import type { SwarmSession } from './swarm-session.js'
 import { captureTimes, restoreTimes } from './target-root.js'
-import {
-  deltaManifest,
-  deltaMembers,
-  fetchDeltas,
-  fetchDescriptor,
-  fetchFileIndex,
-} from './update-documents.js'
+import { deltaManifest, fetchDeltas, fetchDescriptor, fetchFileIndex } from './update-documents.js'
 import { addToWrite, directoriesTouched, logPlan, uniqueByPath } from './update-plan.js'
 import { checkDigest, downloadFile, fetchMembers, openDelta } from './update-transfer.js'
 
@@ -202,8 +196,8 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
         : from === undefined
           ? `${target} records no installed version`
           : `the server no longer keeps version ${from} (it keeps ${deltas.kept.join(', ')})`
-    const inSource = (path: string) =>
-      source === 'image' || (descriptor !== undefined && deltaMembers(descriptor).has(path))
+    const deltaPaths = new Set(descriptor?.members)
+    const inSource = (path: string) => source === 'image' || deltaPaths.has(path)
     const touchedDirectories = directoriesTouched(difference, entries, excludes)
     const byFile = difference.write
       .map(({ entry }) => entry)
