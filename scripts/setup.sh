@@ -27,6 +27,9 @@ TEST_DEBS+=(minisign openssl)
 # Encrypted archives: a packet capture of the swarm (test/trust-encryption-capture.test.ts)
 # must not hold the image's marker.
 TEST_DEBS+=(tcpdump)
+# Packaging (issue 18, test/package-install.test.ts): systemd-analyze verifies the service unit
+# (systemd need not run); dpkg-deb, which builds and unpacks the .deb, is in dpkg already.
+TEST_DEBS+=(systemd)
 
 # The swarm benchmark (scripts/bench-swarm) compares against aria2 and turns offloads off.
 BENCH_DEBS=(aria2 ethtool iproute2 curl)

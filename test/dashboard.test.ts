@@ -1,24 +1,12 @@
 import { randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
 import { appendFile, mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { type BrowserContext, chromium, type Page } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
 import { afterEach, describe, expect, it } from 'vitest'
 import { runInstall, runUpdate, startServer } from '../scripts/lib/deployment.mjs'
 import { makeSampleImage } from '../scripts/lib/sample-image.mjs'
+import { ARTIFACTS, hasChromium, launchBrowser } from './helpers/chromium.js'
 import { clientDirs, makeServerLayout, type ServerLayout } from './helpers/workspace.js'
-
-const CHROMIUM = '/usr/bin/chromium'
-const REPO = fileURLToPath(new URL('..', import.meta.url))
-const ARTIFACTS = join(REPO, 'artifacts')
-
-const hasChromium = existsSync(CHROMIUM)
-if (!hasChromium) {
-  console.warn(
-    `dashboard tests skipped: ${CHROMIUM} not found (Debian: apt-get install chromium; .ci/run installs it)`,
-  )
-}
 
 type Server = Awaited<ReturnType<typeof startServer>>
 
@@ -34,26 +22,6 @@ afterEach(async () => {
   await layout?.remove()
   layout = undefined
 })
-
-/** Chromium with a fresh profile of its own (in the test's temporary directory). */
-async function launchBrowser(profileDir: string, viewport: { width: number; height: number }) {
-  const context = await chromium.launchPersistentContext(profileDir, {
-    executablePath: CHROMIUM,
-    viewport,
-    // Debian's Chromium, headless, with nothing that talks to the internet.
-    args: [
-      '--no-sandbox',
-      '--headless',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  })
-  return { context, page: context.pages()[0] ?? (await context.newPage()) }
-}
 
 interface Row {
   peerId: string

@@ -1,11 +1,16 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readdir, readFile, stat } from 'node:fs/promises'
-import { createServer } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { CLI, startServer } from '../scripts/lib/deployment.mjs'
-import { addSampleImage, makeServerLayout, type ServerLayout } from './helpers/workspace.js'
+import {
+  addSampleImage,
+  freePort,
+  makeServerLayout,
+  type ServerLayout,
+  serverEnv,
+} from './helpers/workspace.js'
 
 const BIN = fileURLToPath(new URL('../packages/cli/bin/', import.meta.url))
 
@@ -22,26 +27,6 @@ afterEach(async () => {
   await layout?.remove()
   layout = undefined
 })
-
-async function freePort(): Promise<number> {
-  const probe = createServer().listen(0, '127.0.0.1')
-  await once(probe, 'listening')
-  const { port } = probe.address() as { port: number }
-  await new Promise((resolve) => probe.close(resolve))
-  return port
-}
-
-function layoutEnv(l: ServerLayout, port: number): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    IMAGESWARM_IMAGES_DIR: l.imagesDir,
-    IMAGESWARM_TARBALLS_DIR: l.tarballsDir,
-    IMAGESWARM_TORRENTS_DIR: l.torrentsDir,
-    IMAGESWARM_PID_FILE: l.pidFile,
-    IMAGESWARM_PORT: String(port),
-    IMAGESWARM_TORRENT_PORT: '0',
-  }
-}
 
 async function run(bin: string, args: string[], env: NodeJS.ProcessEnv) {
   const child = spawn(process.execPath, [bin, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -75,7 +60,7 @@ describe('the server’s life cycle and SystemImager’s command names', () => {
     await addSampleImage(layout, 'alpha')
     await addSampleImage(layout, 'beta')
     const port = await freePort()
-    const env = layoutEnv(layout, port)
+    const env = serverEnv(layout, port)
 
     const installed = await run(
       `${BIN}si_installbtimage.js`,
@@ -87,8 +72,9 @@ describe('the server’s life cycle and SystemImager’s command names', () => {
     expect((await readdir(layout.tarballsDir)).sort()).toEqual([
       'alpha.versions',
       'beta.versions',
-      'image-alpha.tar.zst',
-      'image-beta.tar.zst',
+      // --compress is gzip, as SystemImager made it.
+      'image-alpha.tar.gz',
+      'image-beta.tar.gz',
     ])
 
     const tracker = spawn(
@@ -100,12 +86,17 @@ describe('the server’s life cycle and SystemImager’s command names', () => {
     let log = ''
     tracker.stderr.on('data', (chunk) => (log += chunk))
     const deadline = Date.now() + 60_000
-    while (!log.includes('serving images') && Date.now() < deadline && tracker.exitCode === null) {
+    // What a person sees: a line per image once both are served.
+    while (
+      !log.includes('stop with Ctrl-C') &&
+      Date.now() < deadline &&
+      tracker.exitCode === null
+    ) {
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
-    expect(log).toContain('serving images')
+    expect(log).toContain('serving 2 images at http://127.0.0.1:')
     // The archives packed by si_installbtimage are reused, not packed again.
-    expect(log).toContain('reusing its archive')
+    expect(log.match(/^ {2}(alpha|beta) .*unchanged since last run$/gm)).toHaveLength(2)
     const list = (await (await fetch(`http://127.0.0.1:${port}/images`)).json()) as {
       images: { name: string }[]
     }

@@ -23,6 +23,9 @@ function parseJson(line) {
  * `node ARGS`, inside network namespace `netns` when given (`ip netns exec` execs node).
  * @returns {[string, string[]]}
  */
+// The harness reads the server's and clients' structured log: JSON lines on stderr.
+const JSON_LOGS = { IMAGESWARM_LOG_FORMAT: 'json' }
+
 function nodeCommand(netns, args) {
   return netns === undefined
     ? [process.execPath, args]
@@ -74,7 +77,7 @@ export async function startServer(options) {
   const [command, commandArgs] = nodeCommand(options.netns, args)
   const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...options.env },
+    env: { ...process.env, ...JSON_LOGS, ...options.env },
   })
   const logs = []
   const ready = new Promise((resolve, reject) => {
@@ -148,7 +151,7 @@ function runClient(args, options) {
   const [command, commandArgs] = nodeCommand(options.netns, args)
   const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...options.env },
+    env: { ...process.env, ...JSON_LOGS, ...options.env },
   })
   const events = []
   const logs = []

@@ -3,4 +3,14 @@ export { installMain } from './install-main.js'
 export { buildProgram, main } from './main.js'
 export { reportError } from './report-error.js'
 export { ImageServer, type ImageServerOptions } from './server.js'
-export { type SystemImagerCommand, translateSystemImagerArgs } from './si-compat.js'
+export {
+  type BittorrentConf,
+  parseBittorrentConf,
+  readBittorrentConf,
+} from './si-bittorrent-conf.js'
+export {
+  type SystemImagerCommand,
+  type SystemImagerTranslation,
+  translateSystemImagerArgs,
+  translateSystemImagerCommand,
+} from './si-compat.js'

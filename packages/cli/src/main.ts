@@ -1,17 +1,24 @@
-import { createLogger, type Logger, SYSTEMIMAGER_DIRS } from '@imageswarm/core'
+import { type Logger, SYSTEMIMAGER_DIRS } from '@imageswarm/core'
 import { INSTALL_DIRS } from '@imageswarm/seeder'
 import { Command, Option } from 'commander'
+import { addImagesCommand } from './commands/images.js'
 import { addInitrdOptions, runInitrd } from './commands/initrd.js'
 import { addInstallOptions, runInstall } from './commands/install.js'
 import { addKeyCommands } from './commands/key.js'
+import { addNodesCommand } from './commands/nodes.js'
 import { runPublish } from './commands/publish.js'
 import { runServe } from './commands/serve.js'
 import { runStop } from './commands/stop.js'
 import { addUpdateOptions, runUpdate } from './commands/update.js'
 import { runVersions } from './commands/versions.js'
-import { collectList, compressionFlag, integerFlag, rateFlag } from './options.js'
+import { addConfigFileOption } from './config-file.js'
+import { addConsoleOptions, CONSOLE, cliLoggerFor, consoleShowsInfoLog } from './console-options.js'
+import type { ConsoleOutput } from './console-output.js'
+import { expandHelpCommand } from './help-command.js'
+import { collectList, compressionFlag, durationFlag, integerFlag, rateFlag } from './options.js'
 import { DEFAULT_PID_FILE } from './pid-file.js'
 import { reportError } from './report-error.js'
+import { versionLine } from './version.js'
 
 /** Options shared by `serve` and `publish`: where images live and how they are packed. */
 function addPublishingOptions(command: Command): Command {
@@ -37,7 +44,11 @@ function addPublishingOptions(command: Command): Command {
       'pack the archive again even if the image root has not changed',
       false,
     )
-    .option('--compression <kind>', 'zstd, gzip or none', compressionFlag, 'zstd')
+    .option(
+      '--compression <kind>',
+      'zstd, gzip or none (default: as the image was last published, else zstd)',
+      compressionFlag,
+    )
     .option(
       '--compression-level <n>',
       'zstd 1-19 or gzip 1-9',
@@ -61,9 +72,9 @@ function addPublishingOptions(command: Command): Command {
       ).env('IMAGESWARM_KEYS_DIR'),
     )
     .option(
-      '--manifest-lifetime <seconds>',
-      'seconds a signed manifest is accepted (default 604800, 7 days; serve signs again at half)',
-      integerFlag('--manifest-lifetime', 1, 366 * 24 * 60 * 60),
+      '--manifest-lifetime <duration>',
+      'how long a signed manifest is accepted (default 7d; serve signs again at half)',
+      durationFlag('--manifest-lifetime', 1, 366 * 24 * 60 * 60),
     )
     .addOption(
       new Option(
@@ -80,11 +91,11 @@ function addPublishingOptions(command: Command): Command {
 }
 
 export function buildProgram(): Command {
-  const program = new Command('imageswarm')
-    .description('Deploy operating-system images to many machines at once over BitTorrent.')
-    .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
-    .showHelpAfterError()
-    .exitOverride()
+  const program = new Command('imageswarm').description(
+    'Deploy operating-system images to many machines at once over BitTorrent.',
+  )
+  addConsoleOptions(program)
+  program.version(versionLine(), '-V, --version', 'print the version')
 
   addPublishingOptions(
     program
@@ -109,9 +120,9 @@ export function buildProgram(): Command {
         .env('IMAGESWARM_TORRENT_PORT'),
     )
     .option(
-      '--announce-interval <seconds>',
-      'how often clients announce',
-      integerFlag('--announce-interval', 1, 3600),
+      '--announce-interval <duration>',
+      'how often clients announce (e.g. 30s, 2m)',
+      durationFlag('--announce-interval', 1, 3600),
     )
     .option(
       '--max-peers-per-swarm <n>',
@@ -122,6 +133,16 @@ export function buildProgram(): Command {
       '--status-posts-per-second <n>',
       'status posts a second the dashboard asks of all nodes together',
       integerFlag('--status-posts-per-second', 1, 100_000),
+    )
+    .option(
+      '--deployment-gap <duration>',
+      'quiet time after the last node of a deployment finished before it ends (default 2m)',
+      durationFlag('--deployment-gap', 1, 86_400),
+    )
+    .option(
+      '--deployments-kept <n>',
+      'finished deployments the dashboard keeps per image (default 20)',
+      integerFlag('--deployments-kept', 1, 10_000),
     )
     .addOption(
       new Option(
@@ -189,7 +210,14 @@ export function buildProgram(): Command {
         'IMAGESWARM_TLS_KEY',
       ),
     )
-    .action(async (options, command: Command) => runServe(options, loggerFor(command, 'server')))
+    .action(async (options, command: Command) =>
+      runServe(
+        options,
+        loggerFor(command, 'server'),
+        humanConsole(command),
+        consoleShowsInfoLog(command),
+      ),
+    )
 
   addPublishingOptions(
     program
@@ -254,13 +282,24 @@ export function buildProgram(): Command {
   ).action(async (options, command: Command) => runInitrd(options, loggerFor(command, 'initrd')))
 
   addKeyCommands(program)
+  addImagesCommand(program)
+  addNodesCommand(program)
+
+  // The systemd unit's /etc/imageswarm/server.conf: serve's flags as `key = value` lines.
+  addConfigFileOption(program.commands.find((c) => c.name() === 'serve') as Command, ['image'])
 
   return program
 }
 
+/** The console for a person's lines, or none when the log is JSON (`--log-format json`). */
+function humanConsole(command: Command): ConsoleOutput | undefined {
+  return (command.optsWithGlobals() as { logFormat: string }).logFormat === 'json'
+    ? undefined
+    : CONSOLE
+}
+
 function loggerFor(command: Command, name: string): Logger {
-  const level = (command.optsWithGlobals() as { logLevel: string }).logLevel
-  return createLogger({ name, level })
+  return cliLoggerFor(command, name, CONSOLE)
 }
 
 /**
@@ -270,9 +309,14 @@ function loggerFor(command: Command, name: string): Logger {
 export async function main(argv: string[]): Promise<number> {
   const program = buildProgram()
   try {
-    await program.parseAsync(argv, { from: 'user' })
+    await program.parseAsync(expandHelpCommand(program, argv), { from: 'user' })
     return 0
   } catch (err) {
-    return reportError(err)
+    CONSOLE.endProgress({ complete: false })
+    return reportError(
+      err,
+      argv,
+      program.commands.map((command) => command.name()),
+    )
   }
 }

@@ -1,4 +1,11 @@
-import { COMPRESSIONS, type Compression, ImageSwarmError, parseByteRate } from '@imageswarm/core'
+import {
+  COMPRESSIONS,
+  type Compression,
+  formatDuration,
+  ImageSwarmError,
+  parseByteRate,
+  parseDuration,
+} from '@imageswarm/core'
 
 /** Parses an integer flag, naming the flag when the value is wrong. */
 export function integerFlag(flag: string, min: number, max: number) {
@@ -52,5 +59,20 @@ export function rateFlag(flag: string) {
       )
     }
     return rate
+  }
+}
+
+/** A duration flag (`--manifest-lifetime 7d`, or seconds), in whole seconds within a range. */
+export function durationFlag(flag: string, min: number, max: number) {
+  return (value: string): number => {
+    const seconds = parseDuration(value)
+    if (seconds === undefined || seconds < min || seconds > max || !Number.isInteger(seconds)) {
+      throw new ImageSwarmError(
+        'E_USAGE',
+        `${flag} takes a duration from ${formatDuration(min)} to ${formatDuration(max)} (600, 10m, 1h30m, 7d), not ${JSON.stringify(value)}`,
+        { path: flag },
+      )
+    }
+    return seconds
   }
 }

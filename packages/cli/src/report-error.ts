@@ -1,14 +1,20 @@
 import { EXIT_CODES, exitCodeFor, isImageSwarmError } from '@imageswarm/core'
 import { CommanderError } from 'commander'
+import { reportUsageError } from './console-options.js'
 
 /**
  * Prints an error the way an administrator needs it and returns the exit code: a known
- * error's code, message and hint; a usage error from the argument parser (already
- * printed); anything else as an internal error to report.
+ * error's code, message and hint; a usage error from the argument parser as one line
+ * and a hint (`argv` names the command for it); anything else as an internal error to
+ * report.
  */
-export function reportError(err: unknown): number {
+export function reportError(
+  err: unknown,
+  argv: readonly string[] = [],
+  commands: readonly string[] = [],
+): number {
   if (err instanceof CommanderError) {
-    // Commander has printed its message; --help and --version are not errors.
+    reportUsageError(err, argv, commands)
     return err.exitCode === 0 ? 0 : EXIT_CODES['bad parameters']
   }
   if (isImageSwarmError(err)) {

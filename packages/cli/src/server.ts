@@ -37,10 +37,12 @@ import {
 import {
   clientAddress,
   createTracker,
+  type DeploymentEvent,
   resolveTrackerConfig,
   type Tracker,
   type TrackerConfig,
 } from '@imageswarm/tracker'
+import { describeDeploymentEvent } from './serve-console.js'
 
 /** How often the published archives are checked for a change in place: an fstat each. */
 const ARCHIVE_CHECK_MS = 10_000
@@ -65,6 +67,10 @@ export interface ImageServerOptions {
   tls?: ServerTlsFiles
   update: boolean
   logger: Logger
+  /** Each image's publishing stage as it starts (a person's console shows them). */
+  onStage?: (image: string, stage: string) => void
+  /** A deployment's beginning, end and finished nodes (see `TrackerOptions.onDeployment`). */
+  onDeployment?: (event: DeploymentEvent) => void
 }
 
 /** The server's certificate and its private key, PEM files. */
@@ -117,6 +123,7 @@ export class ImageServer {
       // The server's own upload count (BitTorrent and web seed), fresher than its
       // announces, for the dashboard.
       serverUpload: () => this.#serverUploads(),
+      onDeployment: (event) => this.#deploymentEvent(event),
     })
     const handle = (req: IncomingMessage, res: ServerResponse) => {
       try {
@@ -210,6 +217,26 @@ export class ImageServer {
   }
 
   /** What the server uploaded per image: BitTorrent (the seeder) plus HTTP (the web seed). */
+  /** Every event in the structured log; a person's console gets what `onDeployment` shows. */
+  #deploymentEvent(event: DeploymentEvent): void {
+    const { deployment } = event
+    const message = describeDeploymentEvent(event, { everyNode: true })
+    const fields = {
+      image: deployment.image,
+      deployment: deployment.id,
+      ...(event.kind === 'ended'
+        ? { summary: deployment }
+        : { node: event.node.node, mac: event.node.mac, address: event.node.address }),
+      ...(event.kind === 'node-finished'
+        ? { seconds: event.node.seconds, error: event.node.error }
+        : {}),
+    }
+    if (event.kind === 'node-finished' && event.node.state === 'failed') {
+      this.#options.logger.warn(fields, message)
+    } else this.#options.logger.info(fields, message)
+    this.#options.onDeployment?.(event)
+  }
+
   #serverUploads(): { infoHash: string; uploaded: number }[] {
     const seeded = new Map(
       (this.#seeder?.stats() ?? []).map((stats) => [stats.infoHash, stats.uploaded]),
@@ -305,7 +332,10 @@ export class ImageServer {
           serverUrl: url,
           update: this.#options.update,
           logger: logger.child({ component: 'publish', image }),
-          onStage: (stage) => this.#catalog.advance(image, stage),
+          onStage: (stage) => {
+            this.#catalog.advance(image, stage)
+            this.#options.onStage?.(image, stage)
+          },
           ...(signal ? { signal } : {}),
           ...(this.#signer ? { signer: this.#signer } : {}),
           ...(encryption ? { encryption } : {}),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { translateSystemImagerArgs } from '../src/si-compat.js'
+import { translateSystemImagerArgs, translateSystemImagerCommand } from '../src/si-compat.js'
 
 describe('SystemImager command names', () => {
   it('maps si_startbttrack to serve', () => {
@@ -13,12 +13,95 @@ describe('SystemImager command names', () => {
     ).toEqual(['serve', '--address', '10.0.0.1', '--image', 'compute,login', '--update-image'])
   })
 
-  it('maps si_installbtimage to publish, uncompressed unless --compress', () => {
+  it('maps si_installbtimage to publish: a plain tar unless --compress, then gzip, as SystemImager', () => {
     expect(translateSystemImagerArgs('si_installbtimage', ['--images', 'a,b', '--update'])).toEqual(
       ['publish', '--image', 'a,b', '--update-image', '--compression', 'none'],
     )
     expect(translateSystemImagerArgs('si_installbtimage', ['--images', 'a', '--compress'])).toEqual(
-      ['publish', '--image', 'a', '--compression', 'zstd'],
+      ['publish', '--image', 'a', '--compression', 'gzip'],
+    )
+  })
+
+  it('accepts si_installbtimage --overrides with a note: the server hands overrides out itself', () => {
+    const { args, notes } = translateSystemImagerCommand('si_installbtimage', [
+      '--images',
+      'a',
+      '--overrides',
+      'site,rack1',
+    ])
+    expect(args).toEqual(['publish', '--image', 'a', '--compression', 'none'])
+    expect(notes).toEqual([
+      expect.stringMatching(/--overrides site,rack1: .*\/install\/overrides\/NAME.tar/),
+    ])
+  })
+
+  it('lets --version through to the program, before the command', () => {
+    for (const command of [
+      'si_startbttrack',
+      'si_stopbttrack',
+      'si_installbtimage',
+      'si_updateclient',
+    ] as const) {
+      expect(translateSystemImagerArgs(command, ['--version'])[0]).toBe('--version')
+    }
+    expect(translateSystemImagerArgs('si_installbtimage', ['--vers'])).toEqual([
+      '--version',
+      'publish',
+      '--compression',
+      'none',
+    ])
+  })
+
+  it('accepts options as Getopt::Long does: unique prefixes, one dash, any case, --opt=value, --', () => {
+    expect(
+      translateSystemImagerArgs('si_installbtimage', ['--ima', 'a', '--comp', '--up']),
+    ).toEqual(['publish', '--image', 'a', '--compression', 'gzip', '--update-image'])
+    expect(translateSystemImagerArgs('si_installbtimage', ['-images', 'a', '-c', '--'])).toEqual([
+      'publish',
+      '--image',
+      'a',
+      '--compression',
+      'gzip',
+    ])
+    expect(translateSystemImagerArgs('si_installbtimage', ['--IMAGES=a', '-Quiet'])).toEqual([
+      '--log-level',
+      'warn',
+      'publish',
+      '--image',
+      'a',
+      '--compression',
+      'none',
+    ])
+    expect(
+      translateSystemImagerArgs('si_startbttrack', ['--image_s=10.0.0.1', '--image', 'x']),
+    ).toEqual(['serve', '--address', '10.0.0.1', '--image', 'x'])
+    expect(translateSystemImagerArgs('si_updateclient', ['--serv', 'h', '--dir', '/r'])).toEqual([
+      'update',
+      '--server',
+      'h',
+      '--target',
+      '/r',
+    ])
+  })
+
+  it('refuses an ambiguous prefix, naming what it could mean', () => {
+    expect(() => translateSystemImagerArgs('si_startbttrack', ['--ima', 'x'])).toThrow(
+      /"--ima" is ambiguous: --image_server, --image, --images/,
+    )
+    expect(() => translateSystemImagerArgs('si_updateclient', ['--no', '--server', 'h'])).toThrow(
+      /ambiguous: --no-delete, --no-bootloader/,
+    )
+  })
+
+  it('refuses a value on a flag that takes none, and arguments that are not options', () => {
+    expect(() => translateSystemImagerArgs('si_installbtimage', ['--compress=yes'])).toThrow(
+      /--compress does not take a value/,
+    )
+    expect(() => translateSystemImagerArgs('si_installbtimage', ['legacy'])).toThrow(
+      /unexpected argument "legacy"/,
+    )
+    expect(() => translateSystemImagerArgs('si_installbtimage', ['--', 'legacy'])).toThrow(
+      /unexpected argument "legacy"/,
     )
   })
 

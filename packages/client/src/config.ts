@@ -1,6 +1,7 @@
 import {
   GROUP_NAME_PATTERN,
   ImageSwarmError,
+  MAC_PATTERN,
   parseImageName,
   SwarmSettingsSchema,
 } from '@imageswarm/core'
@@ -32,6 +33,11 @@ export const ClientConfigSchema = z.object({
   target: z.string().min(1).default('/a'),
   /** Longest time to keep seeding after the install while others still download. */
   seedTimeSeconds: z.number().min(0).max(86_400).default(600),
+  /**
+   * Leave the swarm early when this node's upload, over the last 5 s, falls below this many
+   * bytes a second (SystemImager's `BITTORRENT_UPLOAD_MIN`); -1 or 0: no such minimum.
+   */
+  seedUploadMin: z.number().min(-1).default(0),
   /** How long to keep trying to reach the image server before giving up. */
   connectTimeoutSeconds: z.number().min(1).max(3600).default(30),
   /**
@@ -48,6 +54,8 @@ export const ClientConfigSchema = z.object({
   cache: z.string().min(1).optional(),
   /** This node's name in the dashboard; default: the host name. */
   node: z.string().min(1).max(255).optional(),
+  /** The MAC of the NIC this node booted from (`BOOTIF=`), reported beside its name. */
+  bootMac: z.string().regex(MAC_PATTERN).optional(),
   /**
    * How the archive is fetched: `torrent`, over the swarm (the server's web seed only as a
    * fallback); `http`, one sequential GET from the server, resumed with Range after a cut,

@@ -36,6 +36,8 @@ export {
   type TargetPreparation,
 } from './install.js'
 export {
+  type DescribedParameter,
+  describeInstallParameters,
   INSTALL_PARAMETERS,
   type KernelTranslation,
   type ParameterInputs,
@@ -43,6 +45,7 @@ export {
   type ParameterSpec,
   type ResolvedParameters,
   resolveInstallParameters,
+  unknownKernelParameters,
 } from './parameters.js'
 export {
   fetchInstallFile,

@@ -50,6 +50,7 @@ import {
   prepareTargetRoot,
   restoreTimes,
 } from './target-root.js'
+import { UploadFloor } from './upload-floor.js'
 
 export interface InstallOptions {
   config: ClientConfig
@@ -131,6 +132,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
         logger,
         connection,
         ...(config.node ? { node: config.node } : {}),
+        ...(config.bootMac ? { mac: config.bootMac } : {}),
       })
     : undefined
   const emit = (event: InstallEvent) => {
@@ -294,7 +296,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     }
     if (session) {
       state.moveTo('seeding')
-      await linger(session, config.seedTimeSeconds, emit, logger, signal)
+      await linger(session, config.seedTimeSeconds, emit, logger, signal, config.seedUploadMin)
       totals = session.totals
       await session.close()
       session = undefined
@@ -533,19 +535,29 @@ async function abandonArchive(place: ArchivePlace, failure?: ImageSwarmError): P
   if (place.madeDir) await rmdir(place.madeDir).catch(() => {})
 }
 
-/** Keeps seeding while other nodes still download, for at most `seconds`. */
+/**
+ * Keeps seeding while other nodes still download, for at most `seconds`; with
+ * `uploadMin` (bytes/s, `seedUploadMin`), also leaves once this node's upload over 5 s
+ * falls below it (SystemImager's BITTORRENT_UPLOAD_MIN).
+ */
 export async function linger(
   session: SwarmSession,
   seconds: number,
   emit: (event: InstallEvent) => void,
   logger: Logger,
   signal?: AbortSignal,
+  uploadMin = 0,
 ): Promise<void> {
   const deadline = Date.now() + seconds * 1000
+  const floor = new UploadFloor(uploadMin)
   while (Date.now() < deadline && !signal?.aborted) {
     const leechers = await session.leechers()
     emit({ type: 'seeding', totals: session.totals, leechers })
     if (leechers === 0) return
+    if (floor.observe(Date.now(), session.totals.uploaded)) {
+      logger.info({ uploadMin }, 'uploading less than the seed upload minimum; leaving the swarm')
+      return
+    }
     await sleep(Math.min(2000, Math.max(deadline - Date.now(), 0)), undefined, { signal }).catch(
       () => {},
     )

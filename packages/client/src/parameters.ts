@@ -1,5 +1,11 @@
 import { isAbsolute, relative, resolve } from 'node:path'
-import { ImageSwarmError, parseByteRate, resolveConfig } from '@imageswarm/core'
+import {
+  ImageSwarmError,
+  parseByteRate,
+  parseDuration,
+  parseMac,
+  resolveConfig,
+} from '@imageswarm/core'
 import {
   type ClientConfig,
   ClientConfigSchema,
@@ -10,7 +16,16 @@ import {
 
 export type ParameterSource = 'flag' | 'environment' | 'kernel' | 'default'
 
-type Kind = 'string' | 'server' | 'seconds' | 'integer' | 'rate' | 'bytes' | 'boolean' | 'protocol'
+type Kind =
+  | 'string'
+  | 'server'
+  | 'seconds'
+  | 'integer'
+  | 'rate'
+  | 'bytes'
+  | 'boolean'
+  | 'protocol'
+  | 'mac'
 
 /**
  * A kernel name that says a setting in another installer's words: its values are turned
@@ -19,8 +34,11 @@ type Kind = 'string' | 'server' | 'seconds' | 'integer' | 'rate' | 'bytes' | 'bo
 export interface KernelTranslation {
   /** The values it takes, for the error when it is given another. */
   expected: string
-  /** The setting's own value for `value` (`''` for a bare name), or undefined when bad. */
-  translate: (value: string) => string | undefined
+  /**
+   * The setting's own value for `value` (`''` for a bare name), undefined when bad, or null
+   * when this value sets nothing here (the next name, or the default, decides).
+   */
+  translate: (value: string) => string | null | undefined
 }
 
 /** One install setting and every name it can be given by, in order of preference. */
@@ -56,6 +74,45 @@ const TMPFS_STAGING: KernelTranslation = {
     if (['0', 'n', 'no'].includes(text)) return 'target'
     return undefined
   },
+}
+
+/** A y/n answer in SystemImager's words (`BITTORRENT_SEED_WAIT=y`), or undefined when bad. */
+function yesNo(value: string): boolean | undefined {
+  const text = value.toLowerCase()
+  if (['y', 'yes', '1'].includes(text)) return true
+  if (['n', 'no', '0'].includes(text)) return false
+  return undefined
+}
+
+/**
+ * SystemImager's `BITTORRENT_SEED_WAIT=n` (its default): leave the swarm as soon as the
+ * image is there, no seeding after the download. `y` keeps seeding as imageswarm does
+ * anyway (while others download, at most the seed time), so it leaves the seed time alone.
+ */
+const SEED_WAIT_TIME: KernelTranslation = {
+  expected: 'y or n',
+  translate: (value) => {
+    const wait = yesNo(value)
+    return wait === undefined ? undefined : wait ? null : '0'
+  },
+}
+
+/**
+ * SystemImager 4's installer, with `BITTORRENT_SEED_WAIT=y`, seeded until its upload rate
+ * fell below `BITTORRENT_UPLOAD_MIN` KiB/s, 50 when that was not given.
+ */
+const SEED_WAIT_UPLOAD_MIN: KernelTranslation = {
+  expected: 'y or n',
+  translate: (value) => {
+    const wait = yesNo(value)
+    return wait === undefined ? undefined : wait ? String(50 * 1024) : null
+  },
+}
+
+/** `BITTORRENT_UPLOAD_MIN=50`: KiB/s, as SystemImager's installer read it. */
+const UPLOAD_MIN_KIB: KernelTranslation = {
+  expected: 'a whole number of KiB/s, e.g. 50',
+  translate: (value) => (/^[0-9]+$/.test(value) ? String(Number(value) * 1024) : undefined),
 }
 
 /**
@@ -98,12 +155,22 @@ export const INSTALL_PARAMETERS: readonly ParameterSpec[] = [
   ),
   spec('cache', '--cache', ['IMAGESWARM_CACHE'], ['imageswarm.cache']),
   spec('node', '--node-name', ['IMAGESWARM_NODE_NAME'], ['imageswarm.node']),
+  spec('bootMac', '--boot-mac', ['IMAGESWARM_BOOT_MAC'], ['imageswarm.boot-mac', 'BOOTIF'], 'mac'),
   spec(
     'seedTimeSeconds',
     '--seed-time',
     ['IMAGESWARM_SEED_TIME'],
-    ['imageswarm.seed-time'],
+    ['imageswarm.seed-time', 'BITTORRENT_SEED_WAIT'],
     'seconds',
+    { BITTORRENT_SEED_WAIT: SEED_WAIT_TIME },
+  ),
+  spec(
+    'seedUploadMin',
+    '--seed-upload-min',
+    ['IMAGESWARM_SEED_UPLOAD_MIN'],
+    ['imageswarm.seed-upload-min', 'BITTORRENT_UPLOAD_MIN', 'BITTORRENT_SEED_WAIT'],
+    'rate',
+    { BITTORRENT_UPLOAD_MIN: UPLOAD_MIN_KIB, BITTORRENT_SEED_WAIT: SEED_WAIT_UPLOAD_MIN },
   ),
   spec(
     'connectTimeoutSeconds',
@@ -278,6 +345,7 @@ function pick(
     const translation = parameter.translations?.[name]
     if (value !== undefined && translation) {
       const translated = translation.translate(value)
+      if (translated === null) continue
       if (translated === undefined) {
         throw new ImageSwarmError(
           'E_CONFIG_INVALID',
@@ -310,10 +378,9 @@ function convert(
     case 'server':
       return normalizeServerUrl(value, where)
     case 'seconds': {
-      const seconds = Number(value)
-      if (!Number.isFinite(seconds) || seconds < 0 || value.trim() === '') {
-        throw bad('a number of seconds, e.g. 600')
-      }
+      const seconds = parseDuration(value)
+      if (seconds === undefined)
+        throw bad('a duration: seconds, or with a unit, e.g. 600, 10m, 1h30m')
       return seconds
     }
     case 'integer': {
@@ -330,6 +397,15 @@ function convert(
       const bytes = parseByteRate(value)
       if (bytes === undefined || bytes < 0) throw bad('a size in bytes, e.g. 512M')
       return bytes
+    }
+    case 'mac': {
+      // iPXE leaves BOOTIF=${netX/mac} as it is when the variable is not set: no MAC then,
+      // and no reason to stop an install.
+      if (value.includes('${')) return undefined
+      const mac = parseMac(value)
+      if (mac === undefined)
+        throw bad('a MAC address, e.g. 52:54:00:ab:cd:01 or 01-52-54-00-ab-cd-01')
+      return mac
     }
     case 'protocol': {
       const protocol = value.toLowerCase()
@@ -432,4 +508,103 @@ function refuseTrustContradictions(config: ClientConfig, named: (key: string) =>
       )
     }
   }
+}
+
+/** One setting as `--print-config` shows it: its value and where it came from, or what is wrong. */
+export interface DescribedParameter {
+  parameter: ParameterSpec
+  /** The value the install would use (undefined: none). */
+  value?: unknown
+  source: ParameterSource
+  /** The flag, variable or kernel parameter that gave it. */
+  name?: string
+  /** Why the given value cannot be used: the error resolving would stop at. */
+  problem?: string
+}
+
+/**
+ * Every setting with its value and source, like `resolveInstallParameters` but without
+ * stopping at the first wrong one: each problem is shown beside its setting, so the
+ * wrong one is found where it is (`--print-config`).
+ */
+export function describeInstallParameters(
+  inputs: ParameterInputs,
+  defaults: unknown,
+): DescribedParameter[] {
+  return INSTALL_PARAMETERS.map((parameter) => {
+    let found: ReturnType<typeof pick>
+    try {
+      found = pick(parameter, inputs)
+    } catch (err) {
+      return { parameter, source: 'kernel', problem: problemOf(err) }
+    }
+    if (!found) return { parameter, source: 'default', value: valueAt(defaults, parameter.key) }
+    try {
+      return {
+        parameter,
+        source: found.source,
+        name: found.name,
+        value: convert(parameter, found.value, `${found.name} (${found.source})`),
+      }
+    } catch (err) {
+      return { parameter, source: found.source, name: found.name, problem: problemOf(err) }
+    }
+  })
+}
+
+function problemOf(err: unknown): string {
+  if (err instanceof ImageSwarmError) return `${err.message}${err.hint ? `: ${err.hint}` : ''}`
+  return err instanceof Error ? err.message : String(err)
+}
+
+function valueAt(object: unknown, path: string): unknown {
+  let value = object
+  for (const part of path.split('.')) value = (value as Record<string, unknown> | undefined)?.[part]
+  return value
+}
+
+/**
+ * `imageswarm.*` kernel parameters nobody reads (a misspelt `imageswarm.seedtime=30`),
+ * each with the known name closest to it. `known` adds the names other parts of the
+ * installer read (the ramdisk's `imageswarm.on-failure`, the installer's own settings).
+ */
+export function unknownKernelParameters(
+  kernel: ReadonlyMap<string, string>,
+  known: readonly string[] = [],
+): { name: string; suggestion?: string }[] {
+  const names = new Set([...INSTALL_PARAMETERS.flatMap((parameter) => parameter.kernel), ...known])
+  const ours = [...names].filter((name) => name.startsWith('imageswarm.'))
+  return [...kernel.keys()]
+    .filter((name) => name.startsWith('imageswarm.') && !names.has(name))
+    .map((name) => {
+      const suggestion = closest(name, ours)
+      return suggestion === undefined ? { name } : { name, suggestion }
+    })
+}
+
+/** The candidate within a few edits of `name` (ignoring dashes), if any. */
+function closest(name: string, candidates: readonly string[]): string | undefined {
+  const plain = (text: string) => text.replaceAll('-', '')
+  let best: { name: string; distance: number } | undefined
+  for (const candidate of candidates) {
+    const distance = editDistance(plain(name), plain(candidate))
+    if (distance <= 3 && (!best || distance < best.distance)) best = { name: candidate, distance }
+  }
+  return best?.name
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, index) => index)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      )
+    }
+    previous = current
+  }
+  return previous[b.length]!
 }

@@ -29,6 +29,8 @@ export interface StatusReporterOptions {
   peerId: string
   /** A name for this node in the dashboard; default: the host name. */
   node?: string
+  /** The MAC of the NIC this node booted from (`BOOTIF=`), shown beside its name. */
+  mac?: string
   logger: Logger
   /** What posts the reports: the global fetch, unless a test hands in its own. */
   fetch?: typeof fetch
@@ -132,6 +134,7 @@ export class StatusReporter {
       infoHash: this.#manifest.infoHash,
       peerId: this.#options.peerId,
       node: this.#options.node ?? hostname(),
+      ...(this.#options.mac ? { mac: this.#options.mac } : {}),
       state: 'waiting' as NodeState,
       size: this.#manifest.size,
       downloaded: 0,

@@ -108,6 +108,7 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
       logger,
       connection,
       ...(config.node ? { node: config.node } : {}),
+      ...(config.bootMac ? { mac: config.bootMac } : {}),
     })
     reporter.update({ type: 'manifest', manifest: archive })
   }
@@ -375,7 +376,7 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
     await Promise.all(temporary.map((path) => rm(path, { force: true })))
     if (session) {
       state.moveTo('seeding')
-      await linger(session, config.seedTimeSeconds, emit, logger, signal)
+      await linger(session, config.seedTimeSeconds, emit, logger, signal, config.seedUploadMin)
       totals = session.totals
       await session.close()
       session = undefined

@@ -30,6 +30,9 @@ export const ERROR_CODES = {
   E_TARGET_NOT_WRITABLE: 'target',
   E_TOOL_MISSING: 'tool missing',
   E_PACK_FAILED: 'archive',
+  // A file at a path publishing would write that imageswarm did not write (a SystemImager
+  // tarball or .torrent): never overwritten.
+  E_FOREIGN_FILE: 'archive',
   E_EXTRACT_FAILED: 'extraction failed',
   E_DOWNLOAD_FAILED: 'download failed',
   E_DOWNLOAD_STALLED: 'download failed',

@@ -31,7 +31,10 @@ export const ImageManifestSchema = z.object({
   pieceLength: z.number().int().positive(),
   compression: z.enum(COMPRESSIONS),
   created: z.iso.datetime(),
-  /** A digest of the image root's tree when the archive was packed (server-side use). */
+  /**
+   * A digest of the image root's tree when the archive was packed (server-side use); `as-is`
+   * for a tarball imageswarm did not pack and serves as it found it (no image root).
+   */
   sourceFingerprint: z.string().optional(),
   // Signed manifests (issue 17, docs/trust.md): optional, so unsigned manifests parse as
   // before; verifySignedManifest requires serial and expires.

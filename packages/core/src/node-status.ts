@@ -6,6 +6,24 @@ import { NODE_STATES } from './install-events.js'
 /** Where install clients post their status (the dashboard's per-node view). */
 export const NODE_STATUS_PATH = '/api/nodes/status'
 
+/** A MAC address as nodes report it: lower case, with colons. */
+export const MAC_PATTERN = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/
+
+/**
+ * A MAC address written as iPXE (`BOOTIF=${netX/mac}`: `52:54:00:ab:cd:01`), PXELINUX
+ * (`01-52-54-00-ab-cd-01`, 01 being Ethernet's hardware type) or by hand (`52-54-00-AB-CD-01`)
+ * gives it, as nodes report it (MAC_PATTERN); undefined when it is none of those, such as
+ * an iPXE variable left unexpanded.
+ *
+ * @example
+ *   parseMac('01-52-54-00-AB-CD-01') // '52:54:00:ab:cd:01'
+ */
+export function parseMac(text: string): string | undefined {
+  let mac = text.trim().toLowerCase().replace(/-/g, ':')
+  if (/^[0-9a-f]{2}(?::[0-9a-f]{2}){6}$/.test(mac)) mac = mac.slice(3)
+  return MAC_PATTERN.test(mac) ? mac : undefined
+}
+
 const bytes = z
   .number()
   .int()
@@ -24,6 +42,11 @@ export const NodeStatusReportSchema = z
     peerId: z.string().regex(/^[0-9a-f]{40}$/),
     /** A name for the node: its hostname, or what the installer calls it. */
     node: z.string().min(1).max(255),
+    /**
+     * The MAC address of the NIC the node booted from (the installer's `BOOTIF=`), lower
+     * case with colons; sent only when known, so servers before it still take the report.
+     */
+    mac: z.string().regex(MAC_PATTERN).optional(),
     state: z.enum(NODE_STATES),
     size: bytes,
     downloaded: bytes,

@@ -13,6 +13,8 @@ import { type UploadBudget, uploadBudgetFor } from './upload-budget.js'
 export type PublishingStage =
   | 'waiting for the images before it'
   | 'checking the image root and its archive'
+  | 'checking the tarball'
+  | 'hashing the tarball'
   | 'packing the image root'
   | 'encrypting the archive'
   | 'recording the version and making deltas'

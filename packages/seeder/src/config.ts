@@ -11,7 +11,12 @@ export const SeederConfigSchema = z.object({
   imagesDir: z.string().min(1).default(SYSTEMIMAGER_DIRS.images),
   tarballsDir: z.string().min(1).default(SYSTEMIMAGER_DIRS.tarballs),
   torrentsDir: z.string().min(1).default(SYSTEMIMAGER_DIRS.torrents),
-  compression: z.enum(COMPRESSIONS).default('zstd'),
+  /**
+   * Unset: the compression the image was last published with (its manifest), so an image
+   * published with gzip or none (si_installbtimage) is served as it is, not packed again;
+   * zstd for an image published for the first time.
+   */
+  compression: z.enum(COMPRESSIONS).optional(),
   /** zstd 1–19 (default 3: 0.7 s for a Debian root, ratio 2.5) or gzip 1–9. */
   compressionLevel: z.number().int().min(1).max(19).optional(),
   /** 1 MiB pieces: large enough to keep per-piece overhead (hashing, HAVE messages,

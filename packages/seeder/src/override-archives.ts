@@ -10,6 +10,9 @@ import { HeldFile, type HeldFileKind } from './held-file.js'
  */
 export const OVERRIDE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/
 
+/** imageswarm's own subdirectory of the tarballs directory for packed overrides. */
+export const OVERRIDE_ARCHIVE_DIR = 'imageswarm-overrides'
+
 /** Fingerprints a directory at most this often per override, however many nodes ask. */
 const DEFAULT_FINGERPRINT_INTERVAL_MS = 1000
 
@@ -29,7 +32,11 @@ interface Packed {
 export interface OverrideArchivesOptions {
   /** SystemImager's overrides directory: one directory per override. */
   overridesDir: string
-  /** Where the archives go: `override-NAME.tar`, as SystemImager 4's BitTorrent transport names them. */
+  /**
+   * The tarballs directory: the archives go into its `imageswarm-overrides/` as
+   * `override-NAME.tar`, never beside it, where SystemImager 4's `si_installbtimage
+   * --overrides` wrote its own `override-NAME.tar` (not to be overwritten).
+   */
   archiveDir: string
   logger?: Logger
   /** How long a directory's fingerprint is trusted; 0 fingerprints it on every request. */
@@ -103,8 +110,9 @@ export class OverrideArchives {
       packed.checkedAt = now
       return packed.file
     }
-    await mkdir(this.#options.archiveDir, { recursive: true })
-    const output = join(this.#options.archiveDir, `override-${name}.tar`)
+    const archives = join(this.#options.archiveDir, OVERRIDE_ARCHIVE_DIR)
+    await mkdir(archives, { recursive: true })
+    const output = join(archives, `override-${name}.tar`)
     const started = Date.now()
     const result = await packArchive({
       root: dir,

@@ -1,8 +1,9 @@
 import { mkdir, readFile, rm, stat } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import {
   archiveFileName,
   archivePath as archiveUrlPath,
+  detectCompression,
   encodeManifest,
   errnoOf,
   type GroupKey,
@@ -35,6 +36,13 @@ import {
   sealArchive,
 } from './encrypted-archive.js'
 import { fingerprintTree } from './fingerprint.js'
+import {
+  findTarball,
+  packedByImageswarm,
+  refuseForeignArchive,
+  refuseForeignTorrent,
+  SERVED_AS_IS,
+} from './foreign-files.js'
 import { type PublishedVersions, publishVersions } from './image-versions.js'
 import { type ManifestSigner, nextSerial } from './manifest-signer.js'
 import { PublishedArchive } from './published-archive.js'
@@ -43,6 +51,7 @@ import { createImageTorrent, retargetTorrent } from './torrent-file.js'
 /** An image ready to serve: its manifest, archive and `.torrent`, all on disk. */
 export interface PublishedImage {
   manifest: ImageManifest
+  /** The image root packed; for a tarball served as it is (no root), the tarball. */
   root: string
   archivePath: string
   /** The archive, held open since it was checked against the manifest; the caller closes it. */
@@ -100,23 +109,38 @@ export interface PublishOptions {
  * changed since it was packed (same fingerprint) and `update` is not set. The archive
  * comes back open (`archive`): what is served is the file that was hashed, whatever
  * happens to its path later.
+ *
+ * An image without a root whose tarball exists (SystemImager's `image-NAME.tar[.gz]`) is
+ * published from that tarball as it is (see `publishTarball`). Nothing imageswarm did not
+ * write is ever overwritten: `E_FOREIGN_FILE` (see `refuseForeignArchive`).
  */
 export async function publishImage(options: PublishOptions): Promise<PublishedImage> {
   const { config } = options
   const logger = options.logger ?? silentLogger()
   const name = parseImageName(options.image)
   const root = join(config.imagesDir, name)
-  await requireImageRoot(root, name)
-
   const { encryption } = options
-  const plaintextFile = archiveFileName(name, config.compression)
+  const manifestPath = join(config.torrentsDir, manifestFileName(name))
+  // The previous manifest carries the image's serial, even when its archive is packed again.
+  const previous = await readPreviousManifest(manifestPath)
+  if (!(await isImageRoot(root))) {
+    // No root, but a tarball (SystemImager's, or one published before): served as it is.
+    const tarball = encryption
+      ? undefined
+      : await findTarball(config.tarballsDir, name, config.compression, previous?.manifest)
+    if (tarball === undefined) throw imageNotFound(root, name, config.tarballsDir)
+    return publishTarball({ ...options, logger }, name, tarball, previous)
+  }
+  // Unset, as the image was last published: an archive si_installbtimage made (tar, gzip)
+  // is served as it is, with its infohash, not packed again as zstd.
+  const compression = config.compression ?? previous?.manifest.compression ?? 'zstd'
+  const plaintextFile = archiveFileName(name, compression)
   const plaintextPath = join(config.tarballsDir, plaintextFile)
   // Encrypted, the ciphertext is the published archive: what the torrent, the seeder and
   // the web seed name and serve. The plaintext is removed once it is encrypted.
   const archiveFile = encryption ? encryptedArchiveFileName(plaintextFile) : plaintextFile
   const archivePath = join(config.tarballsDir, archiveFile)
   const torrentPath = join(config.torrentsDir, torrentFileName(archiveFile))
-  const manifestPath = join(config.torrentsDir, manifestFileName(name))
   const manifestSignaturePath = join(config.torrentsDir, manifestSignatureFileName(name))
   const writeManifest = (manifest: ImageManifest, serial: number | undefined, bytes?: Buffer) =>
     writeManifestFiles({
@@ -151,14 +175,12 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   options.onStage?.('checking the image root and its archive')
 
   const packing = [
-    config.compression,
+    compression,
     config.compressionLevel ?? 'default',
     config.pieceLength,
     config.excludeFile ?? '',
   ].join(':')
   const fingerprint = await fingerprintTree(root, packing)
-  // The previous manifest carries the image's serial, even when its archive is packed again.
-  const previous = await readPreviousManifest(manifestPath)
   const wrappings =
     encryption && previous?.manifest.encryption
       ? compareWrappings(previous.manifest.encryption, encryption.groupKeys)
@@ -174,11 +196,8 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
       ? undefined
       : await openExisting(previous.manifest, archivePath)
   if (previous && existing && existing.manifest.sourceFingerprint === fingerprint) {
-    const current = await retargetTorrent(await readFile(torrentPath), announce, webSeed).catch(
-      () => undefined,
-    )
-    if (current && current.parsed.infoHash === existing.manifest.infoHash) {
-      if (current.changed) await writeFileAtomically(torrentPath, current.torrent)
+    const torrent = await keptTorrent(torrentPath, announce, webSeed, existing.manifest.infoHash)
+    if (torrent) {
       logger.info(
         { image: name, archive: archivePath, infoHash: existing.manifest.infoHash },
         'image unchanged since it was packed: reusing its archive',
@@ -208,15 +227,24 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
         manifestSignaturePath,
         root,
         torrentPath,
-        torrent: current.torrent,
+        torrent,
         packed: false,
       }
     }
   }
   await existing?.archive.close()
+  // A SystemImager tarball (or .torrent) where the archive would go is never overwritten.
+  await refuseForeignArchive({
+    image: name,
+    archivePath: plaintextPath,
+    torrentPath,
+    previous: previous?.manifest,
+    imagesDir: config.imagesDir,
+  })
+  await refuseForeignTorrent({ image: name, torrentPath, previous: previous?.manifest })
 
   logger.info(
-    { image: name, root, archive: archivePath, compression: config.compression },
+    { image: name, root, archive: archivePath, compression },
     options.update ? 'packing image (update requested)' : 'packing image',
   )
   options.onStage?.('packing the image root')
@@ -224,7 +252,7 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   const packed = await packArchive({
     root,
     output: plaintextPath,
-    compression: config.compression,
+    compression,
     // Encrypted, the pieces are the ciphertext's, hashed as it is written.
     ...(encryption ? {} : { pieceLength: config.pieceLength }),
     ...(config.compressionLevel === undefined ? {} : { level: config.compressionLevel }),
@@ -321,7 +349,7 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
       sha256: published.sha256,
       infoHash: parseInfoHash(parsed.infoHash),
       pieceLength: config.pieceLength,
-      compression: config.compression,
+      compression,
       created: created.toISOString(),
       sourceFingerprint: fingerprint,
       ...(encrypted ? { encryption: encrypted } : {}),
@@ -440,18 +468,141 @@ export async function resignPublishedImage(
   return { ...image, ...files }
 }
 
-async function requireImageRoot(root: string, name: string): Promise<void> {
+async function isImageRoot(root: string): Promise<boolean> {
   try {
-    const st = await stat(root)
-    if (st.isDirectory()) return
+    return (await stat(root)).isDirectory()
   } catch (err) {
     if (errnoOf(err) !== 'ENOENT' && errnoOf(err) !== 'ENOTDIR') throw err
+    return false
   }
-  throw new ImageSwarmError('E_IMAGE_NOT_FOUND', `image ${name}: no image root at ${root}`, {
-    operation: 'publish image',
-    path: root,
-    hint: 'check the image name and --images-dir (SystemImager keeps images in /var/lib/systemimager/images)',
-  })
+}
+
+function imageNotFound(root: string, name: string, tarballsDir: string): ImageSwarmError {
+  return new ImageSwarmError(
+    'E_IMAGE_NOT_FOUND',
+    `image ${name}: no image root at ${root} and no tarball image-${name}.tar[.gz|.zst] in ${tarballsDir}`,
+    {
+      operation: 'publish image',
+      path: root,
+      hint: 'check the image name, --images-dir and --tarballs-dir (SystemImager keeps images in /var/lib/systemimager/images, tarballs in /var/lib/systemimager/tarballs); an encrypted image needs its root',
+    },
+  )
+}
+
+/**
+ * Publishes a tarball as it is, for an image without a root (a SystemImager
+ * `image-NAME.tar` or `.tar.gz`, or an archive whose root was removed): the bytes are not
+ * touched, the `.torrent` and the manifest are made over them, so the same tarball has
+ * the same infohash on every run. The manifest records the compression its magic bytes
+ * show. No versions or deltas: they are made from the image root.
+ */
+async function publishTarball(
+  options: PublishOptions & { logger: Logger },
+  name: string,
+  archivePath: string,
+  previous: { manifest: ImageManifest; bytes: Buffer } | undefined,
+): Promise<PublishedImage> {
+  const { config, logger } = options
+  const archiveFile = basename(archivePath)
+  const torrentPath = join(config.torrentsDir, torrentFileName(archiveFile))
+  const manifestPath = join(config.torrentsDir, manifestFileName(name))
+  const manifestSignaturePath = join(config.torrentsDir, manifestSignatureFileName(name))
+  const announce = serverUrl(options.serverUrl, WIRE.announce)
+  const webSeed = serverUrl(options.serverUrl, archiveUrlPath(name, archiveFile))
+  await ensureDir(config.torrentsDir, 'torrents (--torrents-dir)')
+  options.onStage?.('checking the tarball')
+  const writeManifest = (manifest: ImageManifest, bytes?: Buffer) =>
+    writeManifestFiles({
+      manifest,
+      serial: nextSerial(previous?.manifest, manifest),
+      manifestPath,
+      manifestSignaturePath,
+      ...(bytes ? { unchangedBytes: bytes } : {}),
+      ...(options.signer ? { signer: options.signer } : {}),
+    })
+  const common = {
+    root: archivePath,
+    archivePath,
+    torrentPath,
+    manifestPath,
+    manifestSignaturePath,
+  }
+  const same =
+    previous !== undefined &&
+    !options.update &&
+    previous.manifest.archiveFile === archiveFile &&
+    previous.manifest.pieceLength === config.pieceLength &&
+    !previous.manifest.encryption &&
+    // A manifest from when the image had a root names its versions, which are not served now.
+    previous.manifest.digests === undefined
+  const existing = same ? await openExisting(previous.manifest, archivePath) : undefined
+  if (previous && existing) {
+    const torrent = await keptTorrent(torrentPath, announce, webSeed, previous.manifest.infoHash)
+    if (torrent) {
+      logger.info(
+        { image: name, archive: archivePath, infoHash: previous.manifest.infoHash },
+        'no image root: serving the tarball as it is (unchanged since it was last published)',
+      )
+      const files = await writeManifest(previous.manifest, previous.bytes)
+      return { ...existing, ...files, ...common, torrent, packed: false }
+    }
+    await existing.archive.close()
+  }
+  // The .torrent is ours to write unless someone else's is there.
+  await refuseForeignTorrent({ image: name, torrentPath, previous: previous?.manifest })
+  const compression = await detectCompression(archivePath)
+  options.onStage?.('hashing the tarball')
+  const hashed = await PublishedArchive.openHashed(archivePath, config.pieceLength)
+  if (hashed === undefined)
+    throw imageNotFound(join(config.imagesDir, name), name, config.tarballsDir)
+  const { archive, pieces } = hashed
+  try {
+    const created = new Date()
+    const torrent = createImageTorrent({
+      name: archiveFile,
+      length: archive.size,
+      pieceLength: config.pieceLength,
+      pieces,
+      announce,
+      webSeed,
+      created,
+    })
+    const parsed = await parseTorrent(torrent)
+    // A tarball imageswarm packed before its root was removed stays imageswarm's.
+    const ownedBefore =
+      previous?.manifest.archiveFile === archiveFile && packedByImageswarm(previous.manifest)
+    const manifest = parseManifest(
+      {
+        schemaVersion: 1,
+        name,
+        archiveFile,
+        size: archive.size,
+        sha256: archive.sha256,
+        infoHash: parseInfoHash(parsed.infoHash),
+        pieceLength: config.pieceLength,
+        compression,
+        created: created.toISOString(),
+        sourceFingerprint: ownedBefore ? previous.manifest.sourceFingerprint : SERVED_AS_IS,
+      },
+      manifestPath,
+    )
+    await writeFileAtomically(torrentPath, torrent)
+    const files = await writeManifest(manifest)
+    logger.info(
+      {
+        image: name,
+        archive: archivePath,
+        compression,
+        size: archive.size,
+        infoHash: manifest.infoHash,
+      },
+      'no image root: serving the tarball as it is',
+    )
+    return { ...files, ...common, archive, torrent, packed: false }
+  } catch (err) {
+    await archive.close()
+    throw err
+  }
 }
 
 async function ensureDir(dir: string, what: string): Promise<void> {
@@ -535,19 +686,38 @@ async function reuseCiphertext(options: {
   }
   const existing = await openExisting(previous, options.archivePath)
   if (!existing) return undefined
-  const current = await retargetTorrent(
-    await readFile(options.torrentPath),
+  const torrent = await keptTorrent(
+    options.torrentPath,
     options.announce,
     options.webSeed,
-  ).catch(() => undefined)
-  if (!current || current.parsed.infoHash !== previous.infoHash) {
+    previous.infoHash,
+  )
+  if (!torrent) {
     await existing.archive.close()
     return undefined
   }
-  if (current.changed) await writeFileAtomically(options.torrentPath, current.torrent)
   const manifest: ImageManifest = {
     ...(withNewGroups(previous, options.encryption) ?? previous),
     sourceFingerprint: options.fingerprint,
   }
-  return { manifest, archive: existing.archive, torrent: current.torrent }
+  return { manifest, archive: existing.archive, torrent }
+}
+
+/**
+ * The `.torrent` kept from the last publishing, pointed at this server's announce URL and
+ * web seed (rewritten only if they changed); undefined when it is not the torrent of
+ * `infoHash` any more (or unreadable), and must be made again.
+ */
+async function keptTorrent(
+  torrentPath: string,
+  announce: string,
+  webSeed: string,
+  infoHash: string,
+): Promise<Uint8Array | undefined> {
+  const current = await retargetTorrent(await readFile(torrentPath), announce, webSeed).catch(
+    () => undefined,
+  )
+  if (!current || current.parsed.infoHash !== infoHash) return undefined
+  if (current.changed) await writeFileAtomically(torrentPath, current.torrent)
+  return current.torrent
 }

@@ -1,6 +1,7 @@
+import { createHash } from 'node:crypto'
 import type { BigIntStats } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
-import { errnoOf, ImageSwarmError } from '@imageswarm/core'
+import { errnoOf, ImageSwarmError, PieceHasher } from '@imageswarm/core'
 import { describeChange, hashHandle, isAbsent, openNoFollow, type ServedFile } from './held-file.js'
 
 /**
@@ -39,15 +40,12 @@ export class PublishedArchive implements ServedFile {
     path: string,
     expected: { size: number; sha256: string },
   ): Promise<PublishedArchive | undefined> {
-    const handle = await openNoFollow(path).catch((err: unknown) => {
-      // ELOOP: a symlink at the path; packing again renames a real archive over it.
-      if (isAbsent(err)) return undefined
-      throw err
-    })
-    if (handle === undefined) return undefined
+    // Absent, or a symlink at the path: packing again renames a real archive over it.
+    const opened = await openRegularFile(path)
+    if (opened === undefined) return undefined
+    const { handle, identity: before } = opened
     try {
-      const before = await handle.stat({ bigint: true })
-      if (!before.isFile() || before.size !== BigInt(expected.size)) {
+      if (before.size !== BigInt(expected.size)) {
         await handle.close()
         return undefined
       }
@@ -83,6 +81,55 @@ export class PublishedArchive implements ServedFile {
       throw replacedAfterPacking(path, 'it is not the file just packed')
     }
     return new PublishedArchive(path, handle, identity, packed.sha256)
+  }
+
+  /**
+   * Opens a tarball imageswarm did not pack (served as it is: `publishImage` without an image
+   * root) and computes, in one read through the descriptor that is then served from, its
+   * sha256 and the torrent's piece hashes. Undefined when there is no regular file at `path`
+   * (a symlink is not followed).
+   */
+  static async openHashed(
+    path: string,
+    pieceLength: number,
+  ): Promise<{ archive: PublishedArchive; pieces: Buffer } | undefined> {
+    const opened = await openRegularFile(path)
+    if (opened === undefined) return undefined
+    const { handle, identity: before } = opened
+    try {
+      const size = Number(before.size)
+      const sha256 = createHash('sha256')
+      const pieces = new PieceHasher(pieceLength)
+      const buffer = Buffer.allocUnsafe(4 * 1024 * 1024)
+      let position = 0
+      while (position < size) {
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, position)
+        if (bytesRead === 0) break
+        sha256.update(buffer.subarray(0, bytesRead))
+        pieces.update(buffer.subarray(0, bytesRead))
+        position += bytesRead
+      }
+      const after = await handle.stat({ bigint: true })
+      const change = position === size ? describeChange(before, after) : 'it became shorter'
+      if (change !== undefined) {
+        throw new ImageSwarmError(
+          'E_SERVER_ARCHIVE_CHANGED',
+          `${path} changed while it was read: ${change}`,
+          {
+            operation: 'publish tarball',
+            path,
+            hint: 'stop whatever writes it, then publish again',
+          },
+        )
+      }
+      return {
+        archive: new PublishedArchive(path, handle, before, sha256.digest('hex')),
+        pieces: pieces.digest(),
+      }
+    } catch (err) {
+      await handle.close()
+      throw err
+    }
   }
 
   /** A strong validator: the archive's content hash. */
@@ -168,4 +215,27 @@ function replacedAfterPacking(path: string, why: string, cause?: unknown): Image
       ...(cause === undefined ? {} : { cause }),
     },
   )
+}
+
+/**
+ * The regular file at `path`, opened without following a symlink, and its identity;
+ * undefined where there is none (absent, a symlink, not a regular file).
+ */
+async function openRegularFile(
+  path: string,
+): Promise<{ handle: FileHandle; identity: BigIntStats } | undefined> {
+  const handle = await openNoFollow(path).catch((err: unknown) => {
+    if (isAbsent(err)) return undefined
+    throw err
+  })
+  if (handle === undefined) return undefined
+  try {
+    const identity = await handle.stat({ bigint: true })
+    if (identity.isFile()) return { handle, identity }
+  } catch (err) {
+    await handle.close()
+    throw err
+  }
+  await handle.close()
+  return undefined
 }

@@ -35,10 +35,10 @@ function route() {
   view?.destroy?.()
   view = image === null ? null : new ImageView(main, image, () => store.serverNow())
   document.title = image === null ? 'imageswarm' : `${image} · imageswarm`
+  // replaceChildren takes nodes and strings only: a null would become the text "null".
   crumbs.replaceChildren(
     h('a', { href: '#/' }, 'Images'),
-    image === null ? null : h('span', { class: 'sep' }, '/'),
-    image === null ? null : h('span', {}, image),
+    ...(image === null ? [] : [h('span', { class: 'sep' }, '/'), h('span', {}, image)]),
   )
   if (image === null) main.replaceChildren(h('p', { class: 'empty' }, 'Loading…'))
   store.follow(image)

@@ -39,6 +39,7 @@ export function renderImageList(main, summaries) {
                   'From peers',
                 ),
                 h('th', { class: 'num' }, 'Delivered'),
+                h('th', {}, 'Last deployment'),
               ),
             ),
             h('tbody', {}, rows),
@@ -100,5 +101,12 @@ function imageRow(s) {
     h('td', { class: 'num' }, formatRate(s.downloadRate)),
     h('td', { class: 'num' }, formatPercent(s.offload)),
     h('td', { class: 'num' }, formatBytes(s.delivered)),
+    h(
+      'td',
+      { class: 'deployment-cell' },
+      s.deployment
+        ? `#${s.deployment.id} ${s.deployment.state === 'running' ? 'running' : 'finished'}: ${s.deployment.text}`
+        : '–',
+    ),
   )
 }

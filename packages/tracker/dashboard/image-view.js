@@ -1,5 +1,6 @@
 // One image's swarm: summary tiles, throughput and completion charts, the node table.
 import { completionChart, throughputChart } from './charts.js'
+import { DeploymentHistory } from './deployment-history.js'
 import { h, setText } from './dom.js'
 import { formatBytes, formatPercent, formatRate, shortHash } from './format.js'
 import { NodeTable } from './node-table.js'
@@ -30,6 +31,7 @@ export class ImageView {
     const completion = h('div', { class: 'chart' })
     const table = h('div', {})
     const versions = h('div', {})
+    const deployment = h('div', {})
     main.replaceChildren(
       h(
         'section',
@@ -48,6 +50,7 @@ export class ImageView {
         ),
         this.bar,
       ),
+      deployment,
       h(
         'div',
         { class: 'charts' },
@@ -58,6 +61,7 @@ export class ImageView {
       versions,
     )
     this.versions = new VersionHistory(versions, image)
+    this.deployment = new DeploymentHistory(deployment, image)
     this.throughput = throughputChart(throughput)
     this.completion = completionChart(completion)
     this.table = new NodeTable(table, () => this.clock())
@@ -71,6 +75,7 @@ export class ImageView {
       return
     }
     this.versions.refresh(summary.infoHash)
+    this.deployment.update(summary.deployment)
     setText(
       this.meta,
       `infohash ${shortHash(summary.infoHash)}${summary.size === null ? '' : ` · archive ${formatBytes(summary.size)}`} · tracker: ${summary.seeders} seeders, ${summary.leechers} leechers, ${summary.completed} completed`,
@@ -81,7 +86,14 @@ export class ImageView {
     this.#set(
       'nodes',
       String(summary.nodes),
-      summary.stale > 0 ? `${summary.stale} stale` : 'all heard from lately',
+      [
+        summary.stale > 0 ? `${summary.stale} stale` : 'all heard from lately',
+        summary.foreign > 0
+          ? `${summary.foreign} other BitTorrent ${summary.foreign === 1 ? 'client' : 'clients'}`
+          : '',
+      ]
+        .filter(Boolean)
+        .join(' · '),
     )
     this.#set(
       'installed',

@@ -7,18 +7,28 @@ import { STATE_LABELS, STATES } from './states.js'
 
 const STATE_ORDER = Object.fromEntries(STATES.map((state, i) => [state, i]))
 
+// Only a node's own status posts say how many of its bytes came from the server; a peer
+// known from its announces alone shows none rather than 0%.
 function fromServer(node) {
+  if (node.source !== 'status') return null
   return node.downloaded > 0 ? node.downloadedFromServer / node.downloaded : null
 }
 
 function nameOf(node) {
-  return node.node ?? `peer ${node.peerId.slice(16, 28)}`
+  if (node.node) return node.node
+  if (node.kind === 'foreign') return 'other BitTorrent client'
+  return `peer ${node.peerId.slice(16, 28)}`
+}
+
+/** The address column: the IP (a port of a client's is ephemeral and says nothing), and the MAC. */
+function addressOf(node) {
+  return node.address ?? '–'
 }
 
 /** Columns: header, sort value, and whether larger comes first when first clicked. */
 const COLUMNS = [
   { key: 'node', label: 'Node', sort: (n) => nameOf(n) },
-  { key: 'address', label: 'Address', sort: (n) => n.address ?? '' },
+  { key: 'address', label: 'Address', sort: (n) => n.mac ?? n.address ?? '' },
   { key: 'state', label: 'State', sort: (n) => STATE_ORDER[n.state] + (n.stale ? 0.5 : 0) },
   { key: 'progress', label: 'Progress', sort: (n) => n.progress, desc: true },
   { key: 'down', label: 'Down', sort: (n) => n.downloadRate, desc: true, num: true },
@@ -200,7 +210,7 @@ export class NodeTable {
       return false
     }
     if (!this.query) return true
-    const haystack = `${node.node ?? ''} ${node.address ?? ''} ${node.peerId} ${node.error?.code ?? ''} ${node.error?.message ?? ''}`
+    const haystack = `${nameOf(node)} ${node.client ?? ''} ${node.address ?? ''} ${node.mac ?? ''} ${node.peerId} ${node.error?.code ?? ''} ${node.error?.message ?? ''}`
     return haystack.toLowerCase().includes(this.query)
   }
 
@@ -225,6 +235,9 @@ export class NodeTable {
     cells.name = h('div', { class: 'name' })
     cells.sub = h('div', { class: 'muted mono' })
     cells.node.append(cells.name, cells.sub)
+    cells.ip = h('div', { class: 'mono' })
+    cells.mac = h('div', { class: 'muted mono' })
+    cells.address.append(cells.ip, cells.mac)
     cells.pill = h('span', { class: 'pill' })
     cells.state.append(cells.pill)
     cells.fill = h('div', { class: 'fill' })
@@ -240,11 +253,20 @@ export class NodeTable {
     setAttr(tr, 'data-progress', node.progress.toFixed(4))
     tr.classList.toggle('is-stale', node.stale)
     tr.classList.toggle('is-failed', node.state === 'failed')
+    tr.classList.toggle('is-foreign', node.kind === 'foreign')
     setText(cells.name, nameOf(node))
-    // The first 8 bytes are the client's prefix (-IS01C0-), the same for every node.
-    setText(cells.sub, node.peerId.slice(16, 28))
+    // The first 8 bytes are the client's prefix (-IS01C0-), the same for every node; another
+    // client is named by its peer id (aria2, libtorrent) where it can be.
+    setText(
+      cells.sub,
+      node.kind === 'foreign'
+        ? (node.client ?? node.peerId.slice(0, 16))
+        : node.peerId.slice(16, 28),
+    )
     setAttr(cells.sub, 'title', node.peerId)
-    setText(cells.address, node.address ? `${node.address}:${node.port}` : '–')
+    setText(cells.ip, addressOf(node))
+    setText(cells.mac, node.mac ?? '')
+    setAttr(cells.address, 'title', node.port ? `BitTorrent port ${node.port}` : '')
     setAttr(cells.pill, 'class', `pill s-${node.state}${node.stale ? ' stale' : ''}`)
     setText(cells.pill, `${STATE_LABELS[node.state]}${node.stale ? ' · stale' : ''}`)
     setAttr(cells.fill, 'style', `width:${(node.progress * 100).toFixed(1)}%`)

@@ -64,6 +64,16 @@ export const TrackerConfigSchema = z
     // 2 a second after; a host inventing peer ids gets 429 instead of filling the table
     // (20,000 posts with fresh ids from one address: about 140 accepted in 10 s).
     newNodesPerAddressPerMinute: z.number().int().min(1).max(1_000_000).default(120),
+    // A deployment (one wave of installs of an image, see deployment.ts) ends once all its
+    // nodes finished or went silent and none started or finished for this long; a node
+    // that starts within it joins the same deployment. Two minutes holds a rack whose PXE
+    // boots are spread over a minute or two, and still tells apart runs an operator starts
+    // one after the other.
+    deploymentGapSeconds: z.number().int().min(1).max(86_400).default(120),
+    // Finished deployments kept per image (the oldest goes first), in memory: the server
+    // keeps no state on disk, so a restart starts the record anew (export it: CSV, JSON).
+    // A deployment costs about 300 bytes a node: 20 of 1,000 nodes are 6 MB.
+    deploymentsKept: z.number().int().min(1).max(10_000).default(20),
     // A file holding the dashboard's read-only token. Unset, the page, the JSON API, the
     // live events and /metrics are open to anyone who reaches the port; set, they need
     // the token (`Authorization: Bearer`, or `?token=` once in a browser). The tracker,

@@ -2,7 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { NODE_STATES, NODE_STATUS_PATH, WIRE } from '@imageswarm/core'
 import type { DashboardAssets } from './dashboard-assets.js'
 import type { DashboardAuth } from './dashboard-auth.js'
-import { sendApiError, sendJson } from './http-reply.js'
+import { deploymentCsv, deploymentFileName } from './deployment-export.js'
+import { sendApiError, sendJson, sendText } from './http-reply.js'
 import type { LiveEvents } from './live-events.js'
 import type { TrackerMetrics } from './metrics.js'
 import { handleStatusPost, type StatusEndpoint } from './status-api.js'
@@ -19,7 +20,8 @@ export interface DashboardContext {
 
 export const METRICS_PATH = '/metrics'
 
-const IMAGE_ROUTE = /^\/api\/images\/([^/]+)(?:\/(nodes|history))?\/?$/
+const IMAGE_ROUTE =
+  /^\/api\/images\/([^/]+)(?:\/(nodes|history|deployments)(?:\/([0-9]{1,9})(\.csv|\.json)?)?)?\/?$/
 
 /**
  * The dashboard's HTTP surface: the page (`/`, `/assets/*`), its JSON API under
@@ -89,7 +91,7 @@ function answerApi(context: DashboardContext, url: URL, res: ServerResponse): vo
       status: 404,
       code: 'E_NOT_FOUND',
       message: `no such endpoint: ${path}`,
-      hint: `see ${WIRE.api}/images, ${WIRE.api}/images/NAME, ${WIRE.api}/images/NAME/nodes, ${WIRE.api}/images/NAME/history, ${WIRE.api}/events`,
+      hint: `see ${WIRE.api}/images, ${WIRE.api}/images/NAME, ${WIRE.api}/images/NAME/nodes, ${WIRE.api}/images/NAME/history, ${WIRE.api}/images/NAME/deployments[/ID[.csv|.json]], ${WIRE.api}/events`,
     })
     return
   }
@@ -105,6 +107,43 @@ function answerApi(context: DashboardContext, url: URL, res: ServerResponse): vo
     return
   }
   const now = monitor.now()
+  if (match[3] !== undefined && match[2] !== 'deployments') {
+    sendApiError(res, {
+      status: 404,
+      code: 'E_NOT_FOUND',
+      message: `no such endpoint: ${path}`,
+      hint: `only deployments have ids: ${WIRE.api}/images/NAME/deployments/ID`,
+    })
+    return
+  }
+  if (match[2] === 'deployments') {
+    if (match[3] === undefined) {
+      sendJson(res, 200, { image: swarm.image, deployments: swarm.deploymentSummaries(now) })
+      return
+    }
+    const record = swarm.deploymentRecord(Number(match[3]), now)
+    if (record === undefined) {
+      sendApiError(res, {
+        status: 404,
+        code: 'E_NOT_FOUND',
+        message: `image ${swarm.image} has no deployment ${match[3]} (any more)`,
+        hint: `see ${WIRE.api}/images/${encodeURIComponent(swarm.image)}/deployments for those the server keeps (deploymentsKept)`,
+      })
+      return
+    }
+    if (match[4] === '.csv') {
+      sendText(res, deploymentCsv(record), 'text/csv; charset=utf-8', {
+        'Content-Disposition': `attachment; filename="${deploymentFileName(record, 'csv')}"`,
+      })
+    } else if (match[4] === '.json') {
+      sendJson(res, 200, record, {
+        'Content-Disposition': `attachment; filename="${deploymentFileName(record, 'json')}"`,
+      })
+    } else {
+      sendJson(res, 200, record)
+    }
+    return
+  }
   if (match[2] === 'nodes') {
     // `?state=failed` (repeatable) and `?stale=true` narrow the list, as the page's filter does.
     const states = url.searchParams

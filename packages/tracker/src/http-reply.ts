@@ -23,10 +23,26 @@ export interface ApiError {
   hint?: string
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body)
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  sendText(res, JSON.stringify(body), 'application/json; charset=utf-8', headers, status)
+}
+
+/** A text answer of `contentType` (a CSV export, or JSON through sendJson). */
+export function sendText(
+  res: ServerResponse,
+  text: string,
+  contentType: string,
+  headers: Record<string, string> = {},
+  status = 200,
+): void {
   res.writeHead(status, {
-    'Content-Type': 'application/json; charset=utf-8',
+    ...headers,
+    'Content-Type': contentType,
     'Content-Length': Buffer.byteLength(text),
     // Every answer is a live snapshot: no cache may hand out an old one.
     'Cache-Control': 'no-store',

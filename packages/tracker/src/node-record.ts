@@ -1,5 +1,6 @@
-import { NODE_STATES, type NodeState, type NodeStatusReport } from '@imageswarm/core'
+import { NODE_STATES, type NodeState, type NodeStatusReport, peerRoleOf } from '@imageswarm/core'
 import { sameSecret } from './credentials.js'
+import { clientNameOf } from './peer-client.js'
 
 /** What one announce says about a peer (see image-swarm.ts). */
 export interface AnnounceSighting {
@@ -18,8 +19,21 @@ export interface NodeView {
   peerId: string
   /** The name the node reported (its hostname), or null before its first status post. */
   node: string | null
+  /** The MAC of the NIC the node booted from, when it reported one (`BOOTIF=`). */
+  mac: string | null
+  /** The address it announces and posts from, without the port (which is ephemeral). */
   address: string | null
   port: number | null
+  /**
+   * `node`: an imageswarm install client. `foreign`: another BitTorrent client in the
+   * swarm (aria2, libtorrent, a mirror); it never posts status, so only what its announces
+   * say is known, and it is counted apart from the nodes.
+   */
+  kind: 'node' | 'foreign'
+  /** The BitTorrent client its peer id names (`imageswarm`, `libtorrent 2.0.9`), if known. */
+  client: string | null
+  /** The deployment it took part in (see deployment.ts); null for foreign peers. */
+  deployment: number | null
   state: NodeState
   /** Not heard from for `nodeStaleSeconds` while not done or failed. */
   stale: boolean
@@ -74,6 +88,7 @@ export class NodeRecord {
   /** Bumped on every change, so live updates send only the nodes that changed. */
   version = 0
   node: string | null = null
+  mac: string | null = null
   address: string | null = null
   port: number | null = null
   state: NodeState = 'waiting'
@@ -93,9 +108,12 @@ export class NodeRecord {
   #left: number | null = null
   #announcedAt: number | undefined
   readonly #phaseMs: Partial<Record<NodeState, number>> = {}
+  /** The peer id is an imageswarm install client's (core's PEER_ID_PREFIX.client). */
+  readonly #clientPrefix: boolean
 
   constructor(peerId: string, now: number) {
     this.peerId = peerId
+    this.#clientPrefix = peerRoleOf(peerId) === 'client'
     this.firstSeen = now
     this.lastSeen = now
     this.stateSince = now
@@ -169,6 +187,7 @@ export class NodeRecord {
     this.stale = false
     if (this.terminal) return
     this.node = report.node
+    this.mac = report.mac ?? this.mac
     this.size = archiveSize ?? report.size
     this.downloaded = clampDownloaded(report.downloaded, this.size)
     this.downloadedFromServer = Math.min(report.downloadedFromServer, this.downloaded)
@@ -191,7 +210,12 @@ export class NodeRecord {
     return true
   }
 
-  view(now: number): NodeView {
+  /** An imageswarm client (it posts, or announces under the client's prefix), or another. */
+  get kind(): 'node' | 'foreign' {
+    return this.#claim !== undefined || this.#clientPrefix ? 'node' : 'foreign'
+  }
+
+  view(now: number, deployment: number | null = null): NodeView {
     const phaseSeconds: Partial<Record<NodeState, number>> = {}
     for (const state of NODE_STATES) {
       const ms = (this.#phaseMs[state] ?? 0) + (state === this.state ? now - this.stateSince : 0)
@@ -200,8 +224,12 @@ export class NodeRecord {
     return {
       peerId: this.peerId,
       node: this.node,
+      mac: this.mac,
       address: this.address,
       port: this.port,
+      kind: this.kind,
+      client: clientNameOf(this.peerId),
+      deployment,
       state: this.state,
       stale: this.stale,
       error: this.error,

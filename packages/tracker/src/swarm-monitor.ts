@@ -1,5 +1,6 @@
 import { type NodeStatusReport, REPORT_INTERVAL_LIMITS_MS } from '@imageswarm/core'
 import type { TrackerConfig } from './config.js'
+import { type DeploymentEvent, DeploymentLog } from './deployment.js'
 import type { ApiError } from './http-reply.js'
 import type { AnnounceSighting } from './node-record.js'
 import { SwarmState, type SwarmSummary, type TrackerCounts } from './swarm-state.js'
@@ -12,6 +13,8 @@ export interface SwarmMonitorOptions {
   /** The tracker's seeder and leecher counts for a published infohash. */
   countsOf: (infoHash: string) => TrackerCounts
   serverUpload?: ServerUploadSource | undefined
+  /** Told when a deployment begins or ends and when one of its nodes finishes. */
+  onDeployment?: ((event: DeploymentEvent) => void) | undefined
   now?: () => number
 }
 
@@ -25,13 +28,17 @@ export class SwarmMonitor {
   readonly #config: TrackerConfig
   readonly #countsOf: (infoHash: string) => TrackerCounts
   readonly #serverUpload: ServerUploadSource | undefined
+  readonly #onDeployment: ((event: DeploymentEvent) => void) | undefined
   readonly #byHash = new Map<string, SwarmState>()
   readonly #byImage = new Map<string, SwarmState>()
+  /** Each image's deployments, by name: publishing it again keeps its record. */
+  readonly #deployments = new Map<string, DeploymentLog>()
 
   constructor(options: SwarmMonitorOptions) {
     this.#config = options.config
     this.#countsOf = options.countsOf
     this.#serverUpload = options.serverUpload
+    this.#onDeployment = options.onDeployment
     this.now = options.now ?? Date.now
   }
 
@@ -51,6 +58,9 @@ export class SwarmMonitor {
       now: this.now(),
       maxNodes: this.#config.maxNodesPerSwarm,
       historyPoints: this.#config.historyPoints,
+      deployments: this.#deploymentLog(image),
+      deploymentGapMs: this.#config.deploymentGapSeconds * 1000,
+      onDeployment: this.#onDeployment,
     })
     this.#byHash.set(infoHash, swarm)
     this.#byImage.set(image, swarm)
@@ -134,6 +144,15 @@ export class SwarmMonitor {
   }
 
   summaryOf(swarm: SwarmState): SwarmSummary {
-    return swarm.summary(this.#countsOf(swarm.infoHash))
+    return swarm.summary(this.#countsOf(swarm.infoHash), this.now())
+  }
+
+  #deploymentLog(image: string): DeploymentLog {
+    let log = this.#deployments.get(image)
+    if (log === undefined) {
+      log = new DeploymentLog(image, this.#config.deploymentsKept)
+      this.#deployments.set(image, log)
+    }
+    return log
   }
 }

@@ -1,4 +1,11 @@
 import { NODE_STATES, type NodeState, type NodeStatusReport, peerRoleOf } from '@imageswarm/core'
+import type {
+  Deployment,
+  DeploymentEvent,
+  DeploymentLog,
+  DeploymentRecord,
+  DeploymentSummary,
+} from './deployment.js'
 import { emptyPoint, History, type HistoryPoint, type HistorySeries } from './history.js'
 import { type AnnounceSighting, NodeRecord, type NodeView, TERMINAL_STATES } from './node-record.js'
 
@@ -21,6 +28,10 @@ export interface SwarmSummary extends TrackerCounts {
   nodes: number
   states: Record<NodeState, number>
   stale: number
+  /** Other BitTorrent clients in the swarm (they post no status), not counted in `nodes`. */
+  foreign: number
+  /** The newest deployment, running or finished; null before the first. */
+  deployment: DeploymentSummary | null
   /** Bytes the nodes received in all (at least what the server sent), and from where. */
   delivered: number
   fromServer: number
@@ -43,6 +54,12 @@ export interface SwarmStateOptions {
   now: number
   maxNodes: number
   historyPoints: number
+  /** The image's deployments; they outlive the swarm (the image published again). */
+  deployments: DeploymentLog
+  /** Quiet time after a deployment's last node finished before it ends (`deploymentGapSeconds`). */
+  deploymentGapMs: number
+  /** Told when a deployment begins or ends and when one of its nodes finishes. */
+  onDeployment?: ((event: DeploymentEvent) => void) | undefined
 }
 
 /**
@@ -102,6 +119,9 @@ export class SwarmState {
   readonly #forgotten = { downloaded: 0, fromServer: 0, uploaded: 0 }
   readonly #recent: { t: number; fromServer: number; fromPeers: number }[] = []
   #rates = { downloadRate: 0, serverRate: 0, peerRate: 0 }
+  readonly #deployments: DeploymentLog
+  readonly #deploymentGapMs: number
+  readonly #onDeployment: ((event: DeploymentEvent) => void) | undefined
 
   constructor(options: SwarmStateOptions) {
     this.image = options.image
@@ -110,6 +130,13 @@ export class SwarmState {
     this.#maxNodes = options.maxNodes
     this.#archiveSize = options.archiveSize ?? null
     this.history = new History(options.historyPoints)
+    this.#deployments = options.deployments
+    this.#deploymentGapMs = options.deploymentGapMs
+    this.#onDeployment = options.onDeployment
+  }
+
+  get deployments(): DeploymentLog {
+    return this.#deployments
   }
 
   get version(): number {
@@ -141,7 +168,7 @@ export class SwarmState {
       return
     }
     const node = this.#nodes.get(sighting.peerId) ?? new NodeRecord(sighting.peerId, now)
-    if (node.applyAnnounce(sighting, now, this.#archiveSize)) this.#keep(node)
+    if (node.applyAnnounce(sighting, now, this.#archiveSize)) this.#keep(node, now)
   }
 
   /**
@@ -189,7 +216,7 @@ export class SwarmState {
     }
     node.claim(sender.token, sender.address)
     node.applyStatus(report, now, this.#archiveSize)
-    this.#keep(node)
+    this.#keep(node, now)
   }
 
   /**
@@ -245,6 +272,7 @@ export class SwarmState {
     const point = emptyPoint(Math.round(now / 100) / 10)
     for (const node of this.#nodes.values()) {
       if (node.checkStale(now, staleMs)) node.version = ++this.#version
+      if (node.kind === 'foreign') continue
       point[node.state] += 1
       if (node.stale) point.stale += 1
     }
@@ -253,6 +281,11 @@ export class SwarmState {
     point.leechers = counts.leechers
 
     const { fromServer, fromPeers } = this.totals()
+    if (this.#deployments.settle(now, fromServer, staleMs, this.#deploymentGapMs)) {
+      const ended = this.#deployments.latest
+      if (ended !== undefined)
+        this.#tell({ kind: 'ended', deployment: this.#summaryOf(ended, now) })
+    }
     this.#recent.push({ t: now, fromServer, fromPeers })
     while (this.#recent.length > 2 && now - this.#recent[1]!.t >= RATE_WINDOW_MS) {
       this.#recent.shift()
@@ -273,11 +306,16 @@ export class SwarmState {
     return point
   }
 
-  summary(counts: TrackerCounts): SwarmSummary {
+  summary(counts: TrackerCounts, now = Date.now()): SwarmSummary {
     const states = Object.fromEntries(NODE_STATES.map((s) => [s, 0])) as Record<NodeState, number>
     let stale = 0
+    let foreign = 0
     let size: number | null = null
     for (const node of this.#nodes.values()) {
+      if (node.kind === 'foreign') {
+        foreign += 1
+        continue
+      }
       states[node.state] += 1
       if (node.stale) stale += 1
       if (node.size !== null) size = node.size
@@ -289,9 +327,11 @@ export class SwarmState {
       publishedAt: this.publishedAt,
       ...counts,
       size,
-      nodes: this.#nodes.size,
+      nodes: this.#nodes.size - foreign,
       states,
       stale,
+      foreign,
+      deployment: this.#deployments.latest?.summary(now, this.#archiveSize ?? size) ?? null,
       ...totals,
       offload: totals.delivered > 0 ? totals.fromPeers / totals.delivered : null,
       ...this.#rates,
@@ -302,13 +342,44 @@ export class SwarmState {
   nodes(now: number, sinceVersion = 0): NodeView[] {
     const views: NodeView[] = []
     for (const node of this.#nodes.values()) {
-      if (node.version > sinceVersion) views.push(node.view(now))
+      if (node.version > sinceVersion) views.push(this.#viewOf(node, now))
     }
     return views
   }
 
   node(peerId: string, now: number): NodeView | undefined {
-    return this.#nodes.get(peerId)?.view(now)
+    const node = this.#nodes.get(peerId)
+    return node === undefined ? undefined : this.#viewOf(node, now)
+  }
+
+  /** The image's deployments, newest first. */
+  deploymentSummaries(now: number): DeploymentSummary[] {
+    return this.#deployments.list().map((deployment) => this.#summaryOf(deployment, now))
+  }
+
+  #summaryOf(deployment: Deployment, now: number): DeploymentSummary {
+    return deployment.summary(now, this.#archiveSize ?? this.#knownSize())
+  }
+
+  #tell(event: DeploymentEvent): void {
+    this.#onDeployment?.(event)
+  }
+
+  /** One deployment with a row per node, or undefined when there is none of that id (any more). */
+  deploymentRecord(id: number, now: number): DeploymentRecord | undefined {
+    const deployment = this.#deployments.get(id)
+    if (deployment === undefined) return undefined
+    const size = this.#archiveSize ?? this.#knownSize()
+    return { ...deployment.summary(now, size), rows: deployment.rows() }
+  }
+
+  #knownSize(): number | null {
+    for (const node of this.#nodes.values()) if (node.size !== null) return node.size
+    return null
+  }
+
+  #viewOf(node: NodeRecord, now: number): NodeView {
+    return node.view(now, this.#deployments.deploymentOf(node.peerId)?.id ?? null)
   }
 
   series(since?: number): HistorySeries {
@@ -319,9 +390,29 @@ export class SwarmState {
    * Files a node that was just heard from as the most recent, under what it is worth
    * keeping now (`KEEP`), and forgets nodes beyond the limit.
    */
-  #keep(node: NodeRecord): void {
+  #keep(node: NodeRecord, now: number): void {
     node.version = ++this.#version
     const { peerId } = node
+    const { deployment, began, finished } = this.#deployments.observe(
+      node,
+      now,
+      this.infoHash,
+      () => this.totals().fromServer,
+    )
+    if (began && deployment !== undefined) {
+      this.#forgetEarlierRuns(deployment)
+      const row = deployment.row(peerId)
+      if (row !== undefined) {
+        this.#tell({ kind: 'began', deployment: this.#summaryOf(deployment, now), node: row })
+      }
+    }
+    if (finished !== undefined && deployment !== undefined) {
+      this.#tell({
+        kind: 'node-finished',
+        deployment: this.#summaryOf(deployment, now),
+        node: finished,
+      })
+    }
     this.#nodes.delete(peerId)
     this.#nodes.set(peerId, node)
     for (const group of this.#byKeep) group.delete(peerId)
@@ -329,11 +420,30 @@ export class SwarmState {
     while (this.#nodes.size > this.#maxNodes) this.#forgetOne()
   }
 
+  /**
+   * A new deployment began: the nodes of earlier deployments that are finished, and any
+   * node gone silent, leave the live view (they stay in their deployment's record), so the
+   * counts are this run's. Nodes still installing or seeding, and other BitTorrent
+   * clients, stay.
+   */
+  #forgetEarlierRuns(deployment: Deployment): void {
+    for (const node of [...this.#nodes.values()]) {
+      if (node.kind === 'foreign' || deployment.has(node.peerId)) continue
+      const earlier = this.#deployments.deploymentOf(node.peerId) !== undefined
+      if ((earlier && node.terminal) || node.stale) this.#forget(node)
+    }
+  }
+
   /** Forgets the least recently heard node of those least worth keeping. */
   #forgetOne(): void {
     const group = this.#byKeep.find((nodes) => nodes.size > 0)!
-    const [peerId, node] = group.entries().next().value as [string, NodeRecord]
-    group.delete(peerId)
+    const [, node] = group.entries().next().value as [string, NodeRecord]
+    this.#forget(node)
+  }
+
+  #forget(node: NodeRecord): void {
+    const { peerId } = node
+    for (const group of this.#byKeep) group.delete(peerId)
     this.#nodes.delete(peerId)
     this.#forgotten.downloaded += node.downloaded
     this.#forgotten.fromServer += node.downloadedFromServer

@@ -8,6 +8,7 @@ import { resolveTrackerConfig, type TrackerConfig } from './config.js'
 import { DashboardAssets } from './dashboard-assets.js'
 import { DashboardAuth, readDashboardToken } from './dashboard-auth.js'
 import { handleDashboardRequest } from './dashboard-routes.js'
+import type { DeploymentEvent } from './deployment.js'
 import { type AnnounceObserver, ImageSwarm, type NumwantLimits } from './image-swarm.js'
 import { LiveEvents } from './live-events.js'
 import { TrackerMetrics } from './metrics.js'
@@ -65,6 +66,11 @@ export interface TrackerOptions {
    * its announces (once an interval) and from what nodes report.
    */
   serverUpload?: ServerUploadSource
+  /**
+   * Told when a deployment of an image begins or ends and when one of its nodes finishes
+   * (installed or failed): what the image server's console shows of a deployment.
+   */
+  onDeployment?: (event: DeploymentEvent) => void
 }
 
 /**
@@ -85,6 +91,7 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
   const monitor = new SwarmMonitor({
     config,
     serverUpload: options.serverUpload,
+    onDeployment: options.onDeployment,
     countsOf: (infoHash) => {
       const peers = swarmOf(infoHash)?.livePeers() ?? []
       const seeders = peers.filter((peer) => peer.complete).length

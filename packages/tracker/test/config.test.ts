@@ -28,6 +28,8 @@ describe('resolveTrackerConfig', () => {
       statusRatePerNode: 5,
       statusPostsPerSecond: 100,
       newNodesPerAddressPerMinute: 120,
+      deploymentGapSeconds: 120,
+      deploymentsKept: 20,
     })
     expect(resolveTrackerConfig({ announceIntervalSeconds: 15 }).peerTtlSeconds).toBe(45)
   })

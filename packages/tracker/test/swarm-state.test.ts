@@ -1,5 +1,6 @@
 import type { NodeStatusReport } from '@imageswarm/core'
 import { describe, expect, it } from 'vitest'
+import { DeploymentLog } from '../src/deployment.js'
 import { type AnnounceSighting, MAX_DOWNLOAD_FACTOR } from '../src/node-record.js'
 import { SwarmState } from '../src/swarm-state.js'
 import { clientPeerId, nodeToken, serverPeerId, statusReport } from './fixtures.js'
@@ -16,6 +17,8 @@ function swarm(maxNodes = 100, archiveSize?: number) {
     now: START,
     maxNodes,
     historyPoints: 100,
+    deployments: new DeploymentLog('rocky9', 20),
+    deploymentGapMs: 120_000,
   })
 }
 

@@ -15,7 +15,8 @@ export function spawnIn(ns, command, { onLine, env, timeoutMs, cwd } = {}) {
   const child = spawn('ip', ['netns', 'exec', ns, ...command], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
-    env: { ...process.env, ...env },
+    // The benches read imageswarm's structured log: JSON lines on stderr.
+    env: { ...process.env, IMAGESWARM_LOG_FORMAT: 'json', ...env },
     cwd,
   })
   running.add(child)

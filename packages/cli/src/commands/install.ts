@@ -1,15 +1,22 @@
+import { hostname } from 'node:os'
 import {
   type ClientConfig,
   ClientConfigSchema,
+  describeInstallParameters,
+  formatMiB,
   INSTALL_PARAMETERS,
   installImage,
   loadTrustRoot,
   type ParameterSpec,
   resolveInstallParameters,
+  unknownKernelParameters,
 } from '@imageswarm/client'
-import { ImageSwarmError, type Logger, readKernelCmdline } from '@imageswarm/core'
+import { formatDuration, ImageSwarmError, type Logger, readKernelCmdline } from '@imageswarm/core'
 import { type Command, Option } from 'commander'
-import { chooseOutputMode, createInstallRenderer } from '../install-renderer.js'
+import { CONSOLE } from '../console-options.js'
+import type { ConsoleOutput } from '../console-output.js'
+import { createInstallRenderer } from '../install-renderer.js'
+import { INSTALLER_KERNEL_PARAMETERS, isInstallerEnvironment } from '../installer-environment.js'
 import { runInterruptible } from '../interrupt.js'
 
 /**
@@ -25,12 +32,15 @@ const HELP: Record<string, string> = {
   memoryReserve: 'memory auto staging leaves free beside the archive',
   cache: 'local directory or partition (/dev/sdX, LABEL=...) keeping archives across boots',
   node: 'this node’s name on the dashboard (default: host name)',
-  seedTimeSeconds: 'keep seeding at most this long after installing, in seconds',
-  connectTimeoutSeconds: 'keep trying to reach the server this long, in seconds',
+  bootMac: 'MAC of the NIC this node booted from, shown on the dashboard',
+  seedTimeSeconds: 'keep seeding at most this long after installing (600, 10m, 1h)',
+  seedUploadMin:
+    'leave the swarm early once this node uploads less than this (e.g. 50K, bytes/s; 0: no minimum)',
+  connectTimeoutSeconds: 'keep trying to reach the server this long (e.g. 5m)',
   imageTimeoutSeconds:
-    'wait this long, in seconds, for an image the server does not publish yet; 0 fails at once',
-  webSeedFallbackSeconds: 'use the server’s web seed after this long without progress, in seconds',
-  stallTimeoutSeconds: 'fail after this long without any data, in seconds',
+    'wait this long (e.g. 30m) for an image the server does not publish yet; 0 fails at once',
+  webSeedFallbackSeconds: 'use the server’s web seed after this long without progress (e.g. 30s)',
+  stallTimeoutSeconds: 'fail after this long without any data (e.g. 10m)',
   'swarm.maxConnections': 'peer connections',
   'swarm.uploadSlots': 'peers uploaded to at once',
   'swarm.uploadLimit': 'upload limit, e.g. 50M (bytes/s)',
@@ -112,12 +122,11 @@ interface InstallFlags {
   [flag: string]: unknown
 }
 
-/**
- * `imageswarm install`: parameters from flags, environment and kernel command line,
- * then the install pipeline with progress on the terminal, serial console or as JSON.
- */
-export async function runInstall(flags: InstallFlags, logger: Logger): Promise<void> {
-  const byKey: Record<string, string | number | boolean | undefined> = {}
+/** The install settings given as flags, by config key (the client parses their text). */
+export function flagsByKey(
+  flags: Readonly<Record<string, unknown>>,
+): Record<string, string | boolean | undefined> {
+  const byKey: Record<string, string | boolean | undefined> = {}
   for (const parameter of INSTALL_PARAMETERS) {
     const attribute = new Option(parameter.flag).attributeName()
     const value = flags[attribute]
@@ -125,15 +134,58 @@ export async function runInstall(flags: InstallFlags, logger: Logger): Promise<v
     if (parameter.key === 'report') byKey.report = value === false ? false : undefined
     else if (value !== undefined) byKey[parameter.key] = value as string | boolean
   }
-  const { config, sources } = resolveInstallParameters({
-    flags: byKey,
+  return byKey
+}
+
+/**
+ * `imageswarm install`: parameters from flags, environment and kernel command line,
+ * then the install pipeline with progress on the terminal, serial console or as JSON.
+ * Outside an installer ramdisk the target root must be given: the default, /a, is the
+ * installer's mount point, not a directory to fill on a running system.
+ */
+export async function runInstall(
+  flags: InstallFlags,
+  logger: Logger,
+  output: ConsoleOutput = CONSOLE,
+): Promise<void> {
+  const inputs = {
+    flags: flagsByKey(flags),
     env: process.env,
     kernel: await readKernelCmdline(flags.cmdline),
-  })
+  }
+  for (const unknown of unknownKernelParameters(inputs.kernel, INSTALLER_KERNEL_PARAMETERS)) {
+    logger.warn(
+      {
+        parameter: unknown.name,
+        hint: unknown.suggestion
+          ? `did you mean ${unknown.suggestion}=?`
+          : 'imageswarm install --help lists the parameters',
+      },
+      `unknown kernel parameter ${unknown.name} is ignored`,
+    )
+  }
   if (flags.printConfig) {
-    const trust = await describeTrust(config)
-    process.stdout.write(`${JSON.stringify({ config, sources, trust }, null, 2)}\n`)
+    const { text, invalid } = await describeConfig(inputs)
+    process.stdout.write(`${text}\n`)
+    if (invalid > 0) {
+      throw new ImageSwarmError(
+        'E_CONFIG_INVALID',
+        `${invalid} setting${invalid === 1 ? ' is' : 's are'} invalid (INVALID above)`,
+        { hint: 'correct the flag, variable or kernel parameter named on its line' },
+      )
+    }
     return
+  }
+  const { config, sources } = resolveInstallParameters(inputs)
+  if (sources.target?.source === 'default' && !(await isInstallerEnvironment())) {
+    throw new ImageSwarmError(
+      'E_USAGE',
+      `no target root given, and this is not an installer environment: the default, ${config.target}, is the installer's mount point`,
+      {
+        path: 'target',
+        hint: 'give the root to install into: --target DIR (or IMAGESWARM_TARGET, imageswarm.target=)',
+      },
+    )
   }
   await runInterruptible(
     'install',
@@ -142,37 +194,79 @@ export async function runInstall(flags: InstallFlags, logger: Logger): Promise<v
       installImage({
         config,
         logger,
-        onEvent: createInstallRenderer(chooseOutputMode(flags.json)),
+        onEvent: createInstallRenderer({
+          json: flags.json,
+          console: output,
+          node: config.node ?? hostname(),
+        }),
         signal,
       }),
   )
 }
 
-/** `--print-config`'s account of what the node trusts: the root key's id, or the problem. */
-async function describeTrust(config: ClientConfig): Promise<Record<string, unknown>> {
+/**
+ * `--print-config`: one line per setting with its value and where it came from, a wrong
+ * value shown where it is instead of stopping there, and what the node trusts.
+ */
+async function describeConfig(inputs: Parameters<typeof describeInstallParameters>[0]) {
+  const described = describeInstallParameters(inputs, DEFAULTS)
+  const rows = described.map((entry) => {
+    const name = entry.parameter.flag.replace(/^--/, '')
+    if (entry.problem !== undefined) return [name, 'INVALID', entry.problem]
+    const from = entry.source === 'default' ? 'default' : `${entry.source} ${entry.name}`
+    return [name, showValue(entry.parameter, entry.value), from]
+  })
+  let trust: string
+  try {
+    const { config } = resolveInstallParameters(inputs)
+    trust = await describeTrust(config)
+  } catch (err) {
+    // A value that parses but the settings refuse (out of range, contradictory): on its line.
+    const entry = described.find(
+      (candidate) => candidate.parameter.key === (err as ImageSwarmError).path,
+    )
+    if (err instanceof ImageSwarmError && entry && entry.problem === undefined) {
+      entry.problem = `${err.message}${err.hint ? `: ${err.hint}` : ''}`
+      rows[described.indexOf(entry)] = [
+        rows[described.indexOf(entry)]![0]!,
+        'INVALID',
+        entry.problem,
+      ]
+    }
+    trust = 'not known until the settings above are valid'
+  }
+  const width = (column: number) =>
+    Math.max(...rows.filter((row) => row[1] !== 'INVALID').map((row) => row[column]!.length))
+  const lines = rows.map((row) =>
+    `${row[0]!.padEnd(width(0))}  ${row[1]!.padEnd(width(1))}  ${row[2]}`.trimEnd(),
+  )
+  lines.push(`${'trust'.padEnd(width(0))}  ${trust}`)
+  return { text: lines.join('\n'), invalid: described.filter((entry) => entry.problem).length }
+}
+
+function showValue(parameter: ParameterSpec, value: unknown): string {
+  if (value === undefined) return '-'
+  if (typeof value === 'boolean') return value ? 'yes' : 'no'
+  if (typeof value !== 'number') return String(value)
+  if (parameter.kind === 'seconds') return formatDuration(value)
+  if (parameter.kind === 'rate') return value < 0 ? 'unlimited' : `${formatMiB(value)}/s`
+  if (parameter.kind === 'bytes') return formatMiB(value)
+  return String(value)
+}
+
+/** What the node trusts: the root key's id, or the problem with it. */
+async function describeTrust(config: ClientConfig): Promise<string> {
   if (config.trustRoot === undefined && config.trustRootKey === undefined) {
-    return { signedImagesOnly: false, note: 'no trust root: unsigned images are installed' }
+    return 'no trust root: unsigned images are installed'
   }
-  const floors = {
-    ...(config.minSerial === undefined ? {} : { minSerial: config.minSerial }),
-    ...(config.minKeyListVersion === undefined
-      ? {}
-      : { minKeyListVersion: config.minKeyListVersion }),
-  }
+  const floors = [
+    config.minSerial === undefined ? '' : `, serial >= ${config.minSerial}`,
+    config.minKeyListVersion === undefined ? '' : `, key list >= ${config.minKeyListVersion}`,
+  ].join('')
   try {
     const root = await loadTrustRoot(config)
-    return {
-      signedImagesOnly: true,
-      rootKeyId: root?.publicKey.keyId,
-      source: root?.source,
-      insecureTestMode: root?.testMode ?? false,
-      ...floors,
-    }
+    return `signed images only, root key ${root?.publicKey.keyId} (${root?.source}${root?.testMode ? ', INSECURE test mode' : ''}${floors})`
   } catch (err) {
-    return {
-      signedImagesOnly: true,
-      error: err instanceof ImageSwarmError ? `${err.code}: ${err.message}` : String(err),
-      ...floors,
-    }
+    return `signed images only, but the root key cannot be used: ${err instanceof ImageSwarmError ? `${err.code}: ${err.message}` : String(err)}`
   }
 }

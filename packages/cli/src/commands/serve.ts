@@ -7,7 +7,10 @@ import {
   StateLock,
   stateDirectoriesOf,
 } from '@imageswarm/seeder'
+import type { DeploymentEvent } from '@imageswarm/tracker'
+import type { ConsoleOutput } from '../console-output.js'
 import { PidFile } from '../pid-file.js'
+import { describeDeploymentEvent, printServeSummary } from '../serve-console.js'
 import { ImageServer, type ServerTlsFiles } from '../server.js'
 
 export interface PublishingFlags {
@@ -16,7 +19,8 @@ export interface PublishingFlags {
   tarballsDir: string
   torrentsDir: string
   updateImage: boolean
-  compression: Compression
+  /** Unset: as the image was last published, else zstd (the seeder's `compression`). */
+  compression?: Compression
   compressionLevel?: number
   excludeFile?: string
   keepVersions?: number
@@ -39,6 +43,10 @@ export interface ServeFlags extends PublishingFlags {
   announceInterval?: number
   maxPeersPerSwarm?: number
   statusPostsPerSecond?: number
+  /** The tracker's `deploymentGapSeconds`. */
+  deploymentGap?: number
+  /** The tracker's `deploymentsKept`. */
+  deploymentsKept?: number
   /** The tracker's `dashboardTokenFile`: the dashboard's read-only token. */
   dashboardTokenFile?: string
   maxConnections?: number
@@ -109,7 +117,7 @@ function resolveSeederFlags(flags: PublishingFlags & Partial<ServeFlags>): Seede
     imagesDir: flags.imagesDir,
     tarballsDir: flags.tarballsDir,
     torrentsDir: flags.torrentsDir,
-    compression: flags.compression,
+    ...(flags.compression === undefined ? {} : { compression: flags.compression }),
     ...(flags.compressionLevel === undefined ? {} : { compressionLevel: flags.compressionLevel }),
     ...(flags.excludeFile === undefined ? {} : { excludeFile: flags.excludeFile }),
     ...(flags.keepVersions === undefined ? {} : { keepVersions: flags.keepVersions }),
@@ -151,7 +159,14 @@ export function lockStateDirectories(config: SeederConfig, command: string): Pro
  * foreground until SIGINT or SIGTERM (`imageswarm stop`), and shuts down cleanly. It
  * holds the state directories' lock and the PID file from start to end.
  */
-export async function runServe(flags: ServeFlags, logger: Logger): Promise<void> {
+export async function runServe(
+  flags: ServeFlags,
+  logger: Logger,
+  output?: ConsoleOutput,
+  /** The console shows the info log: the stage, deployment and stop lines are in it already. */
+  infoLogShown = false,
+): Promise<void> {
+  const ownLines = infoLogShown ? undefined : output
   const seeder = seederConfigFrom(flags)
   const tls = serverTlsFrom(flags)
   const server = new ImageServer({
@@ -166,6 +181,8 @@ export async function runServe(flags: ServeFlags, logger: Logger): Promise<void>
       ...(flags.statusPostsPerSecond === undefined
         ? {}
         : { statusPostsPerSecond: flags.statusPostsPerSecond }),
+      ...(flags.deploymentGap === undefined ? {} : { deploymentGapSeconds: flags.deploymentGap }),
+      ...(flags.deploymentsKept === undefined ? {} : { deploymentsKept: flags.deploymentsKept }),
       ...(flags.dashboardTokenFile === undefined
         ? {}
         : { dashboardTokenFile: flags.dashboardTokenFile }),
@@ -177,6 +194,15 @@ export async function runServe(flags: ServeFlags, logger: Logger): Promise<void>
     ...(tls ? { tls } : {}),
     update: flags.updateImage,
     logger,
+    ...(ownLines
+      ? {
+          onStage: (image: string, stage: string) => ownLines.line(`${image}: ${stage}`),
+          onDeployment: (event: DeploymentEvent) => {
+            const line = describeDeploymentEvent(event)
+            if (line !== undefined) ownLines.line(line)
+          },
+        }
+      : {}),
   })
   const lock = await lockStateDirectories(seeder, 'serve')
   let pidFile: PidFile
@@ -196,13 +222,24 @@ export async function runServe(flags: ServeFlags, logger: Logger): Promise<void>
     }
   })
   try {
-    await Promise.race([server.listen(stopping.signal), stopped])
+    const url = await Promise.race([server.listen(stopping.signal), stopped])
+    if (output && !stopping.signal.aborted && typeof url === 'string') {
+      await printServeSummary(output, {
+        url,
+        images: server.published,
+        bootDir: flags.bootDir,
+        ...(flags.bootImage === undefined ? {} : { bootImage: flags.bootImage }),
+        pid: process.pid,
+      })
+    }
     const signal = await stopped
-    logger.info({ signal }, 'shutting down')
+    logger.info({ signal }, `${signal}: stopping`)
+    ownLines?.line(`${signal}: stopping`)
   } finally {
     await server.close()
     await pidFile.release()
     await lock.release()
     logger.info('image server stopped')
+    ownLines?.line('image server stopped')
   }
 }

@@ -8,4 +8,5 @@ import { stopServer } from '../pid-file.js'
 export async function runStop(flags: { pidFile: string }, logger: Logger): Promise<void> {
   const pid = await stopServer(flags.pidFile)
   logger.info({ pid }, 'image server stopped')
+  process.stdout.write(`stopped the image server (pid ${pid})\n`)
 }

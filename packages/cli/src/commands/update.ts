@@ -1,15 +1,13 @@
-import {
-  INSTALL_PARAMETERS,
-  readInstalledRecord,
-  resolveInstallParameters,
-  updateImage,
-} from '@imageswarm/client'
+import { hostname } from 'node:os'
+import { readInstalledRecord, resolveInstallParameters, updateImage } from '@imageswarm/client'
 import { ImageSwarmError, type Logger, readUpdateExcludeFile } from '@imageswarm/core'
-import { type Command, Option } from 'commander'
-import { chooseOutputMode, createInstallRenderer } from '../install-renderer.js'
+import type { Command } from 'commander'
+import { CONSOLE } from '../console-options.js'
+import type { ConsoleOutput } from '../console-output.js'
+import { createInstallRenderer } from '../install-renderer.js'
 import { runInterruptible } from '../interrupt.js'
 import { collectList } from '../options.js'
-import { addClientOptions } from './install.js'
+import { addClientOptions, flagsByKey } from './install.js'
 
 /**
  * `imageswarm update`: the install's settings (server, image, swarm, trust), with the
@@ -24,8 +22,7 @@ export function addUpdateOptions(command: Command): Command {
     help: {
       target: 'root to update (default /)',
       image: 'image name (default: the one the root records in /etc/imageswarm/installed.json)',
-      seedTimeSeconds:
-        'keep seeding the delta at most this long after updating, in seconds (default 600)',
+      seedTimeSeconds: 'keep seeding the delta at most this long after updating (default 10m)',
     },
   })
     .option('--dry-run', 'list what would change, change nothing', false)
@@ -61,14 +58,12 @@ interface UpdateFlags {
  * Updates a root (`/` by default) to the newest version of its image: the delta from the
  * version it records, through the swarm (docs/updates.md).
  */
-export async function runUpdate(flags: UpdateFlags, logger: Logger): Promise<void> {
-  const byKey: Record<string, string | number | boolean | undefined> = {}
-  for (const parameter of INSTALL_PARAMETERS) {
-    const value = flags[new Option(parameter.flag).attributeName()]
-    // Left out of update's flags (addUpdateOptions): never given.
-    if (parameter.key === 'report') byKey.report = value === false ? false : undefined
-    else if (value !== undefined) byKey[parameter.key] = value as string | boolean
-  }
+export async function runUpdate(
+  flags: UpdateFlags,
+  logger: Logger,
+  output: ConsoleOutput = CONSOLE,
+): Promise<void> {
+  const byKey = flagsByKey(flags)
   byKey.target ??= '/'
   if (byKey.image === undefined) {
     const record = await readInstalledRecord(String(byKey.target))
@@ -104,7 +99,11 @@ export async function runUpdate(flags: UpdateFlags, logger: Logger): Promise<voi
           excludes,
         },
         logger,
-        onEvent: createInstallRenderer(chooseOutputMode(flags.json)),
+        onEvent: createInstallRenderer({
+          json: flags.json,
+          console: output,
+          node: config.node ?? hostname(),
+        }),
         signal,
       }),
   )

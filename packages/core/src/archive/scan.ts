@@ -16,6 +16,13 @@ const EMPTY = Buffer.alloc(0)
 const HEADER = 0
 const DATA = 1
 const META = 2
+/** The extension blocks of an old GNU sparse member ('S'), between its header and data. */
+const SPARSE = 3
+
+/** Old GNU sparse header: the flag saying extension blocks follow (header, extension). */
+const SPARSE_EXTENDED_AT = 482
+const SPARSE_EXTENSION_EXTENDED_AT = 504
+const SPARSE_EXTENSION_ENTRIES = 21
 
 const TYPES: Readonly<Record<string, string>> = {
   '\u0000': 'file',
@@ -176,7 +183,7 @@ export class TarScanner {
         chunk.copy(this.partial, 0, at, at + BLOCK)
         at += BLOCK
         this.position += BLOCK
-        this.header(this.partial)
+        this.block(this.partial)
       } else {
         // A header split across chunks: gather it, and hand nothing of it on until whole.
         const take = Math.min(BLOCK - this.partialLength, length - at)
@@ -186,10 +193,38 @@ export class TarScanner {
         this.position += take
         if (this.partialLength === BLOCK) {
           this.partialLength = 0
-          this.header(this.partial)
+          this.block(this.partial)
         }
       }
     }
+  }
+
+  /** One whole block read in the header state: a header, or a sparse member's extension. */
+  private block(block: Buffer): void {
+    if (this.state === SPARSE) this.sparseExtension(block)
+    else this.header(block)
+  }
+
+  /**
+   * An old GNU sparse member's extension block: 21 (offset, size) pairs of its sparse map
+   * and a flag saying another block follows; then the member's data. The numbers only
+   * place the data within the one file the member names.
+   */
+  private sparseExtension(block: Buffer): void {
+    for (let entry = 0; entry < SPARSE_EXTENSION_ENTRIES; entry++) {
+      if (block[entry * 24] === 0) continue
+      if (
+        Number.isNaN(parseNumber(block, entry * 24, 12)) ||
+        Number.isNaN(parseNumber(block, entry * 24 + 12, 12))
+      ) {
+        throw new TarFormatError(
+          `a sparse map with a bad number at byte ${this.position - BLOCK + entry * 24}`,
+        )
+      }
+    }
+    if (block[SPARSE_EXTENSION_EXTENDED_AT] !== 0) return
+    this.validated = this.position
+    this.state = this.remaining > 0 ? DATA : HEADER
   }
 
   /** One whole header block, ending at `this.position`. */
@@ -244,7 +279,11 @@ export class TarScanner {
         size = Number(pax.size)
       }
     }
-    let type: string | null = TYPES[typeflag] ?? null
+    // An old GNU sparse member ('S': SystemImager's `tar -cS` in GNU tar's default format)
+    // is a regular file to the rules. Not with an observer: its data is the file's
+    // non-hole parts only, which a file index would take for the contents.
+    const oldSparse = typeflag === 'S' && this.observer === undefined
+    let type: string | null = TYPES[typeflag] ?? (oldSparse ? 'file' : null)
     // GNU tar extracts a regular member whose final name ends in '/' as a directory; other
     // readers look at the ustar name only. Either way it is a directory to the rules, which
     // then refuse any data on it.
@@ -272,6 +311,12 @@ export class TarScanner {
     }
 
     this.pending = undefined
+    if (oldSparse && block[SPARSE_EXTENDED_AT] !== 0) {
+      // Its extension blocks come first; validated once they are read.
+      this.state = SPARSE
+      this.remaining = padded(size)
+      return
+    }
     this.validated = this.position
     if (size > 0) {
       this.state = DATA

@@ -19,6 +19,7 @@ export {
   type NodeInstallerSettings,
   POST_ACTIONS,
   type PostAction,
+  RAMDISK_KERNEL_PARAMETERS,
   resolveNodeInstallerSettings,
 } from './installer-config.js'
 export { createInstallerConsole, type InstallerConsole } from './installer-console.js'

@@ -2,6 +2,7 @@ import {
   type ClientConfig,
   type ResolvedParameters,
   resolveInstallParameters,
+  unknownKernelParameters,
 } from '@imageswarm/client'
 import { describeSchemaProblem, ImageSwarmError } from '@imageswarm/core'
 import { z } from 'zod'
@@ -60,6 +61,14 @@ const POST_ACTION_ALIASES: Readonly<Record<string, { action: PostAction; note?: 
   },
 }
 
+/** The kernel parameters the ramdisk's /init reads itself (imageswarm-lib.sh, init). */
+export const RAMDISK_KERNEL_PARAMETERS: readonly string[] = [
+  'imageswarm.debug',
+  'imageswarm.modules',
+  'imageswarm.on-failure',
+  'imageswarm.failure-delay',
+]
+
 export interface NodeInstallerSettings {
   client: ClientConfig
   clientSources: ResolvedParameters['sources']
@@ -100,6 +109,15 @@ export function resolveNodeInstallerSettings(
     )
   }
   notes.push(...trustNotes(client, clientSources))
+  const known = [
+    ...INSTALLER_PARAMETERS.flatMap((parameter) => parameter.kernel),
+    ...RAMDISK_KERNEL_PARAMETERS,
+  ]
+  for (const unknown of unknownKernelParameters(kernel, known)) {
+    notes.push(
+      `unknown kernel parameter ${unknown.name} is ignored${unknown.suggestion ? ` (did you mean ${unknown.suggestion}=?)` : ''}`,
+    )
+  }
   for (const parameter of INSTALLER_PARAMETERS) {
     const name = parameter.kernel.find((candidate) => kernel.get(candidate))
     installerSources[parameter.key] = name ?? 'default'

@@ -1,0 +1,112 @@
+import { mkdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { BrowserContext } from 'playwright-core'
+import { afterEach, describe, expect, it } from 'vitest'
+import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
+import { ARTIFACTS, hasChromium, launchBrowser, waitUntil } from './helpers/chromium.js'
+import {
+  addSampleImage,
+  clientDirs,
+  makeServerLayout,
+  type ServerLayout,
+} from './helpers/workspace.js'
+
+type Server = Awaited<ReturnType<typeof startServer>>
+
+let layout: ServerLayout | undefined
+let server: Server | undefined
+let browser: BrowserContext | undefined
+
+afterEach(async () => {
+  await browser?.close()
+  browser = undefined
+  await server?.stop()
+  server = undefined
+  await layout?.remove()
+  layout = undefined
+})
+
+function install(n: number) {
+  return runInstall({
+    server: server!.url,
+    image: 'compute',
+    ...clientDirs(layout!, n),
+    seedTime: 0,
+    args: ['--node-name', `node${n}`],
+  })
+}
+
+describe.skipIf(!hasChromium)('the dashboard’s deployments in a real browser', () => {
+  it('shows each deployment’s summary, keeps the earlier one and exports a CSV row per node', async () => {
+    layout = await makeServerLayout('imageswarm-dashboard-deployments-')
+    await addSampleImage(layout, 'compute')
+    // A short gap: a deployment ends 3 s after its last node finished.
+    server = await startServer({
+      images: ['compute'],
+      ...layout,
+      args: ['--deployment-gap', '3'],
+    })
+    const launched = await launchBrowser(join(layout.dir, 'chromium-profile'))
+    browser = launched.context
+    const { page } = launched
+    const pageErrors: string[] = []
+    page.on('pageerror', (err) => pageErrors.push(err.message))
+
+    // The start page: the header names no "null".
+    await page.goto(`${server.url}/`)
+    await page.waitForSelector('tr[data-image="compute"]')
+    expect(await page.textContent('#crumbs')).toBe('Images')
+
+    await page.goto(`${server.url}/#/images/compute`)
+    await page.waitForSelector('.live[data-state="live"]')
+
+    // The first deployment: two nodes at once.
+    const first = await Promise.all([install(1), install(2)])
+    for (const result of first) expect(result.code, JSON.stringify(result.failed)).toBe(0)
+    await waitUntil(
+      page,
+      `document.querySelector('#deployment')?.dataset.deploymentId === '1' && document.querySelector('#deployment')?.dataset.state === 'finished'`,
+      'deployment 1 finished',
+    )
+    expect(await page.textContent('#deployment .deployment-text')).toMatch(
+      /^2 nodes in \d+ s, server sent [\d.]+ copies$/,
+    )
+    // The address column: the node's IP, no ephemeral port.
+    const address = await page.textContent('#nodes tbody tr .c-address')
+    expect(address).toMatch(/^127\.0\.0\.1$/)
+
+    // The second deployment: one node. The first one's nodes leave the live table and the
+    // first deployment is listed as an earlier one.
+    const second = await install(3)
+    expect(second.code, JSON.stringify(second.failed)).toBe(0)
+    await waitUntil(
+      page,
+      `document.querySelector('#deployment')?.dataset.deploymentId === '2' && document.querySelector('#deployment')?.dataset.state === 'finished' && document.querySelector('#deployments tr[data-deployment="1"]') !== null`,
+      'deployment 2 finished beside deployment 1',
+    )
+    expect(await page.textContent('#deployment .deployment-text')).toMatch(/^1 node in \d+ s/)
+    expect(await page.locator('#nodes tbody tr').count()).toBe(1)
+    expect(await page.textContent('#nodes tbody tr .name')).toBe('node3')
+    expect(await page.textContent('[data-tile="installed"] .tile-value')).toBe('1')
+    await mkdir(ARTIFACTS, { recursive: true })
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-deployments.png'), fullPage: true })
+
+    // The earlier deployment's export link downloads its CSV: a header and a row per node.
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click('#deployments tr[data-deployment="1"] a.export-csv'),
+    ])
+    expect(download.suggestedFilename()).toBe('compute-deployment-1.csv')
+    const csv = await readFile((await download.path())!, 'utf8')
+    const lines = csv.trimEnd().split('\r\n')
+    expect(lines[0]).toBe(
+      'host,mac,address,peer_id,state,started,finished,seconds,bytes_from_server,bytes_from_peers,error',
+    )
+    const rows = lines.slice(1).map((line) => [line.split(',')[0], line.split(',')[4]])
+    expect(rows.sort()).toEqual([
+      ['node1', 'done'],
+      ['node2', 'done'],
+    ])
+    expect(pageErrors).toEqual([])
+  })
+})
