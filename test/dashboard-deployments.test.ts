@@ -4,6 +4,7 @@ import type { BrowserContext } from 'playwright-core'
 import { afterEach, describe, expect, it } from 'vitest'
 import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
 import { ARTIFACTS, hasChromium, launchBrowser, waitUntil } from './helpers/chromium.js'
+import { startLibtorrentSeeder, whyNoLibtorrent } from './helpers/foreign-seeder.js'
 import {
   addSampleImage,
   clientDirs,
@@ -12,6 +13,8 @@ import {
 } from './helpers/workspace.js'
 
 type Server = Awaited<ReturnType<typeof startServer>>
+
+const noLibtorrent = whyNoLibtorrent()
 
 let layout: ServerLayout | undefined
 let server: Server | undefined
@@ -107,6 +110,38 @@ describe.skipIf(!hasChromium)('the dashboard’s deployments in a real browser',
       ['node1', 'done'],
       ['node2', 'done'],
     ])
+
+    // Another BitTorrent client joins the swarm: a row of its own under All, counted apart
+    // from the nodes and in no state's chip.
+    if (noLibtorrent === undefined) {
+      const seeder = await startLibtorrentSeeder(
+        join(layout.torrentsDir, 'image-compute.tar.zst.torrent'),
+        layout.tarballsDir,
+      )
+      try {
+        await waitUntil(
+          page,
+          `document.querySelector('#nodes tbody tr.is-foreign') !== null`,
+          'the libtorrent seeder as another client',
+        )
+        expect(await page.textContent('#nodes tbody tr.is-foreign .name')).toBe(
+          'other BitTorrent client',
+        )
+        expect(await page.textContent('.toolbar-right .shown')).toBe('1 node and 1 other client')
+        expect(await page.textContent('.chip[data-filter="all"] .count')).toBe('2')
+        // node3, done; the stale chip counts across states, so it is left out of the sum.
+        const states = await page.$$eval(
+          '.chip:not([data-filter="all"]):not([data-filter="stale"]) .count',
+          (counts) => counts.reduce((sum, count) => sum + Number(count.textContent), 0),
+        )
+        expect(states).toBe(1)
+        await page.click('.chip[data-filter="seeding"]')
+        expect(await page.locator('#nodes tbody tr.is-foreign').count()).toBe(0)
+        await page.click('.chip[data-filter="all"]')
+      } finally {
+        await seeder.stop()
+      }
+    } else console.warn(`the dashboard's other clients not checked: ${noLibtorrent}`)
     expect(pageErrors).toEqual([])
   })
 })

@@ -161,12 +161,18 @@ export class NodeTable {
   /** Filters, sorts and places the rows; refreshes the cells that age with time. */
   refresh() {
     const counts = Object.fromEntries(FILTERS.map((f) => [f, 0]))
+    let others = 0
     const visible = []
     for (const row of this.rows.values()) {
       const node = row.node
       counts.all += 1
-      counts[node.state] += 1
-      if (node.stale) counts.stale += 1
+      // Another BitTorrent client is listed under All, and counted in no state: the states
+      // are the nodes' installs.
+      if (node.kind === 'foreign') others += 1
+      else {
+        counts[node.state] += 1
+        if (node.stale) counts.stale += 1
+      }
       if (!this.#matches(node)) continue
       visible.push(row)
     }
@@ -194,20 +200,18 @@ export class NodeTable {
       cursor.remove()
       cursor = next
     }
-    setText(
-      this.shown,
-      visible.length === counts.all
-        ? `${counts.all} nodes`
-        : `${visible.length} of ${counts.all} nodes`,
-    )
+    const nodes = counts.all - others
+    const total =
+      `${nodes} ${nodes === 1 ? 'node' : 'nodes'}` +
+      (others === 0 ? '' : ` and ${others} other ${others === 1 ? 'client' : 'clients'}`)
+    setText(this.shown, visible.length === counts.all ? total : `${visible.length} of ${total}`)
     this.empty.hidden = this.rows.size > 0
   }
 
   #matches(node) {
-    if (
-      this.filter === 'stale' ? !node.stale : this.filter !== 'all' && node.state !== this.filter
-    ) {
-      return false
+    if (this.filter !== 'all') {
+      if (node.kind === 'foreign') return false
+      if (this.filter === 'stale' ? !node.stale : node.state !== this.filter) return false
     }
     if (!this.query) return true
     const haystack = `${nameOf(node)} ${node.client ?? ''} ${node.address ?? ''} ${node.mac ?? ''} ${node.peerId} ${node.error?.code ?? ''} ${node.error?.message ?? ''}`
