@@ -1,10 +1,7 @@
 import type { Logger } from '@imageswarm/core'
 import { type Command, type CommanderError, Option } from 'commander'
 import { createCliLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat } from './cli-logger.js'
-import { ConsoleOutput } from './console-output.js'
-
-/** The process's one console: the log's lines and the progress bar share it. */
-export const CONSOLE = new ConsoleOutput()
+import type { ConsoleOutput } from './console-output.js'
 
 /**
  * The options every command takes for what it shows and logs, and the argument parser's

@@ -12,8 +12,8 @@ import { runStop } from './commands/stop.js'
 import { addUpdateOptions, runUpdate } from './commands/update.js'
 import { runVersions } from './commands/versions.js'
 import { addConfigFileOption } from './config-file.js'
-import { addConsoleOptions, CONSOLE, cliLoggerFor, consoleShowsInfoLog } from './console-options.js'
-import type { ConsoleOutput } from './console-output.js'
+import { addConsoleOptions, cliLoggerFor, consoleShowsInfoLog } from './console-options.js'
+import { ConsoleOutput } from './console-output.js'
 import { expandHelpCommand } from './help-command.js'
 import { collectList, compressionFlag, durationFlag, integerFlag, rateFlag } from './options.js'
 import { DEFAULT_PID_FILE } from './pid-file.js'
@@ -90,7 +90,12 @@ function addPublishingOptions(command: Command): Command {
     )
 }
 
-export function buildProgram(): Command {
+export function buildProgram(output = new ConsoleOutput()): Command {
+  /** The console for a person's lines, or none when the log is JSON (`--log-format json`). */
+  const humanConsole = (command: Command): ConsoleOutput | undefined =>
+    (command.optsWithGlobals() as { logFormat: string }).logFormat === 'json' ? undefined : output
+  const loggerFor = (command: Command, name: string): Logger => cliLoggerFor(command, name, output)
+
   const program = new Command('imageswarm').description(
     'Deploy operating-system images to many machines at once over BitTorrent.',
   )
@@ -252,7 +257,9 @@ export function buildProgram(): Command {
     program
       .command('install')
       .description('download an image from the swarm and install it into the target root'),
-  ).action(async (options, command: Command) => runInstall(options, loggerFor(command, 'install')))
+  ).action(async (options, command: Command) =>
+    runInstall(options, loggerFor(command, 'install'), output),
+  )
 
   addUpdateOptions(
     program
@@ -260,7 +267,9 @@ export function buildProgram(): Command {
       .description(
         'bring an installed root (default /) to the newest version of its image: only what changed, through the swarm (si_updateclient)',
       ),
-  ).action(async (options, command: Command) => runUpdate(options, loggerFor(command, 'update')))
+  ).action(async (options, command: Command) =>
+    runUpdate(options, loggerFor(command, 'update'), output),
+  )
 
   program
     .command('versions')
@@ -291,28 +300,19 @@ export function buildProgram(): Command {
   return program
 }
 
-/** The console for a person's lines, or none when the log is JSON (`--log-format json`). */
-function humanConsole(command: Command): ConsoleOutput | undefined {
-  return (command.optsWithGlobals() as { logFormat: string }).logFormat === 'json'
-    ? undefined
-    : CONSOLE
-}
-
-function loggerFor(command: Command, name: string): Logger {
-  return cliLoggerFor(command, name, CONSOLE)
-}
-
 /**
  * Runs the CLI and returns the exit code: 0, the code of a known error, 2 for usage
  * errors, 70 ("internal error, please report") for anything unexpected.
  */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram()
+  // The process's one console: the log's lines and the progress bar share it.
+  const output = new ConsoleOutput()
+  const program = buildProgram(output)
   try {
     await program.parseAsync(expandHelpCommand(program, argv), { from: 'user' })
     return 0
   } catch (err) {
-    CONSOLE.endProgress({ complete: false })
+    output.endProgress({ complete: false })
     return reportError(
       err,
       argv,

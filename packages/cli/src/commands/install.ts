@@ -13,7 +13,6 @@ import {
 } from '@imageswarm/client'
 import { formatDuration, ImageSwarmError, type Logger, readKernelCmdline } from '@imageswarm/core'
 import { type Command, Option } from 'commander'
-import { CONSOLE } from '../console-options.js'
 import type { ConsoleOutput } from '../console-output.js'
 import { createInstallRenderer } from '../install-renderer.js'
 import { INSTALLER_KERNEL_PARAMETERS, isInstallerEnvironment } from '../installer-environment.js'
@@ -146,7 +145,7 @@ export function flagsByKey(
 export async function runInstall(
   flags: InstallFlags,
   logger: Logger,
-  output: ConsoleOutput = CONSOLE,
+  output: ConsoleOutput,
 ): Promise<void> {
   const inputs = {
     flags: flagsByKey(flags),

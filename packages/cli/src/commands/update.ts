@@ -2,7 +2,6 @@ import { hostname } from 'node:os'
 import { readInstalledRecord, resolveInstallParameters, updateImage } from '@imageswarm/client'
 import { ImageSwarmError, type Logger, readUpdateExcludeFile } from '@imageswarm/core'
 import type { Command } from 'commander'
-import { CONSOLE } from '../console-options.js'
 import type { ConsoleOutput } from '../console-output.js'
 import { createInstallRenderer } from '../install-renderer.js'
 import { runInterruptible } from '../interrupt.js'
@@ -61,7 +60,7 @@ interface UpdateFlags {
 export async function runUpdate(
   flags: UpdateFlags,
   logger: Logger,
-  output: ConsoleOutput = CONSOLE,
+  output: ConsoleOutput,
 ): Promise<void> {
   const byKey = flagsByKey(flags)
   byKey.target ??= '/'
