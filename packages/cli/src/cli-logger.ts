@@ -23,15 +23,26 @@ export interface CliLoggerOptions {
   console: ConsoleOutput
 }
 
-/** Pino's numbers for its level names. */
-const LEVEL_VALUES: Readonly<Record<string, number>> = {
-  trace: 10,
-  debug: 20,
-  info: 30,
-  warn: 40,
-  error: 50,
-  fatal: 60,
-  silent: Number.POSITIVE_INFINITY,
+/** Pino's number for a level name; `silent` is above every level. */
+function levelValue(level: string): number {
+  return level === 'silent'
+    ? Number.POSITIVE_INFINITY
+    : (pino.levels.values[level] ?? pino.levels.values.info!)
+}
+
+/**
+ * Whether a person's console shows the records of `level`: in the human format, warnings
+ * and errors, and whatever the level asked for lets through.
+ */
+export function consoleShows(
+  options: Pick<CliLoggerOptions, 'format' | 'level' | 'levelGiven'>,
+  level: string,
+): boolean {
+  return options.format === 'human' && consoleLevelOf(options) <= levelValue(level)
+}
+
+function consoleLevelOf(options: Pick<CliLoggerOptions, 'level' | 'levelGiven'>): number {
+  return levelValue(options.levelGiven ? options.level : 'warn')
 }
 
 /** A repeated warning (a retry) is shown once in this long. */
@@ -47,7 +58,6 @@ export function createCliLogger(options: CliLoggerOptions): Logger {
   const fileStream = options.file
     ? pino.destination({ dest: options.file, sync: true, append: true, mkdir: true })
     : undefined
-  const levelValue = LEVEL_VALUES[options.level] ?? LEVEL_VALUES.info!
   if (options.format === 'json') {
     const stderr = pino.destination({ dest: 2, sync: true })
     return createLogger({
@@ -57,7 +67,7 @@ export function createCliLogger(options: CliLoggerOptions): Logger {
       destination: fileStream ? fanOut([stderr, fileStream]) : stderr,
     })
   }
-  const consoleLevel = options.levelGiven ? levelValue : LEVEL_VALUES.warn!
+  const consoleLevel = consoleLevelOf(options)
   const lastShown = new Map<string, number>()
   const destination: DestinationStream = {
     write(line: string) {
@@ -67,7 +77,7 @@ export function createCliLogger(options: CliLoggerOptions): Logger {
       const text = humanLine(record)
       const now = Date.now()
       if (
-        record.level < LEVEL_VALUES.error! &&
+        record.level < levelValue('error') &&
         now - (lastShown.get(text) ?? -Infinity) < REPEAT_QUIET_MS
       ) {
         return
@@ -76,8 +86,8 @@ export function createCliLogger(options: CliLoggerOptions): Logger {
       options.console.line(text)
     },
   }
-  const lowest = Math.min(levelValue, consoleLevel)
-  const level = Object.entries(LEVEL_VALUES).find(([, value]) => value === lowest)?.[0] ?? 'info'
+  const lowest = Math.min(levelValue(options.level), consoleLevel)
+  const level = pino.levels.labels[lowest] ?? 'silent'
   return createLogger({ name: options.name, level, pretty: false, destination })
 }
 
@@ -110,11 +120,11 @@ function parseRecord(line: string): LogRecord | undefined {
 /** `warning: image demo: MESSAGE: CAUSE`, and its hint on a second line. */
 export function humanLine(record: LogRecord): string {
   const prefix =
-    record.level >= LEVEL_VALUES.error!
+    record.level >= levelValue('error')
       ? 'error: '
-      : record.level >= LEVEL_VALUES.warn!
+      : record.level >= levelValue('warn')
         ? 'warning: '
-        : record.level >= LEVEL_VALUES.info!
+        : record.level >= levelValue('info')
           ? ''
           : 'debug: '
   const image = typeof record.image === 'string' ? `image ${record.image}: ` : ''

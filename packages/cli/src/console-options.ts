@@ -1,6 +1,12 @@
 import type { Logger } from '@imageswarm/core'
 import { type Command, type CommanderError, Option } from 'commander'
-import { createCliLogger, LOG_FORMATS, LOG_LEVELS, type LogFormat } from './cli-logger.js'
+import {
+  consoleShows,
+  createCliLogger,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+} from './cli-logger.js'
 import type { ConsoleOutput } from './console-output.js'
 
 /**
@@ -47,10 +53,9 @@ interface ConsoleFlags {
  */
 export function consoleShowsInfoLog(command: Command): boolean {
   const flags = command.optsWithGlobals() as ConsoleFlags
-  return (
-    flags.logFormat === 'human' &&
-    levelGiven(command) &&
-    LOG_LEVELS.indexOf(flags.logLevel as (typeof LOG_LEVELS)[number]) <= LOG_LEVELS.indexOf('info')
+  return consoleShows(
+    { format: flags.logFormat, level: flags.logLevel, levelGiven: levelGiven(command) },
+    'info',
   )
 }
 

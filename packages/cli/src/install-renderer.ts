@@ -1,5 +1,5 @@
 import { formatMiB } from '@imageswarm/client'
-import type { InstallEvent, TransferTotals } from '@imageswarm/core'
+import { formatDuration, type InstallEvent, type TransferTotals } from '@imageswarm/core'
 import type { ConsoleOutput } from './console-output.js'
 
 export interface InstallRendererOptions {
@@ -137,11 +137,7 @@ export function createInstallRenderer(
 /** `ETA 1m20s` from the current rate, or `ETA --` while the rate means little yet. */
 function timeLeft(bytes: number, bytesPerSecond: number, started: number): string {
   if (Date.now() - started < ETA_AFTER_MS || bytesPerSecond <= 0) return 'ETA --'
-  const seconds = Math.ceil(Math.max(0, bytes) / bytesPerSecond)
-  const minutes = Math.floor(seconds / 60)
-  return minutes > 0
-    ? `ETA ${minutes}m${String(seconds % 60).padStart(2, '0')}s`
-    : `ETA ${seconds}s`
+  return `ETA ${formatDuration(Math.ceil(Math.max(0, bytes) / bytesPerSecond))}`
 }
 
 function describeTotals(totals: TransferTotals): string {

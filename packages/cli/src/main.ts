@@ -251,7 +251,13 @@ export function buildProgram(output = new ConsoleOutput()): Command {
         .default(DEFAULT_PID_FILE)
         .env('IMAGESWARM_PID_FILE'),
     )
-    .action(async (options, command: Command) => runStop(options, loggerFor(command, 'stop')))
+    .action(async (options, command: Command) =>
+      runStop(
+        options,
+        loggerFor(command, 'stop'),
+        consoleShowsInfoLog(command) ? undefined : humanConsole(command),
+      ),
+    )
 
   addInstallOptions(
     program

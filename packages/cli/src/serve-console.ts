@@ -4,6 +4,7 @@ import { formatMiB } from '@imageswarm/client'
 import type { PublishedImage } from '@imageswarm/seeder'
 import type { DeploymentEvent, DeploymentNode } from '@imageswarm/tracker'
 import type { ConsoleOutput } from './console-output.js'
+import { textTable } from './text-table.js'
 
 /** What `serve` tells a person once it serves: its images, the dashboard, what nodes boot with. */
 export interface ServeSummary {
@@ -29,16 +30,16 @@ export async function printServeSummary(output: ConsoleOutput, summary: ServeSum
     `infohash ${manifest.infoHash.slice(0, 12)}`,
     packed ? 'packed now' : 'unchanged since last run',
   ])
-  const widths = rows[0]?.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
+  // A column no image has (no versions kept) is left out; the others line up.
+  const shown = (rows[0] ?? []).flatMap((_, column) =>
+    rows.some((row) => row[column] !== '') ? [column] : [],
+  )
+  const table = textTable(
+    shown.map(() => ({ title: '' })),
+    rows.map((row) => shown.map((column) => row[column]!)),
+  ).slice(1)
   output.line(`serving ${images.length} image${images.length === 1 ? '' : 's'} at ${url}`)
-  for (const row of rows) {
-    output.line(
-      `  ${row
-        .map((cell, column) => cell.padEnd(widths?.[column] ?? 0))
-        .filter((cell) => cell.trim() !== '')
-        .join('  ')}`,
-    )
-  }
+  for (const line of table) output.line(`  ${line}`)
   output.line(`dashboard:  ${url}/`)
   const image = summary.bootImage ?? (images.length === 1 ? images[0]?.manifest.name : undefined)
   output.line(`nodes boot with:  imageswarm.server=${url} imageswarm.image=${image ?? 'NAME'}`)
@@ -58,31 +59,35 @@ async function hasBootFiles(dir: string): Promise<boolean> {
 }
 
 /**
- * A deployment as `serve` shows it on the console: a line when it begins, one per node
- * that fails (an installed node is counted, not listed: a rack is 40 lines otherwise), and
- * the summary when it ends. The log (`everyNode`) has a line for each installed node too.
+ * What happened to a deployment, in a line of the log (the record carries the image):
+ * it began, a node installed or failed, it finished.
  */
-export function describeDeploymentEvent(
-  event: DeploymentEvent,
-  { everyNode = false } = {},
-): string | undefined {
+export function describeDeploymentEvent(event: DeploymentEvent): string {
   const { deployment } = event
-  const prefix = `${deployment.image}: deployment ${deployment.id}`
+  const prefix = `deployment ${deployment.id}`
   switch (event.kind) {
     case 'began':
       return `${prefix} began (first node ${nodeName(event.node)})`
     case 'node-finished': {
       const { node } = event
       const after = `after ${Math.round(node.seconds ?? 0)} s`
-      if (node.state !== 'failed') {
-        return everyNode ? `${prefix}: node ${nodeName(node)} installed ${after}` : undefined
-      }
+      if (node.state !== 'failed') return `${prefix}: node ${nodeName(node)} installed ${after}`
       const reason = node.error ? `${node.error.code}: ${node.error.message}` : 'no reason given'
       return `${prefix}: node ${nodeName(node)} failed ${after} (${reason})`
     }
     case 'ended':
       return `${prefix} finished: ${deployment.text}`
   }
+}
+
+/**
+ * `serve`'s own console line for a deployment: when it begins and when it ends. A node
+ * that fails is a warning of the log, which the console shows anyway; an installed node is
+ * counted, not listed (a rack would be 40 lines).
+ */
+export function deploymentConsoleLine(event: DeploymentEvent): string | undefined {
+  if (event.kind === 'node-finished') return undefined
+  return `${event.deployment.image}: ${describeDeploymentEvent(event)}`
 }
 
 /** How a person knows a node: its host name, MAC and address, as many as it reported. */

@@ -216,11 +216,10 @@ export class ImageServer {
     sendJson(res, 200, description)
   }
 
-  /** What the server uploaded per image: BitTorrent (the seeder) plus HTTP (the web seed). */
   /** Every event in the structured log; a person's console gets what `onDeployment` shows. */
   #deploymentEvent(event: DeploymentEvent): void {
     const { deployment } = event
-    const message = describeDeploymentEvent(event, { everyNode: true })
+    const message = describeDeploymentEvent(event)
     const fields = {
       image: deployment.image,
       deployment: deployment.id,
@@ -237,6 +236,7 @@ export class ImageServer {
     this.#options.onDeployment?.(event)
   }
 
+  /** What the server uploaded per image: BitTorrent (the seeder) plus HTTP (the web seed). */
   #serverUploads(): { infoHash: string; uploaded: number }[] {
     const seeded = new Map(
       (this.#seeder?.stats() ?? []).map((stats) => [stats.infoHash, stats.uploaded]),

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { createCliLogger, humanLine } from '../src/cli-logger.js'
 import { ConsoleOutput } from '../src/console-output.js'
 import { INSTALLER_KERNEL_PARAMETERS } from '../src/installer-environment.js'
-import { describeDeploymentEvent } from '../src/serve-console.js'
+import { deploymentConsoleLine, describeDeploymentEvent } from '../src/serve-console.js'
 
 function capture(tty: boolean) {
   const stream = new PassThrough()
@@ -134,7 +134,7 @@ describe('a deployment on the serve console', () => {
     bytesFromPeers: 0,
   }
 
-  it('shows the beginning, each failed node and the summary; installed nodes in the log only', () => {
+  it('shows the beginning and the summary; a failed node once, as the log’s warning', () => {
     const installed = { ...node, state: 'done' as const, finished: 30_400, seconds: 30.4 }
     const failed = {
       ...node,
@@ -144,23 +144,37 @@ describe('a deployment on the serve console', () => {
       seconds: 12,
       error: { code: 'E_NO_SPACE', message: 'disk full' },
     }
-    expect(describeDeploymentEvent({ kind: 'began', deployment, node })).toBe(
+    expect(deploymentConsoleLine({ kind: 'began', deployment, node })).toBe(
       'rocky9: deployment 3 began (first node n017 52:54:00:12:34:56 10.0.0.17)',
     )
-    expect(describeDeploymentEvent({ kind: 'node-finished', deployment, node: installed })).toBe(
+    expect(deploymentConsoleLine({ kind: 'node-finished', deployment, node: installed })).toBe(
+      undefined,
+    )
+    expect(deploymentConsoleLine({ kind: 'node-finished', deployment, node: failed })).toBe(
       undefined,
     )
     expect(
-      describeDeploymentEvent(
-        { kind: 'node-finished', deployment, node: installed },
-        { everyNode: true },
-      ),
-    ).toBe('rocky9: deployment 3: node n017 52:54:00:12:34:56 10.0.0.17 installed after 30 s')
-    expect(describeDeploymentEvent({ kind: 'node-finished', deployment, node: failed })).toBe(
-      'rocky9: deployment 3: node 10.0.0.17 failed after 12 s (E_NO_SPACE: disk full)',
-    )
-    expect(
-      describeDeploymentEvent({ kind: 'ended', deployment: { ...deployment, state: 'finished' } }),
+      deploymentConsoleLine({ kind: 'ended', deployment: { ...deployment, state: 'finished' } }),
     ).toBe('rocky9: deployment 3 finished: 2 nodes in 74 s, server sent 1.2 copies (1 failed)')
+
+    // The log has every node; its record carries the image, which a person's line shows once.
+    expect(describeDeploymentEvent({ kind: 'node-finished', deployment, node: installed })).toBe(
+      'deployment 3: node n017 52:54:00:12:34:56 10.0.0.17 installed after 30 s',
+    )
+    const shown = capture(false)
+    const logger = createCliLogger({
+      name: 'server',
+      level: 'info',
+      levelGiven: false,
+      format: 'human',
+      console: shown.output,
+    })
+    logger.warn(
+      { image: 'rocky9', deployment: 3 },
+      describeDeploymentEvent({ kind: 'node-finished', deployment, node: failed }),
+    )
+    expect(shown.text()).toBe(
+      'warning: image rocky9: deployment 3: node 10.0.0.17 failed after 12 s (E_NO_SPACE: disk full)\n',
+    )
   })
 })

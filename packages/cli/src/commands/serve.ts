@@ -10,7 +10,7 @@ import {
 import type { DeploymentEvent } from '@imageswarm/tracker'
 import type { ConsoleOutput } from '../console-output.js'
 import { PidFile } from '../pid-file.js'
-import { describeDeploymentEvent, printServeSummary } from '../serve-console.js'
+import { deploymentConsoleLine, printServeSummary } from '../serve-console.js'
 import { ImageServer, type ServerTlsFiles } from '../server.js'
 
 export interface PublishingFlags {
@@ -198,7 +198,7 @@ export async function runServe(
       ? {
           onStage: (image: string, stage: string) => ownLines.line(`${image}: ${stage}`),
           onDeployment: (event: DeploymentEvent) => {
-            const line = describeDeploymentEvent(event)
+            const line = deploymentConsoleLine(event)
             if (line !== undefined) ownLines.line(line)
           },
         }
