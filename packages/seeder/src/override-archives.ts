@@ -11,7 +11,7 @@ import { HeldFile, type HeldFileKind } from './held-file.js'
 export const OVERRIDE_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/
 
 /** imageswarm's own subdirectory of the tarballs directory for packed overrides. */
-export const OVERRIDE_ARCHIVE_DIR = 'imageswarm-overrides'
+const OVERRIDE_ARCHIVE_DIR = 'imageswarm-overrides'
 
 /** Fingerprints a directory at most this often per override, however many nodes ask. */
 const DEFAULT_FINGERPRINT_INTERVAL_MS = 1000

@@ -104,9 +104,7 @@ function imageRow(s) {
     h(
       'td',
       { class: 'deployment-cell' },
-      s.deployment
-        ? `#${s.deployment.id} ${s.deployment.state === 'running' ? 'running' : 'finished'}: ${s.deployment.text}`
-        : '–',
+      s.deployment ? `#${s.deployment.id} ${s.deployment.state}: ${s.deployment.text}` : '–',
     ),
   )
 }

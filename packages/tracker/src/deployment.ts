@@ -157,14 +157,16 @@ export class Deployment {
   settle(now: number, serverBytes: number, staleMs: number, gapMs: number): boolean {
     if (!this.running) return false
     this.#serverBytes = Math.max(this.#serverBytes, serverBytes - this.#serverAtStart)
+    // Every member is marked (a summary counts the lost ones while others still install).
     let settledAt = this.#lastChange
+    let installing = false
     for (const { record, lastSeen } of this.#members.values()) {
       if (record.finished !== null) continue
       record.lost = now - lastSeen > staleMs
-      if (!record.lost) return false
-      settledAt = Math.max(settledAt, lastSeen + staleMs)
+      if (record.lost) settledAt = Math.max(settledAt, lastSeen + staleMs)
+      else installing = true
     }
-    if (now - settledAt < gapMs) return false
+    if (installing || now - settledAt < gapMs) return false
     this.endedAt = now
     return true
   }

@@ -1,12 +1,12 @@
 export { resolveTrackerConfig, type TrackerConfig, TrackerConfigSchema } from './config.js'
 export { clientAddress } from './credentials.js'
+export { readDashboardToken } from './dashboard-auth.js'
 export type {
   DeploymentEvent,
   DeploymentNode,
   DeploymentRecord,
   DeploymentSummary,
 } from './deployment.js'
-export { DEPLOYMENT_CSV_COLUMNS } from './deployment-export.js'
 export type { HistoryColumn, HistorySeries } from './history.js'
 export type { ApiErrorCode } from './http-reply.js'
 export type { AnnounceSighting, NodeView } from './node-record.js'

@@ -110,10 +110,13 @@ export class NodeRecord {
   readonly #phaseMs: Partial<Record<NodeState, number>> = {}
   /** The peer id is an imageswarm install client's (core's PEER_ID_PREFIX.client). */
   readonly #clientPrefix: boolean
+  /** The BitTorrent client the peer id names: worked out once, every view shows it. */
+  readonly #client: string | null
 
   constructor(peerId: string, now: number) {
     this.peerId = peerId
     this.#clientPrefix = peerRoleOf(peerId) === 'client'
+    this.#client = clientNameOf(peerId)
     this.firstSeen = now
     this.lastSeen = now
     this.stateSince = now
@@ -212,7 +215,7 @@ export class NodeRecord {
 
   /** An imageswarm client (it posts, or announces under the client's prefix), or another. */
   get kind(): 'node' | 'foreign' {
-    return this.#claim !== undefined || this.#clientPrefix ? 'node' : 'foreign'
+    return this.claimed || this.#clientPrefix ? 'node' : 'foreign'
   }
 
   view(now: number, deployment: number | null = null): NodeView {
@@ -228,7 +231,7 @@ export class NodeRecord {
       address: this.address,
       port: this.port,
       kind: this.kind,
-      client: clientNameOf(this.peerId),
+      client: this.#client,
       deployment,
       state: this.state,
       stale: this.stale,

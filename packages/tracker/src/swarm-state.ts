@@ -321,6 +321,7 @@ export class SwarmState {
       if (node.size !== null) size = node.size
     }
     const totals = this.totals()
+    const latest = this.#deployments.latest
     return {
       image: this.image,
       infoHash: this.infoHash,
@@ -331,7 +332,7 @@ export class SwarmState {
       states,
       stale,
       foreign,
-      deployment: this.#deployments.latest?.summary(now, this.#archiveSize ?? size) ?? null,
+      deployment: latest === undefined ? null : this.#summaryOf(latest, now),
       ...totals,
       offload: totals.delivered > 0 ? totals.fromPeers / totals.delivered : null,
       ...this.#rates,
@@ -369,8 +370,7 @@ export class SwarmState {
   deploymentRecord(id: number, now: number): DeploymentRecord | undefined {
     const deployment = this.#deployments.get(id)
     if (deployment === undefined) return undefined
-    const size = this.#archiveSize ?? this.#knownSize()
-    return { ...deployment.summary(now, size), rows: deployment.rows() }
+    return { ...this.#summaryOf(deployment, now), rows: deployment.rows() }
   }
 
   #knownSize(): number | null {
