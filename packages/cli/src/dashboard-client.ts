@@ -1,8 +1,9 @@
-import { readFile } from 'node:fs/promises'
-import { errnoOf, ImageSwarmError, serverUrl } from '@imageswarm/core'
+import { DEFAULT_SERVER_PORT, normalizeServerUrl } from '@imageswarm/client'
+import { ImageSwarmError, serverUrl } from '@imageswarm/core'
+import { readDashboardToken } from '@imageswarm/tracker'
 
 /** Where `imageswarm images` and `nodes` ask when no `--server` is given. */
-export const DEFAULT_STATUS_SERVER = 'http://localhost:6969'
+export const DEFAULT_STATUS_SERVER = `http://localhost:${DEFAULT_SERVER_PORT}`
 
 /** How the status commands reach a server's dashboard API. */
 export interface DashboardClientFlags {
@@ -30,22 +31,14 @@ export class DashboardClient {
   }
 
   static async open(flags: DashboardClientFlags): Promise<DashboardClient> {
-    const server = flags.server.includes('://') ? flags.server : `http://${flags.server}`
-    if (flags.dashboardTokenFile === undefined) return new DashboardClient(server, undefined)
-    const file = flags.dashboardTokenFile
-    const text = await readFile(file, 'utf8').catch((err: unknown) => {
-      throw new ImageSwarmError(
-        'E_CONFIG_INVALID',
-        `cannot read the dashboard token file ${file}: ${errnoOf(err) ?? String(err)}`,
-        {
-          operation: 'read --dashboard-token-file',
-          path: file,
-          hint: "give the file the server's --dashboard-token-file names (or a copy of it)",
-          cause: err,
-        },
-      )
-    })
-    return new DashboardClient(server, text.trim())
+    // A bare address is the server's default port, as for `imageswarm install --server`.
+    const server = normalizeServerUrl(flags.server, '--server')
+    // The same file, and the same checks, as the server's --dashboard-token-file.
+    const token =
+      flags.dashboardTokenFile === undefined
+        ? undefined
+        : readDashboardToken(flags.dashboardTokenFile)
+    return new DashboardClient(server, token)
   }
 
   /**
