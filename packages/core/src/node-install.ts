@@ -1,6 +1,7 @@
 import { z } from 'zod'
 import { DiskLayoutSchema } from './disk-layout.js'
 import { IMAGE_NAME_PATTERN } from './image-ref.js'
+import { MAC_PATTERN } from './node-status.js'
 
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits')
 const FileName = z.string().regex(/^[A-Za-z0-9._+-]+$/)
@@ -17,10 +18,7 @@ const FileName = z.string().regex(/^[A-Za-z0-9._+-]+$/)
  */
 export const NodeConfigBindingSchema = z.strictObject({
   /** The MAC the node asked with (lower case, colons); null when it gave none. */
-  mac: z
-    .string()
-    .regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/)
-    .nullable(),
+  mac: z.string().regex(MAC_PATTERN).nullable(),
   /** The serial of the image's signed manifest when this config was signed. */
   serial: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
   /** The signed manifest's expiry: a node refuses the config after it. */

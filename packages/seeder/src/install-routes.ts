@@ -6,6 +6,7 @@ import {
   INSTALL_PATHS,
   type Logger,
   parseImageName,
+  parseMac,
   silentLogger,
 } from '@imageswarm/core'
 import { BootFiles } from './boot-files.js'
@@ -25,7 +26,6 @@ import { serveArchive } from './web-seed.js'
 
 const OVERRIDE_ROUTE = /^\/install\/overrides\/([^/]+)\.tar$/
 const POST_INSTALL_ROUTE = /^\/install\/post-install\/([^/]+)$/
-const MAC = /^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$/
 const HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$/
 const LAYOUT_NAME = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/
 
@@ -382,11 +382,12 @@ function nodeRequest(url: URL, address: string): NodeRequest & { mac: string | u
     return value === undefined || value === '' ? undefined : value
   }
   const image = param('image')
-  const mac = param('mac')
+  const macText = param('mac')
+  const mac = macText === undefined ? undefined : parseMac(macText)
   let hostname = param('hostname')
   const layout = param('layout')
-  if (mac !== undefined && !MAC.test(mac))
-    throw badParameter('mac', mac, 'a MAC address, 52:54:00:12:34:56')
+  if (macText !== undefined && mac === undefined)
+    throw badParameter('mac', macText, 'a MAC address, 52:54:00:12:34:56')
   // SystemImager 5 takes these for no name at all.
   if (hostname === 'localhost' || hostname === '(none)') hostname = undefined
   if (hostname !== undefined && !HOSTNAME.test(hostname)) {
@@ -404,7 +405,7 @@ function nodeRequest(url: URL, address: string): NodeRequest & { mac: string | u
     hostname,
     layout,
     address,
-    mac: mac?.toLowerCase().replaceAll('-', ':'),
+    mac,
   }
 }
 
