@@ -4,7 +4,6 @@
 // dpkg-deb (never installed on this machine) and its unit checked by systemd-analyze;
 // package-service-vm.test.ts installs it in a VM and runs the unit under systemd.
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { cp, lstat, mkdir, mkdtemp, readFile, readlink, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -13,6 +12,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { gunzipSync } from 'node:zlib'
+import { sha256File } from '@imageswarm/core'
 import { compareTrees, INSTALL_RECORD_SKIP } from '@imageswarm/core/testing'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { makeSampleImage } from '../scripts/lib/sample-image.mjs'
@@ -46,12 +46,6 @@ async function buildPackages(out: string) {
     tgz: join(out, `imageswarm-${VERSION}.tgz`),
     deb: join(out, `imageswarm_${VERSION}_amd64.deb`),
   }
-}
-
-async function sha256(file: string) {
-  return createHash('sha256')
-    .update(await readFile(file))
-    .digest('hex')
 }
 
 beforeAll(async () => {
@@ -93,12 +87,16 @@ describe('the npm package', () => {
     return run(command, args, { env: pathEnv() })
   }
 
-  it('installs offline with npm install -g, every command on the PATH with --version', async () => {
+  // Installed once for the describe: each test runs from the installed prefix alone.
+  beforeAll(async () => {
     await run(
       'npm',
       ['install', '-g', '--offline', '--no-audit', '--no-fund', '--prefix', prefix(), built.tgz],
       { env: { ...process.env, npm_config_cache: join(work, 'npm-cache') } },
     )
+  }, 120_000)
+
+  it('installs offline with npm install -g, every command on the PATH with --version', async () => {
     for (const command of COMMANDS) {
       const { stdout } = await onPath(command, ['--version'])
       expect(stdout, command).toBe(`imageswarm ${VERSION}\n`)
@@ -176,16 +174,27 @@ describe('the npm package', () => {
     children.push(server)
     const exited = once(server, 'exit')
     const logs: string[] = []
+    // Bounded: 120 s (a cold machine packs the image first), with the log when it fails.
+    let waited: NodeJS.Timeout | undefined
     const url = await new Promise<string>((resolve, reject) => {
       createInterface({ input: server.stderr! }).on('line', (line) => {
         logs.push(line)
-        const record = JSON.parse(line) as { msg?: string; url?: string }
+        let record: { msg?: string; url?: string } = {}
+        try {
+          record = JSON.parse(line) as typeof record
+        } catch {
+          return // not a log record (a warning of node's): kept in `logs`
+        }
         if (record.msg === 'serving images' && record.url) resolve(record.url)
       })
       server.once('exit', (code) =>
         reject(new Error(`serve exited with ${code}:\n${logs.join('\n')}`)),
       )
-    })
+      waited = setTimeout(
+        () => reject(new Error(`serve did not serve within 120 s:\n${logs.join('\n')}`)),
+        120_000,
+      )
+    }).finally(() => clearTimeout(waited))
     // The dashboard's page and its charts library, found by the bundle in the package.
     expect((await fetch(`${url}/`)).status).toBe(200)
     expect((await fetch(`${url}/assets/uplot.esm.js`)).status).toBe(200)
@@ -309,7 +318,7 @@ describe('the Debian package', () => {
 
   it('builds the same bytes again from the same tree', async () => {
     const again = await buildPackages(join(work, 'again'))
-    expect(await sha256(again.tgz)).toBe(await sha256(built.tgz))
-    expect(await sha256(again.deb)).toBe(await sha256(built.deb))
+    expect(await sha256File(again.tgz)).toBe(await sha256File(built.tgz))
+    expect(await sha256File(again.deb)).toBe(await sha256File(built.deb))
   })
 })

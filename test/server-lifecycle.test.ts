@@ -60,7 +60,8 @@ describe('the server’s life cycle and SystemImager’s command names', () => {
     await addSampleImage(layout, 'alpha')
     await addSampleImage(layout, 'beta')
     const port = await freePort()
-    const env = serverEnv(layout, port)
+    // What a person sees: the human console, whatever log format the machine exported.
+    const env = { ...serverEnv(layout, port), IMAGESWARM_LOG_FORMAT: 'human' }
 
     const installed = await run(
       `${BIN}si_installbtimage.js`,
@@ -85,7 +86,8 @@ describe('the server’s life cycle and SystemImager’s command names', () => {
     children.push(tracker)
     let log = ''
     tracker.stderr.on('data', (chunk) => (log += chunk))
-    const deadline = Date.now() + 60_000
+    // Bounded: 120 s, as startServer waits for a server.
+    const deadline = Date.now() + 120_000
     // What a person sees: a line per image once both are served.
     while (
       !log.includes('stop with Ctrl-C') &&

@@ -1,10 +1,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { once } from 'node:events'
-import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
+import { sha256File } from '@imageswarm/core'
 import { compareTrees, INSTALL_RECORD_SKIP } from '@imageswarm/core/testing'
 import { afterEach, describe, expect, it } from 'vitest'
 import { runInstall } from '../scripts/lib/deployment.mjs'
@@ -82,12 +82,6 @@ async function startTracker(args: string[], env: NodeJS.ProcessEnv) {
   }
 }
 
-async function sha256(path: string): Promise<string> {
-  return createHash('sha256')
-    .update(await readFile(path))
-    .digest('hex')
-}
-
 async function manifestOf(port: number, image: string) {
   const response = await fetch(`http://127.0.0.1:${port}/images/${image}/manifest.json`)
   expect(response.status).toBe(200)
@@ -111,7 +105,7 @@ describe('SystemImager’s commands and files', () => {
     const [name, infoHash, archivePath] = installed.stdout.trim().split('\t')
     expect(name).toBe('legacy')
     expect(archivePath).toBe(join(layout.tarballsDir, 'image-legacy.tar'))
-    const packed = await sha256(archivePath!)
+    const packed = await sha256File(archivePath!)
     const { mtimeMs } = await stat(archivePath!)
 
     const tracker = await startTracker(['--image', 'legacy', '--image_server', '127.0.0.1'], env)
@@ -123,7 +117,7 @@ describe('SystemImager’s commands and files', () => {
       infoHash,
       compression: 'none',
     })
-    expect(await sha256(archivePath!)).toBe(packed)
+    expect(await sha256File(archivePath!)).toBe(packed)
     expect((await stat(archivePath!)).mtimeMs).toBe(mtimeMs)
     expect((await readdir(layout.tarballsDir)).filter((f) => f.startsWith('image-'))).toEqual([
       'image-legacy.tar',
@@ -143,7 +137,7 @@ describe('SystemImager’s commands and files', () => {
     // As si_installbtimage --compress made it: cd IMAGE && tar -czSpf image-NAME.tar.gz .
     const tarball = join(layout.tarballsDir, 'image-legacy.tar.gz')
     await execFileAsync('tar', ['-czSpf', tarball, '.'], { cwd: reference })
-    const before = await sha256(tarball)
+    const before = await sha256File(tarball)
     const port = await freePort()
     const env = siEnv(layout, port)
     // The images come from BT_IMAGES, as SystemImager's init script took them.
@@ -179,7 +173,7 @@ describe('SystemImager’s commands and files', () => {
       return BigInt(mtimes[2]!) !== (BigInt(mtimes[1]!) / 1_000_000_000n) * 1_000_000_000n
     })
     expect(notWholeSeconds).toEqual([])
-    expect(await sha256(tarball)).toBe(before)
+    expect(await sha256File(tarball)).toBe(before)
     expect(await tracker.stop()).toBe(0)
 
     // The next start serves the same bytes under the same infohash.
@@ -196,7 +190,7 @@ describe('SystemImager’s commands and files', () => {
     await execFileAsync('tar', ['-czSpf', tarball, 'etc'], {
       cwd: join(layout.imagesDir, 'legacy'),
     })
-    const before = await sha256(tarball)
+    const before = await sha256File(tarball)
     const env = siEnv(layout, await freePort())
 
     for (const args of [
@@ -207,11 +201,12 @@ describe('SystemImager’s commands and files', () => {
       expect(refused.code, refused.stderr).toBe(12)
       expect(refused.stderr).toContain('E_FOREIGN_FILE')
       expect(refused.stderr).toContain(tarball)
-      expect(await sha256(tarball)).toBe(before)
+      expect(await sha256File(tarball)).toBe(before)
     }
     // Without --compress it packs image-legacy.tar beside it and leaves the .tar.gz alone.
     const plain = await run('si_installbtimage.js', ['--images', 'legacy'], env)
     expect(plain.code, plain.stderr).toBe(0)
-    expect(await sha256(tarball)).toBe(before)
+    expect(await sha256File(tarball)).toBe(before)
+    expect((await stat(join(layout.tarballsDir, 'image-legacy.tar'))).isFile()).toBe(true)
   })
 })

@@ -144,5 +144,9 @@ describe('bittorrent.conf in the si_* commands', () => {
 
   it('si_stopbttrack and si_updateclient ignore the file', () => {
     expect(translateSystemImagerCommand('si_stopbttrack', [], conf).args).toEqual(['stop'])
+    const update = ['--server', '10.0.0.1', '--directory', '/r']
+    expect(translateSystemImagerCommand('si_updateclient', update, conf).args).toEqual(
+      translateSystemImagerCommand('si_updateclient', update).args,
+    )
   })
 })
