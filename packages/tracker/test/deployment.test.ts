@@ -141,6 +141,21 @@ describe('deployments', () => {
     ])
   })
 
+  it('counts a silent node as lost while another still installs, whatever their order', () => {
+    const state = swarm()
+    // Node 1 joined first and keeps reporting; node 2, joined after it, went silent.
+    post(state, 1, 0, { state: 'downloading', downloaded: 100 })
+    post(state, 2, 1, { state: 'downloading', downloaded: 100 })
+    post(state, 1, 90, { state: 'downloading', downloaded: 600 })
+    sample(state, 90)
+    expect(state.summary(COUNTS, START + 90_000).deployment).toMatchObject({
+      state: 'running',
+      nodes: 2,
+      lost: 1,
+      installing: 1,
+    })
+  })
+
   it('counts a node gone silent as lost, and ends the deployment without it', () => {
     const state = swarm()
     install(state, 1, 0, 30)
