@@ -20,18 +20,13 @@ import { makeSampleImage } from '../scripts/lib/sample-image.mjs'
 const run = promisify(execFile)
 const REPO = fileURLToPath(new URL('..', import.meta.url))
 const BUILD = join(REPO, 'scripts/package/build.mjs')
-const VERSION = (
-  JSON.parse(await readFile(join(REPO, 'packages/cli/package.json'), 'utf8')) as { version: string }
-).version
-const COMMANDS = [
-  'imageswarm',
-  'imageswarm-install',
-  'imageswarm-installer',
-  'si_installbtimage',
-  'si_startbttrack',
-  'si_stopbttrack',
-  'si_updateclient',
-]
+const CLI_PACKAGE = JSON.parse(await readFile(join(REPO, 'packages/cli/package.json'), 'utf8')) as {
+  version: string
+  bin: Record<string, string>
+}
+const VERSION = CLI_PACKAGE.version
+/** Every command the packages put on the PATH: the CLI package's `bin`. */
+const COMMANDS = Object.keys(CLI_PACKAGE.bin)
 
 let work: string
 let built: { tgz: string; deb: string }

@@ -49,16 +49,10 @@ const REPO = resolve(new URL('../..', import.meta.url).pathname)
 const CLI = join(REPO, 'packages/cli')
 const HERE = join(REPO, 'scripts/package')
 
-/** The commands, by name: the bin/ script of packages/cli each one is. */
-const COMMANDS = [
-  'imageswarm',
-  'imageswarm-install',
-  'imageswarm-installer',
-  'si_installbtimage',
-  'si_startbttrack',
-  'si_stopbttrack',
-  'si_updateclient',
-]
+/** The commands, by name: packages/cli's `bin`, each its bin/ script. */
+const COMMANDS = Object.keys(
+  JSON.parse(await readFile(join(CLI, 'package.json'), 'utf8')).bin,
+).sort()
 
 /**
  * What the server needs from Debian at run time (scripts/setup.sh's RUNTIME_DEBS), and

@@ -1,9 +1,27 @@
 import { DEFAULT_SERVER_PORT, normalizeServerUrl } from '@imageswarm/client'
 import { ImageSwarmError, serverUrl } from '@imageswarm/core'
 import { readDashboardToken } from '@imageswarm/tracker'
+import { type Command, Option } from 'commander'
 
 /** Where `imageswarm images` and `nodes` ask when no `--server` is given. */
 export const DEFAULT_STATUS_SERVER = `http://localhost:${DEFAULT_SERVER_PORT}`
+
+/** `--server` and `--dashboard-token-file`, as `images` and `nodes` both take them. */
+export function addDashboardClientOptions(command: Command): Command {
+  return command
+    .addOption(
+      new Option('--server <url>', 'the image server to ask')
+        .default(DEFAULT_STATUS_SERVER)
+        .env('IMAGESWARM_SERVER'),
+    )
+    .addOption(
+      new Option(
+        '--dashboard-token-file <file>',
+        "file holding the dashboard's read-only token, when the server has one (serve --dashboard-token-file)",
+      ).env('IMAGESWARM_DASHBOARD_TOKEN_FILE'),
+    )
+    .option('--json', 'print what the server answered, as JSON', false)
+}
 
 /** How the status commands reach a server's dashboard API. */
 export interface DashboardClientFlags {

@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import { SYSTEMIMAGER_COMMANDS } from './si-compat.js'
 
 /** What a manual page needs besides the program: the header's version and date. */
 export interface ManPageInfo {
@@ -9,14 +10,6 @@ export interface ManPageInfo {
    * clock, so the same tree gives the same pages.
    */
   date?: string
-}
-
-/** SystemImager's command names and the imageswarm command each runs (si-compat.ts). */
-const SYSTEMIMAGER_ALIASES: Readonly<Record<string, string>> = {
-  si_startbttrack: 'serve',
-  si_stopbttrack: 'stop',
-  si_installbtimage: 'publish',
-  si_updateclient: 'update',
 }
 
 /** Extra sections for some pages, by command path. */
@@ -54,7 +47,7 @@ export function renderManPages(program: Command, info: ManPageInfo): Map<string,
     for (const sub of visibleCommands(command)) visit(sub, [...path, sub.name()])
   }
   visit(program, [program.name()])
-  for (const [alias, command] of Object.entries(SYSTEMIMAGER_ALIASES)) {
+  for (const [alias, command] of Object.entries(SYSTEMIMAGER_COMMANDS)) {
     pages.set(`${alias}.1`, `.so man1/${pageName([program.name(), command])}.1\n`)
   }
   pages.set('imageswarm-installer.1', renderInstallerPage(info))
@@ -85,7 +78,7 @@ function renderPage(command: Command, path: string[], info: ManPageInfo): string
   const usage = help.commandUsage(command).slice(path.join(' ').length).trim()
   if (usage !== '') lines.push(roffText(usage))
   lines.push('.SH DESCRIPTION', roffText(sentence(command.description())))
-  const aliases = Object.entries(SYSTEMIMAGER_ALIASES)
+  const aliases = Object.entries(SYSTEMIMAGER_COMMANDS)
     .filter(([, target]) => path.length === 2 && target === path[1])
     .map(([alias]) => alias)
   for (const alias of aliases) {

@@ -108,6 +108,11 @@ const MAPPINGS: Record<
   },
 }
 
+/** SystemImager's command names and the imageswarm command each runs (the man pages). */
+export const SYSTEMIMAGER_COMMANDS: Readonly<Record<string, string>> = Object.fromEntries(
+  Object.entries(MAPPINGS).map(([name, mapping]) => [name, mapping.command]),
+)
+
 /** A SystemImager command line as imageswarm arguments, and what to tell the user about it. */
 export interface SystemImagerTranslation {
   args: string[]

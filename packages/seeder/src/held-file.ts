@@ -169,14 +169,21 @@ export function openNoFollow(path: string): Promise<FileHandle> {
   return open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
 }
 
-export async function hashHandle(handle: FileHandle, size: number): Promise<string> {
+export async function hashHandle(
+  handle: FileHandle,
+  size: number,
+  /** Also handed each chunk as it is read (a torrent's piece hashes, in the same pass). */
+  onChunk?: (chunk: Buffer) => void,
+): Promise<string> {
   const hash = createHash('sha256')
   const buffer = Buffer.allocUnsafe(HASH_READ_BYTES)
   let position = 0
   while (position < size) {
     const { bytesRead } = await handle.read(buffer, 0, buffer.length, position)
     if (bytesRead === 0) break
-    hash.update(buffer.subarray(0, bytesRead))
+    const chunk = buffer.subarray(0, bytesRead)
+    hash.update(chunk)
+    onChunk?.(chunk)
     position += bytesRead
   }
   return hash.digest('hex')

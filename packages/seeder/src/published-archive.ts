@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import type { BigIntStats } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { errnoOf, ImageSwarmError, PieceHasher } from '@imageswarm/core'
@@ -97,20 +96,11 @@ export class PublishedArchive implements ServedFile {
     if (opened === undefined) return undefined
     const { handle, identity: before } = opened
     try {
-      const size = Number(before.size)
-      const sha256 = createHash('sha256')
       const pieces = new PieceHasher(pieceLength)
-      const buffer = Buffer.allocUnsafe(4 * 1024 * 1024)
-      let position = 0
-      while (position < size) {
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, position)
-        if (bytesRead === 0) break
-        sha256.update(buffer.subarray(0, bytesRead))
-        pieces.update(buffer.subarray(0, bytesRead))
-        position += bytesRead
-      }
+      const sha256 = await hashHandle(handle, Number(before.size), (chunk) => pieces.update(chunk))
       const after = await handle.stat({ bigint: true })
-      const change = position === size ? describeChange(before, after) : 'it became shorter'
+      // A file that became shorter changed its size: describeChange says so.
+      const change = describeChange(before, after)
       if (change !== undefined) {
         throw new ImageSwarmError(
           'E_SERVER_ARCHIVE_CHANGED',
@@ -123,7 +113,7 @@ export class PublishedArchive implements ServedFile {
         )
       }
       return {
-        archive: new PublishedArchive(path, handle, before, sha256.digest('hex')),
+        archive: new PublishedArchive(path, handle, before, sha256),
         pieces: pieces.digest(),
       }
     } catch (err) {

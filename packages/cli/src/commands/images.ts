@@ -1,32 +1,15 @@
 import { archivePath, VERSION_FILES, type VersionList } from '@imageswarm/core'
 import type { SwarmSummary } from '@imageswarm/tracker'
-import { type Command, Option } from 'commander'
+import type { Command } from 'commander'
 import {
+  addDashboardClientOptions,
   DashboardClient,
   type DashboardClientFlags,
-  DEFAULT_STATUS_SERVER,
 } from '../dashboard-client.js'
 import { formatBytes, textTable } from '../text-table.js'
 
 export interface ImagesFlags extends DashboardClientFlags {
   json: boolean
-}
-
-/** `--server` and `--dashboard-token-file`, as `images` and `nodes` both take them. */
-export function addDashboardClientOptions(command: Command): Command {
-  return command
-    .addOption(
-      new Option('--server <url>', 'the image server to ask')
-        .default(DEFAULT_STATUS_SERVER)
-        .env('IMAGESWARM_SERVER'),
-    )
-    .addOption(
-      new Option(
-        '--dashboard-token-file <file>',
-        "file holding the dashboard's read-only token, when the server has one (serve --dashboard-token-file)",
-      ).env('IMAGESWARM_DASHBOARD_TOKEN_FILE'),
-    )
-    .option('--json', 'print what the server answered, as JSON', false)
 }
 
 /** Registers `imageswarm images`. */

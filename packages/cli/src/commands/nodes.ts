@@ -1,10 +1,13 @@
 import { ImageSwarmError, NODE_STATES, parseImageName } from '@imageswarm/core'
 import type { DeploymentRecord, NodeView, SwarmSummary } from '@imageswarm/tracker'
 import type { Command } from 'commander'
-import { DashboardClient, type DashboardClientFlags } from '../dashboard-client.js'
+import {
+  addDashboardClientOptions,
+  DashboardClient,
+  type DashboardClientFlags,
+} from '../dashboard-client.js'
 import { collectList, integerFlag } from '../options.js'
 import { formatBytes, textTable } from '../text-table.js'
-import { addDashboardClientOptions } from './images.js'
 
 /** What `--state` takes: an install state, or `stale` (live nodes) / `lost` (a deployment's). */
 const STATE_FILTERS = [...NODE_STATES, 'stale', 'lost'] as const
