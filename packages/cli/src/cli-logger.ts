@@ -63,7 +63,6 @@ export function createCliLogger(options: CliLoggerOptions): Logger {
     return createLogger({
       name: options.name,
       level: options.level,
-      pretty: false,
       destination: fileStream ? fanOut([stderr, fileStream]) : stderr,
     })
   }
@@ -88,7 +87,7 @@ export function createCliLogger(options: CliLoggerOptions): Logger {
   }
   const lowest = Math.min(levelValue(options.level), consoleLevel)
   const level = pino.levels.labels[lowest] ?? 'silent'
-  return createLogger({ name: options.name, level, pretty: false, destination })
+  return createLogger({ name: options.name, level, destination })
 }
 
 function fanOut(streams: readonly DestinationStream[]): DestinationStream {

@@ -76,7 +76,6 @@ function recordingLogger() {
   const lines: { msg: string; [key: string]: unknown }[] = []
   const logger = createLogger({
     name: 'test',
-    pretty: false,
     level: 'debug',
     destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
   })

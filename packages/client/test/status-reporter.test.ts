@@ -296,7 +296,6 @@ describe('StatusReporter', () => {
     const logger = createLogger({
       name: 'install',
       level: 'debug',
-      pretty: false,
       destination: { write: (line: string) => lines.push(JSON.parse(line)) },
     })
     const server = fakeServer((nth) =>

@@ -1,5 +1,4 @@
 import { type DestinationStream, type Logger, pino } from 'pino'
-import pretty from 'pino-pretty'
 
 export type { Logger } from 'pino'
 
@@ -7,31 +6,19 @@ export interface LoggerOptions {
   /** Component name, shown in every line (`server`, `install`). */
   name: string
   level?: string
-  /** Human-readable lines; default: when stderr is a terminal. JSON otherwise. */
-  pretty?: boolean
   /** Where lines go; default stderr, so stdout stays free for `--json` events. */
   destination?: DestinationStream
 }
 
 /**
- * Structured logs: JSON lines when stderr is not a terminal (serial consoles, journald,
- * files), colourised lines on a terminal.
+ * Structured logs: pino's JSON lines (serial consoles, journald, files). What a person sees
+ * on a terminal is the CLI's own short lines (packages/cli/src/cli-logger.ts).
  *
  * @example const logger = createLogger({ name: 'server' }); logger.info({ image }, 'published')
  */
 export function createLogger(options: LoggerOptions): Logger {
   const level = options.level ?? process.env.IMAGESWARM_LOG_LEVEL ?? 'info'
-  const wantPretty = options.pretty ?? process.stderr.isTTY === true
-  const destination =
-    options.destination ??
-    (wantPretty
-      ? pretty({
-          destination: 2,
-          sync: true,
-          translateTime: 'SYS:HH:MM:ss',
-          ignore: 'pid,hostname',
-        })
-      : pino.destination({ dest: 2, sync: true }))
+  const destination = options.destination ?? pino.destination({ dest: 2, sync: true })
   return pino({ name: options.name, level, base: { name: options.name } }, destination)
 }
 

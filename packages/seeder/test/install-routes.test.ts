@@ -29,7 +29,6 @@ function recordingLogger(): { logger: Logger; records: LogRecord[] } {
   const records: LogRecord[] = []
   const logger = createLogger({
     name: 'test',
-    pretty: false,
     destination: { write: (line: string) => records.push(JSON.parse(line) as LogRecord) },
   })
   return { logger, records }

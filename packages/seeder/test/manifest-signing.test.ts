@@ -182,7 +182,6 @@ describe('ManifestSigner', () => {
     const lines: { msg: string }[] = []
     const logger = createLogger({
       name: 'test',
-      pretty: false,
       destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
     })
     const signer = await ManifestSigner.open({

@@ -158,7 +158,6 @@ describe('announce', () => {
     const logger = createLogger({
       name: 'test',
       level: 'debug',
-      pretty: false,
       destination: { write: (line: string) => void lines.push(line) },
     })
     const { tracker, announceUrl } = await start({ logger })

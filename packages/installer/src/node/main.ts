@@ -159,7 +159,6 @@ function openLog(path: string, console: InstallerConsole): Logger {
     const fd = openSync(path, 'a')
     return createLogger({
       name: 'installer',
-      pretty: false,
       destination: { write: (line: string) => void writeSync(fd, line) },
     })
   } catch (err) {
