@@ -32,6 +32,7 @@ const { values } = parseArgs({
     env: { type: 'string', multiple: true, default: [] },
     'client-node-arg': { type: 'string', multiple: true, default: [] },
     'install-client': { type: 'string' },
+    baseline: { type: 'string' },
     verbose: { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -41,7 +42,8 @@ if (values.help) {
     'usage: run.mjs [--clients 1,4,8] [--rate 25mbit] [--size 128MiB] [--transports imageswarm,http,aria2]\n' +
       '               [--http-clients 1,4] [--label NAME] [--out DIR] [--work-dir DIR] [--timeout S]\n' +
       '               [--serve-arg ARG]… [--install-arg ARG]… [--env KEY=VALUE]… [--verbose]\n' +
-      '               [--client-node-arg ARG]… [--install-client BUNDLE]\n',
+      '               [--client-node-arg ARG]… [--install-client BUNDLE]\n' +
+      "               [--baseline DIR]  (transport imageswarm-baseline: DIR's built checkout)\n",
   )
   process.exit(0)
 }
@@ -63,6 +65,7 @@ const results = await runBench({
   installArgs: values['install-arg'],
   clientNodeArgs: values['client-node-arg'],
   ...(values['install-client'] ? { installClient: values['install-client'] } : {}),
+  ...(values.baseline ? { baseline: values.baseline } : {}),
   clientEnv: Object.fromEntries(values.env.map((kv) => kv.split(/=(.*)/s).slice(0, 2))),
   log: (line) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`),
   ...(values.verbose
@@ -88,6 +91,7 @@ const run = {
     env: values.env,
     serveArgs: values['serve-arg'],
     installArgs: values['install-arg'],
+    ...(values.baseline ? { baseline: values.baseline } : {}),
   },
   results,
 }

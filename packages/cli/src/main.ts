@@ -145,6 +145,10 @@ export function buildProgram(output = new ConsoleOutput()): Command {
       durationFlag('--deployment-gap', 1, 86_400),
     )
     .option(
+      '--rack-map <file>',
+      'nodes to racks (SUBNET RACK or NODE-NAME RACK per line), for nodes that announce none',
+    )
+    .option(
       '--deployments-kept <n>',
       'finished deployments the dashboard keeps per image (default 20)',
       integerFlag('--deployments-kept', 1, 10_000),

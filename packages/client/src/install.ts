@@ -1,4 +1,5 @@
 import { rm, rmdir } from 'node:fs/promises'
+import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
@@ -204,6 +205,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
         archivePath: place.path,
         alreadyVerified: Boolean(cached),
         settings: config.swarm,
+        nodeName: config.node ?? hostname(),
         webSeedFallbackSeconds: config.webSeedFallbackSeconds,
         stallTimeoutSeconds: config.stallTimeoutSeconds,
         logger,

@@ -4,6 +4,7 @@ import {
   parseByteRate,
   parseDuration,
   parseMac,
+  RACK_PATTERN,
   resolveConfig,
 } from '@imageswarm/core'
 import {
@@ -26,6 +27,7 @@ type Kind =
   | 'boolean'
   | 'protocol'
   | 'mac'
+  | 'rack'
 
 /**
  * A kernel name that says a setting in another installer's words: its values are turned
@@ -214,6 +216,7 @@ export const INSTALL_PARAMETERS: readonly ParameterSpec[] = [
     ['imageswarm.upload-slots'],
     'integer',
   ),
+  spec('swarm.rack', '--rack', ['IMAGESWARM_RACK'], ['imageswarm.rack'], 'rack'),
   spec(
     'swarm.uploadLimit',
     '--upload-limit',
@@ -407,6 +410,9 @@ function convert(
         throw bad('a MAC address, e.g. 52:54:00:ab:cd:01 or 01-52-54-00-ab-cd-01')
       return mac
     }
+    case 'rack':
+      if (!RACK_PATTERN.test(value)) throw bad('a rack name: letters, digits and ._:- (up to 64)')
+      return value
     case 'protocol': {
       const protocol = value.toLowerCase()
       if (!(DOWNLOAD_PROTOCOLS as readonly string[]).includes(protocol)) {

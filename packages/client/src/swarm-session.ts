@@ -26,6 +26,8 @@ export interface SwarmSessionOptions {
   /** Where the archive is downloaded to (in staging or the cache). */
   archivePath: string
   settings: SwarmSettings
+  /** The node's name, for the tracker's rack map. */
+  nodeName?: string | undefined
   webSeedFallbackSeconds: number
   stallTimeoutSeconds: number
   logger: Logger
@@ -88,6 +90,7 @@ export class SwarmSession {
         peerId: options.peerId,
         host,
         settings: options.settings,
+        nodeName: options.nodeName,
         existing: options.alreadyVerified ? 'held' : 'scan',
         logger: options.logger,
         ...(imageServer ? { imageServer } : {}),

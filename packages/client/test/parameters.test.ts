@@ -140,6 +140,72 @@ describe('the other imageswarm.* settings', () => {
   })
 })
 
+describe('the node’s rack', () => {
+  it('is unset unless given', () => {
+    const { config, sources } = resolveInstallParameters({ flags: {}, env: {}, kernel })
+    expect(config.swarm.rack).toBeUndefined()
+    expect(sources['swarm.rack']).toEqual({ source: 'default' })
+  })
+
+  it('is taken from imageswarm.rack=, IMAGESWARM_RACK or --rack, the flag first', () => {
+    const fromKernel = resolveInstallParameters({
+      flags: {},
+      env: {},
+      kernel: new Map([...kernel, ['imageswarm.rack', 'r7']]),
+    })
+    expect(fromKernel.config.swarm.rack).toBe('r7')
+    expect(fromKernel.sources['swarm.rack']).toEqual({ source: 'kernel', name: 'imageswarm.rack' })
+
+    const fromEnv = resolveInstallParameters({
+      flags: {},
+      env: { IMAGESWARM_RACK: 'row2.r7' },
+      kernel: new Map([...kernel, ['imageswarm.rack', 'r7']]),
+    })
+    expect(fromEnv.config.swarm.rack).toBe('row2.r7')
+    expect(fromEnv.sources['swarm.rack']).toEqual({
+      source: 'environment',
+      name: 'IMAGESWARM_RACK',
+    })
+
+    const fromFlag = resolveInstallParameters({
+      flags: { 'swarm.rack': 'dc1:r7' },
+      env: { IMAGESWARM_RACK: 'row2.r7' },
+      kernel: new Map([...kernel, ['imageswarm.rack', 'r7']]),
+    })
+    expect(fromFlag.config.swarm.rack).toBe('dc1:r7')
+    expect(fromFlag.sources['swarm.rack']).toEqual({ source: 'flag', name: '--rack' })
+  })
+
+  it('takes a name of up to 64 letters, digits and ._:-', () => {
+    const rack = `r${'7'.repeat(63)}`
+    const { config } = resolveInstallParameters({ flags: { 'swarm.rack': rack }, env: {}, kernel })
+    expect(config.swarm.rack).toBe(rack)
+  })
+
+  it('refuses a rack name that is not one, naming the setting and where it came from', () => {
+    const bad = ['a b', 'r'.repeat(65), 'r'.repeat(70), '-r7', 'r/7']
+    for (const rack of bad) {
+      expect(() =>
+        resolveInstallParameters({
+          flags: {},
+          env: {},
+          kernel: new Map([...kernel, ['imageswarm.rack', rack]]),
+        }),
+      ).toThrow(
+        expect.objectContaining({
+          code: 'E_CONFIG_INVALID',
+          path: 'swarm.rack',
+          message: `invalid imageswarm.rack (kernel): ${JSON.stringify(rack)}`,
+          hint: 'give a rack name: letters, digits and ._:- (up to 64)',
+        }),
+      )
+    }
+    expect(() =>
+      resolveInstallParameters({ flags: { 'swarm.rack': 'a b' }, env: {}, kernel }),
+    ).toThrow('invalid --rack (flag): "a b"')
+  })
+})
+
 describe('SystemImager 5’s kernel parameters', () => {
   it('names the server and image as si.image-server= and si.image-name=, after imageswarm.* and SystemImager 4’s', () => {
     const si = new Map([

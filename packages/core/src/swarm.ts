@@ -28,6 +28,10 @@ export function peerRoleOf(peerIdHex: string | undefined): PeerRole | undefined 
   return undefined
 }
 
+/** A rack's name, as a node gives it (`imageswarm.rack=`) and the server's rack map
+ * names it: letters, digits and `._:-`, up to 64. */
+export const RACK_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/
+
 /**
  * Swarm settings for an install network. The libraries' defaults are made for the
  * public internet; see the README ("Swarm settings") for why each value differs.
@@ -48,6 +52,10 @@ export const SwarmSettingsSchema = z.object({
    * holds fewest copies of, and the next once the client has them (BEP 16 super-seeding),
    * so it sends each piece about once while clients trade the rest. */
   firstCopy: z.boolean().default(true),
+  /** The node's rack, told to the tracker with each announce: the tracker then hands out
+   * mostly peers of the same rack, and a few of others (see the tracker's peer handout).
+   * Unset, the server's rack map decides, or the node is in no rack. */
+  rack: z.string().regex(RACK_PATTERN, 'letters, digits and ._:- (up to 64)').optional(),
 })
 
 export type SwarmSettings = z.output<typeof SwarmSettingsSchema>

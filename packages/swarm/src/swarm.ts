@@ -10,11 +10,14 @@ import {
   type TransferTotals,
 } from '@imageswarm/core'
 import TrackerClient from 'bittorrent-tracker'
+import { Choker, ROTATE_MS } from './choker.js'
+import { FirstCopySeeding } from './first-copy.js'
 import type { HostedSwarm, SwarmHost } from './host.js'
 import { type LeecherCount, LeecherEvidence } from './leecher-evidence.js'
 import { IMAGE_SERVER_SOURCE, Peer, WEB_SEED_SOURCE } from './peer.js'
 import { PeerGuard } from './peer-guard.js'
-import { type BlockRequest, PieceBuffers, PieceDownload } from './piece-download.js'
+import { type BlockRequest, PieceBuffers, type PieceDownload } from './piece-download.js'
+import { PieceAvailability, PiecePicker } from './piece-picker.js'
 import { PieceSet } from './piece-set.js'
 import { PieceStore } from './piece-store.js'
 import { bucketFor, RateMeter, type TokenBucket } from './rate.js'
@@ -24,23 +27,10 @@ import { type Respond, UploadQueue } from './upload-queue.js'
 
 /** A request a peer has not answered in this long is given to another peer. */
 const REQUEST_TIMEOUT_MS = 20_000
-/** How often unchoke slots rotate when more peers want data than there are slots. */
-const ROTATE_MS = 10_000
 /** How long the haves a peer does not need (pieces it holds) may wait for one write. */
 const LATE_HAVES_MS = 5_000
 /** Outgoing connection attempts give up after this long. */
 const CONNECT_TIMEOUT_MS = 5_000
-/** First-copy seeding: pieces announced to each client ahead of what it confirmed, so
- * its request queue never runs dry while it reports the last one: at least this many,
- * more for a client that takes them fast (a second's worth at its rate, up to the max). */
-const REVEAL_AHEAD = 3
-const MAX_REVEAL_AHEAD = 32
-/** First-copy seeding: a piece is announced to a second client while only one holds it
- * (so a slow holder does not hold the swarm up), never to a third: the server then sends
- * each piece at most twice, about 1.2 copies in all. In the 25 Mbit/s testbed at N = 16:
- * no limit, 1.36 copies and 1.47× T_min; one copy, 1.05 and 1.61×; two, 1.22 and 1.59×
- * (runs on a loaded machine, ±0.1×). */
-const MAX_SERVER_COPIES = 2
 /** Web seed: pieces fetched over HTTP at once. */
 const WEB_SEED_CONCURRENCY = 2
 /** A piece that fails its check this often with only the image server's data in it (its
@@ -80,6 +70,9 @@ export interface ArchiveSwarmOptions {
    * (a server peer id): clients dial the server, so every client's connection to the
    * server is one the client opened to the server's published address. */
   dialPeers?: boolean
+  /** The node's name, told to the tracker with each announce (its rack map may name
+   * racks by node name). */
+  nodeName?: string | undefined
   /** An upload budget shared with other swarms and the server's web seed (the image
    * server's one `--upload-limit`); default: a bucket of this swarm's own from
    * `settings.uploadLimit`. */
@@ -103,7 +96,8 @@ export interface ArchiveSwarmEvents {
 /**
  * One node's part in the swarm of one archive: the engine under both the image
  * server's seeder and the install client, written for install networks where every
- * node cooperates.
+ * node cooperates. The policy is in `PiecePicker`, `Choker` and `FirstCopySeeding` (no
+ * sockets, clock injected); this class does the I/O around them and keeps them informed.
  *
  * - Downloads rarest piece first (random among equals), each piece from one peer while
  *   there are pieces to go round, then from any peer, then, in the endgame, the last
@@ -128,14 +122,12 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   readonly #logger: Logger
   readonly #peers = new Set<Peer>()
   readonly #connecting = new Set<string>()
-  readonly #downloads = new Map<number, PieceDownload>()
-  readonly #buffers: PieceBuffers
-  /** Pieces being downloaded or checked: not to be picked again. */
-  readonly #busy: Uint8Array
   /** Copies of each piece among connected peers. */
-  readonly #availability: Uint32Array
-  /** First-copy seeding: announcements of each piece not confirmed yet. */
-  readonly #announced: Uint32Array
+  readonly #availability: PieceAvailability
+  readonly #picker: PiecePicker<Peer>
+  readonly #choker: Choker<Peer>
+  /** The image server's seeder only (`firstCopy`). */
+  readonly #firstCopy: FirstCopySeeding<Peer> | undefined
   readonly #guard: PeerGuard
   readonly #uploadBucket: TokenBucket | undefined
   readonly #downloadBucket: TokenBucket | undefined
@@ -164,11 +156,32 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     this.#options = options
     this.#store = store
     this.#logger = options.logger ?? silentLogger()
-    const count = options.torrent.pieces.length
-    this.#busy = new Uint8Array(count)
-    this.#buffers = new PieceBuffers(options.torrent.pieceLength)
-    this.#availability = new Uint32Array(count)
-    this.#announced = new Uint32Array(count)
+    const { torrent, settings } = options
+    this.#availability = new PieceAvailability(torrent.pieces.length)
+    this.#picker = new PiecePicker<Peer>({
+      have: store.have,
+      availability: this.#availability,
+      pieceLength: (index) => pieceLengthOf(torrent, index),
+      buffers: new PieceBuffers(torrent.pieceLength),
+    })
+    this.#choker = new Choker<Peer>({
+      // The image server serves everyone that asks; first-copy seeding decides what.
+      slots: options.firstCopy ? settings.maxConnections : settings.uploadSlots,
+      peers: () => this.#peers,
+      unchoke: (peer) => peer.wire.unchoke(),
+      choke: (peer) => {
+        // Choking refuses the requests waiting (BEP 6), so none of them is read or sent.
+        peer.uploads?.clear()
+        peer.wire.choke()
+      },
+    })
+    this.#firstCopy = options.firstCopy
+      ? new FirstCopySeeding<Peer>({
+          pieceLength: torrent.pieceLength,
+          availability: this.#availability,
+          announce: (peer, index) => peer.wire.have(index),
+        })
+      : undefined
     // The image server and its web seed are never banned (see PeerGuard).
     this.#guard = new PeerGuard(isServerSource)
     this.#dialPeers = options.dialPeers ?? peerRoleOf(options.peerId) !== 'server'
@@ -181,7 +194,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     const store = await PieceStore.open(options.path, options.torrent, options.existing)
     const swarm = new ArchiveSwarm(options, store)
     options.host.register(swarm)
-    swarm.#rotation = setInterval(() => swarm.#rotateSlots(), ROTATE_MS)
+    swarm.#rotation = setInterval(() => swarm.#choker.rotate(), ROTATE_MS)
     swarm.#rotation.unref()
     swarm.#lateHaves = setInterval(() => {
       for (const peer of swarm.#peers) swarm.#sendLateHaves(peer)
@@ -272,6 +285,9 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
         uploaded: this.#totals.uploaded,
         downloaded: this.#totals.downloaded,
         left: this.torrent.length - this.verifiedBytes,
+        // imageswarm's tracker hands out peers by rack (its peer handout).
+        ...(settings.rack === undefined ? {} : { rack: settings.rack }),
+        ...(this.#options.nodeName === undefined ? {} : { node: this.#options.nodeName }),
       }),
     })
     tracker.on('peer', (address: string) => {
@@ -422,8 +438,8 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     wire.on('have-all', () => this.#onBitfield(peer))
     wire.on('have', (index: number) => this.#onHave(peer, index))
     wire.on('unchoke', () => this.#fill(peer))
-    wire.on('interested', () => this.#onInterested(peer))
-    wire.on('uninterested', () => this.#onUninterested(peer))
+    wire.on('interested', () => this.#choker.interested(peer))
+    wire.on('uninterested', () => this.#choker.uninterested(peer))
     wire.on('timeout', () => this.#logger.debug({ peer: peer.address }, 'request timed out'))
     wire.on('upload', (bytes: number) => {
       peer.uploadRate.add(bytes)
@@ -444,7 +460,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       )
     })
     this.#sendPieces(peer)
-    if (this.#options.firstCopy) this.#reveal(peer)
+    this.#reveal(peer)
     this.#logger.debug(
       { peer: peer.address, role: peer.role, isServer, outgoing },
       'peer connected',
@@ -466,15 +482,12 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   #detach(peer: Peer): void {
     if (!this.#peers.delete(peer)) return
     peer.closed = true
-    for (let index = 0; index < peer.pieces.size; index++) {
-      if (peer.pieces.has(index)) this.#availability[index]!--
-    }
-    for (const index of peer.revealed) this.#announced[index]!--
-    peer.revealed.clear()
+    this.#availability.removeAll(peer.pieces)
+    this.#firstCopy?.left(peer)
     peer.assigned.clear()
     peer.uploads?.clear()
     if (peer.isServer) this.#scheduleServerDial()
-    if (peer.unchokedAt) this.#giveSlotAway()
+    this.#choker.left(peer)
     // Its unanswered requests fail through their callbacks and free their blocks.
     peer.wire.destroy()
     this.#fillAll()
@@ -483,9 +496,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   // ---- what peers hold ------------------------------------------------------------------
 
   #onBitfield(peer: Peer): void {
-    for (let index = 0; index < peer.pieces.size; index++) {
-      if (peer.pieces.has(index)) this.#availability[index]!--
-    }
+    this.#availability.removeAll(peer.pieces)
     peer.pieces = new PieceSet(this.torrent.pieces.length)
     peer.wanted = 0
     for (let index = 0; index < peer.pieces.size; index++) {
@@ -503,12 +514,9 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   #countHave(peer: Peer, index: number): void {
     if (!peer.pieces.add(index)) return
     peer.lastActiveAt = Date.now()
-    this.#availability[index]!++
+    this.#availability.add(index)
     if (!this.#store.have.has(index)) peer.wanted++
-    if (peer.revealed.delete(index)) {
-      this.#announced[index]!--
-      this.#reveal(peer)
-    }
+    this.#firstCopy?.confirmed(peer, index, peer.uploadRate.rate())
   }
 
   #updateInterest(peer: Peer): void {
@@ -537,7 +545,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     this.#sendLateHaves(peer)
     try {
       while (peer.inflight < depth) {
-        const next = this.#nextBlock(peer)
+        const next = this.#picker.next(peer)
         if (!next) return
         if (!this.#request(peer, next.download, next.request)) return
       }
@@ -573,61 +581,6 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     return !answeredAtOnce
   }
 
-  /** What to ask this peer for next, or undefined. */
-  #nextBlock(peer: Peer): { download: PieceDownload; request: BlockRequest } | undefined {
-    for (const index of peer.assigned) {
-      const download = this.#downloads.get(index)
-      const request = download?.nextFree(peer, peer.blockLength)
-      if (download && request) return { download, request }
-    }
-    const index = this.#rarestFor(peer)
-    if (index !== -1) {
-      const length = pieceLengthOf(this.torrent, index)
-      const download = new PieceDownload<Peer>(index, length, this.#buffers.take(length))
-      this.#downloads.set(index, download)
-      this.#busy[index] = 1
-      peer.assigned.add(index)
-      const request = download.nextFree(peer, peer.blockLength)
-      if (request) return { download, request }
-    }
-    // Every piece the peer has is under way: help with others' pieces, then, in the
-    // endgame, ask for a block already asked of one other peer. Only of an idle peer, one
-    // block at a time: a duplicate's bytes are wasted on both links (at N = 32, filling
-    // every queue with them moved 7 % more bytes than the archive). Pieces are kept in
-    // 16 KiB units, so a foreign peer can help with, or take over part of, a piece begun
-    // in imageswarm's large blocks.
-    for (const download of this.#downloads.values()) {
-      if (!peer.pieces.has(download.index)) continue
-      const request = download.nextFree(peer, peer.blockLength)
-      if (request) return { download, request }
-    }
-    if (peer.inflight > 0) return undefined
-    for (const download of this.#downloads.values()) {
-      if (!peer.pieces.has(download.index)) continue
-      const request = download.duplicable(peer, peer.blockLength)
-      if (request) return { download, request }
-    }
-    return undefined
-  }
-
-  /** The rarest piece the peer has and we need; -1 if none. */
-  #rarestFor(peer: Peer): number {
-    const have = this.#store.have
-    return rarest(have.size, (index) =>
-      this.#busy[index] || have.has(index) || !peer.pieces.has(index)
-        ? undefined
-        : this.#availability[index],
-    )
-  }
-
-  /** The rarest piece we need that nobody is fetching (for the web seed); -1 if none. */
-  #rarestUnclaimed(): number {
-    const have = this.#store.have
-    return rarest(have.size, (index) =>
-      this.#busy[index] || have.has(index) ? undefined : this.#availability[index],
-    )
-  }
-
   #onBlock(peer: Peer, download: PieceDownload, request: BlockRequest, data: Uint8Array): void {
     const useless = download.received(request, data)
     if (!useless) return
@@ -644,17 +597,14 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   }
 
   async #finishPiece(download: PieceDownload): Promise<void> {
-    const { index } = download
-    this.#downloads.delete(index)
-    for (const peer of this.#peers) peer.assigned.delete(index)
+    this.#picker.completed(download, this.#peers)
     const contributors = [...download.contributors].map((peer) => peer.source)
     try {
-      await this.#completePiece(index, download.data, contributors)
+      await this.#completePiece(download.index, download.data, contributors)
     } catch (err) {
       if (!this.#closed) this.emit('error', err as Error)
     } finally {
-      this.#buffers.give(download.data)
-      this.#busy[index] = 0
+      this.#picker.settled(download)
       this.#fillAll()
     }
   }
@@ -779,123 +729,9 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     return { requests, bytesQueued, peersAwaitingDrain }
   }
 
-  get #slots(): number {
-    // The image server serves everyone that asks; first-copy seeding decides what.
-    return this.#options.firstCopy
-      ? this.#options.settings.maxConnections
-      : this.#options.settings.uploadSlots
-  }
-
-  #unchoked(): number {
-    let count = 0
-    for (const peer of this.#peers) if (peer.unchokedAt) count++
-    return count
-  }
-
-  #unchoke(peer: Peer): void {
-    peer.unchokedAt = Date.now()
-    peer.waitingSince = 0
-    peer.wire.unchoke()
-  }
-
-  #choke(peer: Peer): void {
-    peer.unchokedAt = 0
-    // Choking refuses the requests waiting (BEP 6), so none of them is read or sent.
-    peer.uploads?.clear()
-    peer.wire.choke()
-  }
-
-  #onInterested(peer: Peer): void {
-    if (peer.unchokedAt) return
-    if (this.#unchoked() < this.#slots) this.#unchoke(peer)
-    else peer.waitingSince = Date.now()
-  }
-
-  #onUninterested(peer: Peer): void {
-    peer.waitingSince = 0
-    if (!peer.unchokedAt) return
-    this.#choke(peer)
-    this.#giveSlotAway()
-  }
-
-  /** A slot came free: the waiting peer furthest behind gets it. */
-  #giveSlotAway(): void {
-    if (this.#unchoked() >= this.#slots) return
-    const next = this.#neediestWaiting()
-    if (next) this.#unchoke(next)
-  }
-
-  /**
-   * The waiting peer that holds the fewest pieces, the longest waiting among equals.
-   * Every node in an install swarm is ours and the deployment is done when the last
-   * one is, so slots go where they shorten that: to whoever is furthest behind, not by
-   * tit-for-tat. (First come, first served left one node of 16 choked by most others at
-   * once, when their rotations fell together, and finishing 0.1–0.4× T_min after the
-   * rest.)
-   */
-  #neediestWaiting(): Peer | undefined {
-    let next: Peer | undefined
-    for (const peer of this.#peers) {
-      if (!peer.waitingSince) continue
-      if (
-        !next ||
-        peer.pieces.count < next.pieces.count ||
-        (peer.pieces.count === next.pieces.count && peer.waitingSince < next.waitingSince)
-      ) {
-        next = peer
-      }
-    }
-    return next
-  }
-
-  /** When peers wait for a slot, the unchoked peer furthest ahead gives its slot to the
-   * neediest waiting one, unless that one is further ahead still. */
-  #rotateSlots(): void {
-    const waiting = this.#neediestWaiting()
-    if (!waiting) return
-    const now = Date.now()
-    let ahead: Peer | undefined
-    for (const peer of this.#peers) {
-      if (!peer.unchokedAt || now - peer.unchokedAt < ROTATE_MS) continue
-      if (
-        !ahead ||
-        peer.pieces.count > ahead.pieces.count ||
-        (peer.pieces.count === ahead.pieces.count && peer.unchokedAt < ahead.unchokedAt)
-      ) {
-        ahead = peer
-      }
-    }
-    if (!ahead || ahead.pieces.count < waiting.pieces.count) return
-    this.#choke(ahead)
-    ahead.waitingSince = now
-    this.#unchoke(waiting)
-  }
-
-  // ---- first-copy seeding ---------------------------------------------------------------
-
-  /**
-   * Announces pieces to a client a few at a time: those the fewest clients hold or have
-   * been offered, at random among equals, and none that two clients hold or were offered.
-   * When the client reports one, the next is announced. So each piece leaves the server
-   * once or twice, and clients trade the rest.
-   */
+  /** First-copy seeding: tops up the pieces this client has been told of. */
   #reveal(peer: Peer): void {
-    if (!this.#options.firstCopy || peer.closed) return
-    const ahead = Math.min(
-      MAX_REVEAL_AHEAD,
-      REVEAL_AHEAD + Math.floor(peer.uploadRate.rate() / this.torrent.pieceLength),
-    )
-    while (peer.revealed.size < ahead) {
-      const best = rarest(this.#availability.length, (index) => {
-        if (peer.pieces.has(index) || peer.revealed.has(index)) return undefined
-        const copies = this.#availability[index]! + this.#announced[index]!
-        return copies < MAX_SERVER_COPIES ? copies : undefined
-      })
-      if (best === -1) return
-      peer.revealed.add(best)
-      this.#announced[best]!++
-      peer.wire.have(best)
-    }
+    if (!peer.closed) this.#firstCopy?.reveal(peer, peer.uploadRate.rate())
   }
 
   // ---- web seed ---------------------------------------------------------------------------
@@ -913,12 +749,12 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
 
   async #webSeedLane(url: string): Promise<void> {
     while (!this.#closed && !this.#failure && !this.#store.have.complete) {
-      const index = this.#rarestUnclaimed()
+      const index = this.#picker.rarestUnclaimed()
       if (index === -1) {
         await sleep(500)
         continue
       }
-      this.#busy[index] = 1
+      this.#picker.claim(index)
       try {
         const data = await this.#fetchPiece(url, index)
         if (this.#closed) return
@@ -930,7 +766,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
         this.#logger.debug({ url, piece: index, err: String(err) }, 'web seed request failed')
         await sleep(2000)
       } finally {
-        this.#busy[index] = 0
+        this.#picker.release(index)
       }
     }
   }
@@ -991,7 +827,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       })
     }
     for (const peer of [...this.#peers]) peer.socket.destroy()
-    this.#downloads.clear()
+    this.#picker.downloads.clear()
     await this.#store.close()
   }
 }
@@ -1004,26 +840,6 @@ function isServerSource(source: string): boolean {
  * IPv6 prefix. */
 function plainAddress(address: string): string {
   return address.startsWith('::ffff:') ? address.slice(7) : address
-}
-
-/** The index with the lowest score, at random among equals, over `count` indexes;
- * `score` gives undefined for an index not to pick. -1 when none may be picked. */
-function rarest(count: number, score: (index: number) => number | undefined): number {
-  let best = -1
-  let bestScore = Number.POSITIVE_INFINITY
-  let ties = 0
-  for (let index = 0; index < count; index++) {
-    const value = score(index)
-    if (value === undefined) continue
-    if (value < bestScore) {
-      best = index
-      bestScore = value
-      ties = 1
-    } else if (value === bestScore && Math.random() * ++ties < 1) {
-      best = index
-    }
-  }
-  return best
 }
 
 function scrape(

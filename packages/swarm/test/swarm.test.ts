@@ -63,20 +63,6 @@ describe('ArchiveSwarm', () => {
     expect(serverCopies).toBeLessThan(2.5)
   })
 
-  it('sends each piece to at most two clients with first-copy seeding', async () => {
-    const { dir, path, torrent } = await archive(24 * PIECE)
-    const server = await node({ torrent, path, role: 'server' })
-    const clients = await Promise.all(
-      [1, 2, 3, 4].map((n) => node({ torrent, path: join(dir, `c${n}.bin`), role: 'client' })),
-    )
-    for (const [i, client] of clients.entries()) {
-      client.swarm.connect(server.address)
-      for (const other of clients.slice(0, i)) client.swarm.connect(other.address)
-    }
-    await Promise.all(clients.map((client) => finished(client.swarm)))
-    expect(server.swarm.totals.uploaded).toBeLessThanOrEqual(2 * torrent.length)
-  })
-
   it('serves the whole archive to a single client with first-copy seeding (no peer to trade with)', async () => {
     const { dir, path, data, torrent } = await archive(20 * PIECE)
     const server = await node({ torrent, path, role: 'server' })
@@ -144,32 +130,6 @@ describe('ArchiveSwarm', () => {
     await finished(client.swarm)
     expect((await readFile(client.path)).equals(data)).toBe(true)
     expect(client.swarm.totals.downloadedFromServer).toBe(torrent.length)
-  })
-
-  it('gives a free upload slot to the waiting peer furthest behind, not the first in line', async () => {
-    const { path, torrent } = await archive(12 * PIECE)
-    const uploader = await node({
-      torrent,
-      path,
-      role: 'server',
-      settings: { firstCopy: false, uploadSlots: 1 },
-    })
-    const holder = await rawPeer(uploader.address, torrent.infoHash, torrent.pieces.length, [])
-    await holder.unchoked
-    // Both wait for the one slot: `ahead` first, holding ten pieces; `behind` later, one.
-    const ahead = await rawPeer(
-      uploader.address,
-      torrent.infoHash,
-      torrent.pieces.length,
-      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
-    )
-    await new Promise((resolve) => setTimeout(resolve, 50))
-    const behind = await rawPeer(uploader.address, torrent.infoHash, torrent.pieces.length, [0])
-    await new Promise((resolve) => setTimeout(resolve, 50))
-    expect(ahead.isUnchoked() || behind.isUnchoked()).toBe(false)
-    holder.wire.uninterested()
-    await behind.unchoked
-    expect(ahead.isUnchoked()).toBe(false)
   })
 
   it('tells a peer lacking a new piece and the server at once, and one holding it later, in one write', async () => {

@@ -79,6 +79,9 @@ export const TrackerConfigSchema = z
     // the token (`Authorization: Bearer`, or `?token=` once in a browser). The tracker,
     // the image files and nodes' status posts stay open: nodes do not know the token.
     dashboardTokenFile: z.string().min(1).optional(),
+    // The server's map of nodes to racks (`--rack-map`): `SUBNET RACK` or `NODE-NAME RACK`
+    // per line, for nodes that do not announce their rack. See RackMap.
+    rackMap: z.string().min(1).optional(),
   })
   .superRefine((config, ctx) => {
     if (config.defaultNumwant > config.maxNumwant) {

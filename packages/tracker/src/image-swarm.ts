@@ -1,7 +1,9 @@
+import { RACK_PATTERN } from '@imageswarm/core'
 import type { AnnounceCallback, AnnounceParams, SwarmPeer } from 'bittorrent-tracker/server'
 import Server from 'bittorrent-tracker/server'
 import type { AnnounceSighting } from './node-record.js'
-import { PeerIndex } from './peer-index.js'
+import { handOutPeers, RackPeerIndex } from './peer-handout.js'
+import type { RackMap } from './rack-map.js'
 import type { PeerStats } from './swarm-stats.js'
 import { encodeFailure } from './tracker-response.js'
 
@@ -30,6 +32,9 @@ type TrackedPeer = SwarmPeer &
  * - each peer keeps the uploaded/downloaded/left of its last announce, on the cache
  *   entry itself, so it leaves with the peer when the peer stops or expires.
  * - finished downloads are counted; bittorrent-tracker only reports the seeder count.
+ * - peers are handed out by rack when the asking node's rack is known (`handOutPeers`):
+ *   from the `rack` it announces, else from the server's rack map by its address or the
+ *   `node` name it announces.
  */
 export class ImageSwarm extends Server.Swarm {
   /** Peers that went from leecher to seeder in this swarm. */
@@ -37,25 +42,31 @@ export class ImageSwarm extends Server.Swarm {
   readonly #limits: NumwantLimits
   readonly #server: Server
   readonly #observer: AnnounceObserver | undefined
-  readonly #index = new PeerIndex()
+  readonly #rackMap: RackMap | undefined
+  readonly #index = new RackPeerIndex()
+  /** The announce being answered: its peer's key and rack (announces run one at a time,
+   * and bittorrent-tracker stores the peer and picks the reply's peers within it). */
+  #asking: { key: string; rack: string | undefined } | undefined
 
   constructor(
     infoHash: string,
     server: Server,
     limits: NumwantLimits,
     observer?: AnnounceObserver,
+    rackMap?: RackMap,
   ) {
     super(infoHash, server)
     this.#server = server
     this.#limits = limits
     this.#observer = observer
+    this.#rackMap = rackMap
     // Every entry enters the cache through `set` and leaves through `remove` (the LRU's
     // eviction and expiry call it too), so wrapping both keeps the index exact.
     const peers = this.peers
     const set = peers.set.bind(peers)
     const remove = peers.remove.bind(peers)
     peers.set = (key, value) => {
-      this.#index.add(key)
+      this.#index.add(key, this.#asking?.key === key ? this.#asking.rack : this.#index.rackOf(key))
       return set(key, value)
     }
     peers.remove = (key) => {
@@ -65,22 +76,23 @@ export class ImageSwarm extends Server.Swarm {
   }
 
   /**
-   * Peers for a reply, picked at random as bittorrent-tracker does, from the index
-   * instead of `peers.keys`. The same rules: no WebRTC peer is sent itself, and each
-   * kind of peer gets peers of its kind.
+   * Peers for a reply, picked at random as bittorrent-tracker does (by rack when the
+   * asker's is known), from the index instead of `peers.keys`. The same rules: no peer
+   * is sent itself, and each kind of peer gets peers of its kind.
    */
   override _getPeers(numwant: number, ownPeerId: string, isWebRTC: boolean): SwarmPeer[] {
-    const picked: SwarmPeer[] = []
-    if (numwant <= 0) return picked
-    for (const key of this.#index.random()) {
-      const peer = this.peers.peek(key)
-      if (peer === undefined) continue
-      if (isWebRTC && peer.peerId === ownPeerId) continue
-      if (isWebRTC !== (peer.type === 'ws')) continue
-      picked.push(peer)
-      if (picked.length >= numwant) break
-    }
-    return picked
+    const keys = handOutPeers(this.#index, {
+      numwant,
+      rack: this.#asking?.rack,
+      exclude: this.#asking?.key,
+      accept: (key) => {
+        const peer = this.peers.peek(key)
+        if (peer === undefined) return false
+        if (isWebRTC && peer.peerId === ownPeerId) return false
+        return isWebRTC === (peer.type === 'ws')
+      },
+    })
+    return keys.map((key) => this.peers.peek(key)!)
   }
 
   override announce(params: AnnounceParams, cb?: AnnounceCallback): void {
@@ -96,8 +108,9 @@ export class ImageSwarm extends Server.Swarm {
       const wasKnown = before !== undefined
       const wasComplete = before?.complete === true
       const wanted = wantedPeers(params, this.#limits)
-      // One more than wanted, because the client's own entry is removed below.
-      params.numwant = wanted + 1
+      // The handout skips the asker's own entry (`exclude`): the wanted number is exact.
+      params.numwant = wanted
+      this.#asking = { key: id, rack: this.#rackOf(params) }
       super.announce(params, (err, response) => {
         if (err || response === undefined) {
           cb(err ?? new Error('no announce response'))
@@ -117,7 +130,9 @@ export class ImageSwarm extends Server.Swarm {
         answered = true
         cb(null, response)
       })
+      this.#asking = undefined
     } catch (thrown) {
+      this.#asking = undefined
       // The caller runs this in a process.nextTick callback, where a throw would end the
       // process. Whatever went wrong fails this one announce instead. A throw from the
       // server's own reply code (after `cb`) cannot go back to it: end the reply here.
@@ -133,6 +148,15 @@ export class ImageSwarm extends Server.Swarm {
         res.end(encodeFailure('internal tracker error'))
       }
     }
+  }
+
+  /** The announcing node's rack: the one it gives, else the rack map's for its address
+   * or the node name it gives. */
+  #rackOf(params: AnnounceParams): string | undefined {
+    const query = queryOf(params)
+    const given = query.get('rack')
+    if (given !== null && RACK_PATTERN.test(given)) return given
+    return this.#rackMap?.rackOf(params.ip, query.get('node') ?? undefined)
   }
 
   /** Every live peer; touching each entry also drops the ones past their TTL. */
@@ -158,11 +182,15 @@ export class ImageSwarm extends Server.Swarm {
 
 /** The number of peers to hand out: what the client asked for, within the limits. */
 export function wantedPeers(params: AnnounceParams, limits: NumwantLimits): number {
-  const url = params.httpReq?.url ?? ''
-  const query = url.includes('?') ? url.slice(url.indexOf('?') + 1) : ''
-  const raw = new URLSearchParams(query).get('numwant')
+  const raw = queryOf(params).get('numwant')
   if (raw === null || !/^\d+$/.test(raw)) return limits.defaultNumwant
   return Math.min(Number(raw), limits.maxNumwant)
+}
+
+/** The announce's raw query: what bittorrent-tracker's parser drops is still there. */
+function queryOf(params: AnnounceParams): URLSearchParams {
+  const url = params.httpReq?.url ?? ''
+  return new URLSearchParams(url.includes('?') ? url.slice(url.indexOf('?') + 1) : '')
 }
 
 function recordAnnounce(peer: TrackedPeer, params: AnnounceParams): void {

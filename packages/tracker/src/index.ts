@@ -10,6 +10,8 @@ export type {
 export type { HistoryColumn, HistorySeries } from './history.js'
 export type { ApiErrorCode } from './http-reply.js'
 export type { AnnounceSighting, NodeView } from './node-record.js'
+export * from './peer-handout.js'
+export { RackMap } from './rack-map.js'
 export type { ServerUploadSource } from './swarm-monitor.js'
 export type { SwarmSummary, TrackerCounts } from './swarm-state.js'
 export type { PeerStats, SwarmStats, TrackerStats } from './swarm-stats.js'

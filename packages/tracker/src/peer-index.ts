@@ -14,6 +14,10 @@ export class PeerIndex {
     return this.#keys.length
   }
 
+  has(key: string): boolean {
+    return this.#positions.has(key)
+  }
+
   add(key: string): void {
     if (this.#positions.has(key)) return
     this.#positions.set(key, this.#keys.length)
@@ -36,11 +40,11 @@ export class PeerIndex {
    * Keys in random order, each at most once, as many as the caller takes: a Fisher-Yates
    * shuffle done lazily, with the swaps kept aside so the index itself is not touched.
    */
-  *random(): Generator<string> {
+  *random(random: () => number = Math.random): Generator<string> {
     const swapped = new Map<number, string>()
     const n = this.#keys.length
     for (let i = 0; i < n; i++) {
-      const j = i + Math.floor(Math.random() * (n - i))
+      const j = i + Math.floor(random() * (n - i))
       const picked = swapped.get(j) ?? this.#keys[j]!
       swapped.set(j, swapped.get(i) ?? this.#keys[i]!)
       yield picked

@@ -12,6 +12,7 @@ import type { DeploymentEvent } from './deployment.js'
 import { type AnnounceObserver, ImageSwarm, type NumwantLimits } from './image-swarm.js'
 import { LiveEvents } from './live-events.js'
 import { TrackerMetrics } from './metrics.js'
+import { RackMap } from './rack-map.js'
 import { answerScrape } from './scrape.js'
 import { StatusIntake } from './status-intake.js'
 import { type ServerUploadSource, SwarmMonitor } from './swarm-monitor.js'
@@ -163,6 +164,7 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
     allowList,
     { defaultNumwant: config.defaultNumwant, maxNumwant: config.maxNumwant },
     (infoHash, sighting) => monitor.recordAnnounce(infoHash, sighting),
+    config.rackMap === undefined ? undefined : RackMap.read(config.rackMap),
   )
   const warnings = new WarningLog(logger)
   server.on('warning', (err: Error) => warnings.report(err))
@@ -301,23 +303,26 @@ class ImageTrackerServer extends Server {
   readonly #allowList: AllowList
   readonly #limits: NumwantLimits
   readonly #observer: AnnounceObserver
+  readonly #rackMap: RackMap | undefined
 
   constructor(
     options: ServerOptions,
     allowList: AllowList,
     limits: NumwantLimits,
     observer: AnnounceObserver,
+    rackMap: RackMap | undefined,
   ) {
     super(options)
     this.#allowList = allowList
     this.#limits = limits
     this.#observer = observer
+    this.#rackMap = rackMap
   }
 
   ensureSwarm(infoHash: string): ImageSwarm {
     const existing = this.torrents[infoHash]
     if (existing instanceof ImageSwarm) return existing
-    const swarm = new ImageSwarm(infoHash, this, this.#limits, this.#observer)
+    const swarm = new ImageSwarm(infoHash, this, this.#limits, this.#observer, this.#rackMap)
     this.torrents[infoHash] = swarm
     return swarm
   }

@@ -114,6 +114,7 @@ export async function runBench(options) {
           clientEnv: options.clientEnv,
           clientNodeArgs: options.clientNodeArgs,
           installClient: options.installClient,
+          baseline: options.baseline,
           onClientLog: options.onClientLog,
           onClientEvent: options.onClientEvent,
         }

@@ -49,7 +49,7 @@ export async function startImageServer(ctx, extraArgs = []) {
     server.ns,
     [
       process.execPath,
-      CLI,
+      ctx.cli ?? CLI,
       'serve',
       '--image',
       ctx.image.name,
@@ -334,4 +334,38 @@ async function runAria2(ctx) {
   return { t0, clients: records }
 }
 
-export const TRANSPORTS = { imageswarm: runImageswarm, http: runHttp, aria2: runAria2 }
+/**
+ * imageswarm as another checkout built it (`--baseline DIR`): its server and its install
+ * client, run in the same cluster and the same sweep as this tree's, so a change to the
+ * engine is measured before and after on one machine in one run.
+ */
+function runBaseline(ctx) {
+  if (!ctx.baseline) throw new Error('imageswarm-baseline needs --baseline DIR (a built checkout)')
+  return runImageswarm({
+    ...ctx,
+    cli: join(ctx.baseline, 'packages/cli/bin/imageswarm.js'),
+    installClient: join(ctx.baseline, 'packages/cli/dist/imageswarm-install.mjs'),
+  })
+}
+
+/** Clients per rack for `imageswarm-racks`. */
+const TESTBED_RACK_SIZE = 8
+
+/**
+ * imageswarm with the clients put in racks of 8 by the server's rack map, on the same flat
+ * network: rack awareness must cost nothing where the links are not oversubscribed.
+ */
+async function runRacked(ctx) {
+  const rackMap = join(ctx.workDir, 'racks')
+  const lines = ctx.clients.map((host, i) => `${host.ip} r${Math.floor(i / TESTBED_RACK_SIZE) + 1}`)
+  await writeFile(rackMap, `${lines.join('\n')}\n`)
+  return runImageswarm({ ...ctx, serveArgs: [...(ctx.serveArgs ?? []), '--rack-map', rackMap] })
+}
+
+export const TRANSPORTS = {
+  imageswarm: runImageswarm,
+  'imageswarm-baseline': runBaseline,
+  'imageswarm-racks': runRacked,
+  http: runHttp,
+  aria2: runAria2,
+}

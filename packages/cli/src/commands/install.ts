@@ -42,6 +42,7 @@ const HELP: Record<string, string> = {
   stallTimeoutSeconds: 'fail after this long without any data (e.g. 10m)',
   'swarm.maxConnections': 'peer connections',
   'swarm.uploadSlots': 'peers uploaded to at once',
+  'swarm.rack': "this node's rack: the tracker then hands out mostly peers of the same rack",
   'swarm.uploadLimit': 'upload limit, e.g. 50M (bytes/s)',
   'swarm.downloadLimit': 'download limit, e.g. 50M (bytes/s)',
   downloadProtocol:

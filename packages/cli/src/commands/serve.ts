@@ -49,6 +49,8 @@ export interface ServeFlags extends PublishingFlags {
   deploymentsKept?: number
   /** The tracker's `dashboardTokenFile`: the dashboard's read-only token. */
   dashboardTokenFile?: string
+  /** The tracker's `rackMap`: nodes to racks for the peer handout. */
+  rackMap?: string
   maxConnections?: number
   uploadLimit?: number
   /** False with --no-tracker. */
@@ -186,6 +188,7 @@ export async function runServe(
       ...(flags.dashboardTokenFile === undefined
         ? {}
         : { dashboardTokenFile: flags.dashboardTokenFile }),
+      ...(flags.rackMap === undefined ? {} : { rackMap: flags.rackMap }),
     },
     trackerEnabled: flags.tracker,
     address: flags.address,
