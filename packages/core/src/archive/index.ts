@@ -12,12 +12,8 @@ export {
 } from './apply-members.js'
 export { DEFAULT_LEVELS, detectCompression } from './compression.js'
 export { DEFAULT_EXCLUDES, parseExcludeFile } from './excludes.js'
-export {
-  extractArchive,
-  IGNORED_TARGET_ENTRIES,
-  INCOMPLETE_MARKER,
-  TAR_EXTRACT_ARGS,
-} from './extract.js'
+export { extractArchive } from './extract.js'
+export { TAR_EXTRACT_ARGS } from './extract-run.js'
 export {
   FileIndexBuilder,
   type FileIndexEntry,
@@ -29,6 +25,7 @@ export { listArchive } from './list.js'
 export { packArchive, TAR_CREATE_ARGS } from './pack.js'
 export { TAR_RECORD_ARGS } from './records.js'
 export { copyTarMembers, writeReferenceContents } from './tar-members.js'
+export { IGNORED_TARGET_ENTRIES, INCOMPLETE_MARKER } from './target-snapshot.js'
 export { checkArchiveTools, TOOL_ENV_VARS, TOOL_PACKAGES } from './tools.js'
 export * from './types.js'
 export { validateArchive } from './validate.js'

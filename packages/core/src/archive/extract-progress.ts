@@ -1,0 +1,51 @@
+import { readFileSync } from 'node:fs'
+import { Transform } from 'node:stream'
+import type { ExtractRun } from './extract-run.js'
+
+// `onProgress` counts compressed bytes of the archive file, whichever process reads them:
+// Node (a counting stream) or a decompressor reading the file itself (its file offset).
+
+/** Counts the compressed bytes read, for `onProgress`. */
+export function progressCounter(run: ExtractRun): Transform {
+  let consumed = 0
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      consumed += chunk.length
+      run.options.onProgress?.(consumed, run.size)
+      callback(null, chunk)
+    },
+  })
+}
+
+/**
+ * Progress of a decompressor reading the archive on its stdin, `fd` here: the file offset
+ * the two share, from /proc/self/fdinfo, every 100 ms. `stop(true)` reports the end.
+ */
+export function offsetProgress(run: ExtractRun, fd: number): { stop(done: boolean): void } {
+  const onProgress = run.options.onProgress
+  if (onProgress === undefined) return { stop: () => undefined }
+  const report = () => {
+    const offset = fileOffset(fd)
+    if (offset !== undefined) onProgress(offset, run.size)
+  }
+  const timer = setInterval(report, 100)
+  timer.unref()
+  return {
+    stop: (done) => {
+      clearInterval(timer)
+      if (done) onProgress(run.size, run.size)
+    },
+  }
+}
+
+/** Where the kernel's file offset of `fd` is (Linux's /proc/self/fdinfo); undefined
+ * without /proc. The decompressor reads the archive through this fd, so it is how far
+ * extraction has got. */
+export function fileOffset(fd: number): number | undefined {
+  try {
+    const pos = /^pos:\s*(\d+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))
+    return pos?.[1] === undefined ? undefined : Number(pos[1])
+  } catch {
+    return undefined
+  }
+}
