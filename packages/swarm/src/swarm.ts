@@ -31,6 +31,12 @@ const REQUEST_TIMEOUT_MS = 20_000
 const LATE_HAVES_MS = 5_000
 /** Outgoing connection attempts give up after this long. */
 const CONNECT_TIMEOUT_MS = 5_000
+/** A node dials at most this share of its `maxConnections` and keeps the rest for nodes
+ * that dial it. Dialling every peer handed out made the first 80 nodes of a deployment
+ * (and the server) a full mesh that refused everyone after them: in the swarm simulator
+ * 100 nodes split into 80 and an island of 20 that never finished, as first-copy seeding
+ * only ever sends each piece into one of the two (docs/benchmarks/swarm/simulation.md). */
+const DIAL_SHARE = 0.25
 /** Web seed: pieces fetched over HTTP at once. */
 const WEB_SEED_CONCURRENCY = 2
 /** A piece that fails its check this often with only the image server's data in it (its
@@ -321,8 +327,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     const port = Number(address.slice(at + 1))
     if (!host || !(port > 0 && port < 65536)) return
     const toServer = this.#isServerEndpoint(host, port)
-    const { maxConnections } = this.#options.settings
-    if (!toServer && this.#peers.size + this.#connecting.size >= maxConnections) return
+    if (!toServer && !this.#mayDial()) return
     for (const peer of this.#peers) if (peer.address === address) return
     this.#connecting.add(address)
     const socket = connect({ host, port, timeout: CONNECT_TIMEOUT_MS })
@@ -346,6 +351,16 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       if (infoHash !== this.infoHash) return giveUp()
       this.#attach(wire, peerId, true)
     })
+  }
+
+  /** Whether another peer may be dialled: under `maxConnections`, and under its dialled
+   * share of them (`DIAL_SHARE`). The image server is dialled whatever these say. */
+  #mayDial(): boolean {
+    const { maxConnections } = this.#options.settings
+    if (this.#peers.size + this.#connecting.size >= maxConnections) return false
+    let dialled = this.#connecting.size
+    for (const peer of this.#peers) if (peer.outgoing && !peer.isServer) dialled++
+    return dialled < Math.max(1, Math.ceil(maxConnections * DIAL_SHARE))
   }
 
   /** Whether `host:port` is the image server's published seeder address. */

@@ -45,6 +45,7 @@ export async function startNode(options: {
   /** The image server a client trusts: the node (or listening peer) at this port on
    * loopback. The client dials it at start. */
   imageServerPort?: number
+  nodeName?: string
 }): Promise<Node> {
   const host = await SwarmHost.listen(0, '127.0.0.1')
   const peerId = makePeerId(options.role)
@@ -56,6 +57,7 @@ export async function startNode(options: {
     settings: SwarmSettingsSchema.parse(options.settings ?? {}),
     existing: options.existing ?? (options.role === 'server' ? 'held' : 'scan'),
     firstCopy: options.role === 'server' && (options.settings?.firstCopy ?? true),
+    nodeName: options.nodeName,
     ...(options.imageServerPort
       ? { imageServer: { host: '127.0.0.1', port: options.imageServerPort } }
       : {}),

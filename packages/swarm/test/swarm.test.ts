@@ -193,6 +193,55 @@ describe('ArchiveSwarm', () => {
     expect((await readFile(client.path)).equals(data)).toBe(true)
   }, 15_000)
 
+  it("tells the tracker the node's rack and name with each announce, for the rack-aware handout", async () => {
+    const announces: URLSearchParams[] = []
+    const tracker = createHttpServer((req, res) => {
+      announces.push(new URL(req.url ?? '/', 'http://tracker').searchParams)
+      res.end('d8:intervali1e5:peers0:e')
+    })
+    tracker.listen(0, '127.0.0.1')
+    await once(tracker, 'listening')
+    cleanups.push(() => new Promise<void>((resolve) => tracker.close(() => resolve())))
+    const announce = `http://127.0.0.1:${(tracker.address() as { port: number }).port}/announce`
+    const { dir, torrent } = await archive(2 * PIECE, [announce])
+    await node({
+      torrent,
+      path: join(dir, 'client.bin'),
+      role: 'client',
+      settings: { rack: 'row2.r7' },
+      nodeName: 'n0207',
+    })
+    await until(() => announces.length >= 1, 20_000)
+    for (const query of announces) {
+      expect(query.get('rack')).toBe('row2.r7')
+      expect(query.get('node')).toBe('n0207')
+    }
+  })
+
+  it('dials at most a quarter of its connections and keeps the rest for nodes that dial it', async () => {
+    const { dir, torrent } = await archive(4 * PIECE)
+    const all = torrent.pieces.map((_, index) => index)
+    const listeners = await Promise.all(
+      [1, 2, 3, 4].map(() => rawListener(torrent.infoHash, all.length, all, makePeerId('client'))),
+    )
+    const client = await node({
+      torrent,
+      path: join(dir, 'client.bin'),
+      role: 'client',
+      settings: { maxConnections: 8 },
+    })
+    for (const listener of listeners) client.swarm.connect(`127.0.0.1:${listener.port}`)
+    await until(() => client.swarm.peerCount === 2)
+    // The other two were never dialled: nothing reaches them (bounded wait, so a slow day
+    // can only make this pass, never fail).
+    const late = await Promise.race([
+      Promise.any(listeners.slice(2).map((listener) => listener.connected)).then(() => true),
+      new Promise((resolve) => setTimeout(() => resolve(false), 500)),
+    ])
+    expect(late).toBe(false)
+    expect(client.swarm.peerCount).toBe(2)
+  })
+
   it('keeps one connection when two nodes dial each other at once', async () => {
     const { dir, path, torrent } = await archive(4 * PIECE)
     const a = await node({ torrent, path, role: 'server', settings: { firstCopy: false } })

@@ -87,7 +87,7 @@ export interface HandoutRequest {
 /**
  * The peers to hand a node: uniformly random when its rack is unknown (or nobody's is);
  * else peers of its own rack for all but `crossRackPeers(numwant)` of the places, and at
- * most that many from other racks (peers whose rack is unknown count as other racks). A
+ * most that many from other racks, the two mixed (peers whose rack is unknown count as other racks). A
  * small rack does not make up its shortfall from other racks: its nodes just keep fewer
  * connections, which is what keeps the uplinks for pieces entering the rack.
  */
@@ -116,7 +116,17 @@ export function handOutPeers(index: RackPeerIndex, request: HandoutRequest): str
     Math.min(cross, numwant - picked.length),
     (key) => index.rackOf(key) !== rack,
   )
-  return picked
+  // In random order: a node dials only some of what it is handed (a quarter of its
+  // connections), and those must include other racks as often as the handout does.
+  return shuffle(picked, random ?? Math.random)
+}
+
+function shuffle<T>(items: T[], random: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    ;[items[i], items[j]] = [items[j]!, items[i]!]
+  }
+  return items
 }
 
 /** Places of a handout of `numwant` that go to other racks. */

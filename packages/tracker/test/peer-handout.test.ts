@@ -165,16 +165,20 @@ describe('handOutPeers', () => {
   })
 
   describe('when the asker’s rack is known', () => {
-    it('fills all but crossRackPeers(numwant) places from its own rack, first', () => {
+    it('fills all but crossRackPeers(numwant) places from its own rack, the two mixed', () => {
+      let crossInFirstHalf = 0
       for (let seed = 1; seed <= 50; seed++) {
         const index = swarmOf({ r1: 30, r2: 30, r3: 30 })
         const peers = handOutPeers(index, { numwant: 30, rack: 'r1', random: seededRandom(seed) })
         const cross = crossRackPeers(30)
         expect(peers).toHaveLength(30)
         expect(new Set(peers).size).toBe(30)
-        expect(peers.slice(0, 30 - cross).every((key) => rackOfKey(key) === 'r1')).toBe(true)
-        expect(peers.slice(30 - cross).every((key) => rackOfKey(key) !== 'r1')).toBe(true)
+        expect(peers.filter((key) => rackOfKey(key) === 'r1')).toHaveLength(30 - cross)
+        crossInFirstHalf += peers.slice(0, 15).filter((key) => rackOfKey(key) !== 'r1').length
       }
+      // A node dials only the first part of its handout: other racks are not all at the end
+      // (half of the 50 × 3 cross-rack places, give or take).
+      expect(crossInFirstHalf).toBeGreaterThan(40)
     })
 
     it('takes its other-rack peers from every other rack', () => {
@@ -227,8 +231,15 @@ describe('handOutPeers', () => {
       for (let seed = 1; seed <= 20; seed++) {
         const peers = handOutPeers(index, { numwant: 8, rack: 'r1', random: seededRandom(seed) })
         // Six of r1 (its five and the one that moved) fill the six own-rack places.
-        expect(peers.slice(0, 6).sort()).toEqual(['r1-0', 'r1-1', 'r1-2', 'r1-3', 'r1-4', 'r2-0'])
-        expect(peers.slice(6).every((key) => index.rackOf(key) === 'r2')).toBe(true)
+        expect(peers.filter((key) => index.rackOf(key) === 'r1').sort()).toEqual([
+          'r1-0',
+          'r1-1',
+          'r1-2',
+          'r1-3',
+          'r1-4',
+          'r2-0',
+        ])
+        expect(peers.filter((key) => index.rackOf(key) === 'r2')).toHaveLength(2)
       }
     })
   })
