@@ -9,7 +9,7 @@ import {
   silentLogger,
   type TransferTotals,
 } from '@imageswarm/core'
-import TrackerClient from 'bittorrent-tracker'
+import { Announcer, DEFAULT_ANNOUNCE_INTERVAL_MS } from './announcer.js'
 import { Choker, ROTATE_MS } from './choker.js'
 import { FirstCopySeeding } from './first-copy.js'
 import type { HostedSwarm, SwarmHost } from './host.js'
@@ -24,6 +24,7 @@ import { bucketFor, RateMeter, type TokenBucket } from './rate.js'
 import { MAX_PEER_REQUESTS, SocketWire } from './socket-wire.js'
 import { MAX_REQUEST_LENGTH, pieceLengthOf, type SwarmTorrent } from './torrent.js'
 import { type Respond, UploadQueue } from './upload-queue.js'
+import { fetchWebSeedPiece, WEB_SEED_CONCURRENCY } from './web-seed.js'
 
 /** A request a peer has not answered in this long is given to another peer. */
 const REQUEST_TIMEOUT_MS = 20_000
@@ -37,8 +38,6 @@ const CONNECT_TIMEOUT_MS = 5_000
  * 100 nodes split into 80 and an island of 20 that never finished, as first-copy seeding
  * only ever sends each piece into one of the two (docs/benchmarks/swarm/simulation.md). */
 const DIAL_SHARE = 0.25
-/** Web seed: pieces fetched over HTTP at once. */
-const WEB_SEED_CONCURRENCY = 2
 /** A piece that fails its check this often with only the image server's data in it (its
  * connection or its web seed) is not what the server's manifest describes: the server's
  * archive changed. One failure could be a read racing a rewrite; a damaged archive once
@@ -46,8 +45,6 @@ const WEB_SEED_CONCURRENCY = 2
 const MAX_SERVER_PIECE_FAILURES = 3
 /** How soon to dial the image server again after its connection closed or failed. */
 const SERVER_REDIAL_MS = 2_000
-/** The announce interval until the tracker says (imageswarm's tracker default). */
-const DEFAULT_ANNOUNCE_INTERVAL_MS = 20_000
 /** Downloading nodes the tracker reports and no connection reaches keep a finished node
  * seeding for about three announce intervals, at most this long (see LeecherEvidence). */
 const MAX_UNREACHED_GRACE_MS = 60_000
@@ -145,11 +142,10 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   /** Failures of each piece with only the image server's data in it. */
   readonly #serverFailures = new Map<number, number>()
   readonly #leecherEvidence = new LeecherEvidence()
-  #announceIntervalMs = DEFAULT_ANNOUNCE_INTERVAL_MS
   /** Why the download cannot finish, once it cannot. */
   #failure: Error | undefined
   #serverDial: NodeJS.Timeout | undefined
-  #tracker: TrackerClient | undefined
+  #announcer: Announcer | undefined
   #rotation: NodeJS.Timeout | undefined
   #lateHaves: NodeJS.Timeout | undefined
   #refill: NodeJS.Timeout | undefined
@@ -251,11 +247,10 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
    * announce intervals, the downloading nodes the tracker's scrape reports beyond them.
    */
   async leecherCount(): Promise<LeecherCount> {
-    const announce = this.torrent.announce[0]
-    const scraped = announce
-      ? await scrape(announce, this.infoHash, this.#trackerConnections()).catch(() => undefined)
-      : undefined
-    const graceMs = Math.min(3 * this.#announceIntervalMs, MAX_UNREACHED_GRACE_MS)
+    const announcer = this.#announcer
+    const scraped = announcer ? await announcer.scrape().catch(() => undefined) : undefined
+    const intervalMs = announcer?.intervalMs ?? DEFAULT_ANNOUNCE_INTERVAL_MS
+    const graceMs = Math.min(3 * intervalMs, MAX_UNREACHED_GRACE_MS)
     // A peer still downloading wants what we hold. The image server looks incomplete to
     // its clients (first-copy seeding shows a few pieces at a time) but never wants any.
     const peers = [...this.#peers].map((peer) => ({
@@ -280,42 +275,26 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   #startTracker(): void {
     const { torrent, settings } = this.#options
     if (torrent.announce.length === 0) return
-    const tracker = new TrackerClient({
+    this.#announcer = new Announcer({
       infoHash: this.infoHash,
       peerId: this.#options.peerId,
       announce: torrent.announce,
       port: this.#options.host.port,
-      ...this.#trackerConnections(),
-      getAnnounceOpts: () => ({
-        numwant: settings.maxConnections,
+      numwant: settings.maxConnections,
+      rack: settings.rack,
+      nodeName: this.#options.nodeName,
+      state: () => ({
         uploaded: this.#totals.uploaded,
         downloaded: this.#totals.downloaded,
         left: this.torrent.length - this.verifiedBytes,
-        // imageswarm's tracker hands out peers by rack (its peer handout).
-        ...(settings.rack === undefined ? {} : { rack: settings.rack }),
-        ...(this.#options.nodeName === undefined ? {} : { node: this.#options.nodeName }),
       }),
+      onPeer: (address) => {
+        if (this.#dialPeers) this.connect(address)
+      },
+      dispatcher: this.#options.dispatcher,
+      logger: this.#logger,
     })
-    tracker.on('peer', (address: string) => {
-      if (this.#dialPeers) this.connect(address)
-    })
-    tracker.on('update', (data: { interval?: number }) => {
-      if (typeof data.interval === 'number' && data.interval > 0) {
-        this.#announceIntervalMs = data.interval * 1000
-      }
-    })
-    tracker.on('warning', (err: Error) =>
-      this.#logger.debug({ err: err.message }, 'tracker warning'),
-    )
-    tracker.on('error', (err: Error) => this.#logger.warn({ err: err.message }, 'tracker error'))
-    tracker.start()
-    this.#tracker = tracker
-  }
-
-  /** The tracker client's connections: ours (see `dispatcher`), for http and https alike. */
-  #trackerConnections(): { proxyOpts?: { httpAgent: unknown; httpsAgent: unknown } } {
-    const { dispatcher } = this.#options
-    return dispatcher ? { proxyOpts: { httpAgent: dispatcher, httpsAgent: dispatcher } } : {}
+    this.#announcer.start()
   }
 
   /** Connects to a peer at `ip:port` unless connected already or at the limit (the
@@ -659,7 +638,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     this.emit('verified', index)
     if (complete) {
       this.#logger.info({ infoHash: this.infoHash }, 'archive complete')
-      this.#tracker?.complete()
+      this.#announcer?.complete()
       this.emit('done')
     }
   }
@@ -771,7 +750,15 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       }
       this.#picker.claim(index)
       try {
-        const data = await this.#fetchPiece(url, index)
+        const data = await fetchWebSeedPiece(
+          url,
+          {
+            index,
+            start: index * this.torrent.pieceLength,
+            length: pieceLengthOf(this.torrent, index),
+          },
+          { timeoutMs: REQUEST_TIMEOUT_MS * 3, dispatcher: this.#options.dispatcher },
+        )
         if (this.#closed) return
         this.#countDownload(data.length, true)
         if (!(await this.#completePiece(index, data, [WEB_SEED_SOURCE]))) {
@@ -786,39 +773,6 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     }
   }
 
-  async #fetchPiece(url: string, index: number): Promise<Buffer> {
-    const length = pieceLengthOf(this.torrent, index)
-    const start = index * this.torrent.pieceLength
-    const { dispatcher } = this.#options
-    const response = await fetch(url, {
-      headers: { range: `bytes=${start}-${start + length - 1}` },
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS * 3),
-      ...(dispatcher ? { dispatcher } : {}),
-    })
-    if (response.status !== 206) {
-      await response.body?.cancel()
-      throw new Error(`web seed answered ${response.status} to a range request`)
-    }
-    // The piece and nothing more: a web seed answering with more is not read further.
-    const piece = Buffer.allocUnsafe(length)
-    let received = 0
-    const reader = response.body?.getReader()
-    while (reader) {
-      const { done, value } = await reader.read()
-      if (done) break
-      if (received + value.byteLength > length) {
-        await reader.cancel().catch(() => {})
-        throw new Error(`web seed sent more than the ${length} bytes of piece ${index}`)
-      }
-      piece.set(value, received)
-      received += value.byteLength
-    }
-    if (received !== length) {
-      throw new Error(`web seed sent ${received} of the ${length} bytes of piece ${index}`)
-    }
-    return piece
-  }
-
   // ---- the end ------------------------------------------------------------------------------
 
   /** Leaves the swarm: tells the tracker, closes every connection and the archive. */
@@ -830,17 +784,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     clearTimeout(this.#refill)
     clearTimeout(this.#serverDial)
     this.#options.host.unregister(this)
-    const tracker = this.#tracker
-    if (tracker) {
-      tracker.stop()
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, 1000)
-        tracker.destroy(() => {
-          clearTimeout(timer)
-          resolve()
-        })
-      })
-    }
+    await this.#announcer?.stop()
     for (const peer of [...this.#peers]) peer.socket.destroy()
     this.#picker.downloads.clear()
     await this.#store.close()
@@ -855,17 +799,4 @@ function isServerSource(source: string): boolean {
  * IPv6 prefix. */
 function plainAddress(address: string): string {
   return address.startsWith('::ffff:') ? address.slice(7) : address
-}
-
-function scrape(
-  announce: string,
-  infoHash: string,
-  connections: { proxyOpts?: { httpAgent: unknown; httpsAgent: unknown } },
-): Promise<number> {
-  return new Promise((resolve, reject) => {
-    TrackerClient.scrape({ announce, infoHash, ...connections }, (err, data) => {
-      if (err || !data) reject(err ?? new Error('empty scrape'))
-      else resolve(data.incomplete)
-    })
-  })
 }

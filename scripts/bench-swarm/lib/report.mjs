@@ -6,7 +6,13 @@ import { writeFile } from 'node:fs/promises'
 import { cpus, release, totalmem } from 'node:os'
 import { join } from 'node:path'
 
-const COLORS = { imageswarm: '#d62728', http: '#7f7f7f', aria2: '#1f77b4' }
+const COLORS = {
+  imageswarm: '#d62728',
+  'imageswarm-baseline': '#ff9896',
+  'imageswarm-racks': '#9467bd',
+  http: '#7f7f7f',
+  aria2: '#1f77b4',
+}
 const MiB = 1024 * 1024
 
 function versionOf(command, args) {
@@ -139,8 +145,9 @@ function svg(width, height, body) {
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">\n<rect width="100%" height="100%" fill="white"/>\n${body.join('\n')}\n</svg>\n`
 }
 
-/** A line chart with axes; series = [{ name, color, points: [[x, y]] }]. */
-function chart({ title, xLabel, yLabel, series, xTicks, yMax }) {
+/** A line chart with axes; series = [{ name, color, points: [[x, y]] }]; `xFormat` labels
+ * the ticks (the simulator's tables plot log10 N). */
+export function chart({ title, xLabel, yLabel, series, xTicks, yMax, xFormat = (x) => x }) {
   const W = 640
   const H = 400
   const m = { l: 60, r: 130, t: 36, b: 48 }
@@ -158,7 +165,7 @@ function chart({ title, xLabel, yLabel, series, xTicks, yMax }) {
     `<text x="16" y="${(H - m.b + m.t) / 2}" transform="rotate(-90 16 ${(H - m.b + m.t) / 2})" text-anchor="middle">${yLabel}</text>`,
   ]
   for (const x of xTicks) {
-    body.push(`<text x="${X(x)}" y="${H - m.b + 16}" text-anchor="middle">${x}</text>`)
+    body.push(`<text x="${X(x)}" y="${H - m.b + 16}" text-anchor="middle">${xFormat(x)}</text>`)
   }
   for (let i = 0; i <= 5; i++) {
     const y = (top * i) / 5
