@@ -1,3 +1,4 @@
+import { seededRandom } from '@imageswarm/core'
 import { describe, expect, it } from 'vitest'
 import { type FirstCopyPeer, FirstCopySeeding, MAX_SERVER_COPIES } from '../src/first-copy.js'
 import { PieceAvailability, type Random } from '../src/piece-picker.js'
@@ -10,18 +11,6 @@ const PIECE_LENGTH = 256 * 1024
 
 interface FakeClient extends FirstCopyPeer {
   readonly name: string
-}
-
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function seededRandom(seed: number): Random {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /** An image server of `pieceCount` pieces and the clients connected to it. */

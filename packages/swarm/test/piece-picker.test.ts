@@ -1,12 +1,7 @@
+import { seededRandom } from '@imageswarm/core'
 import { describe, expect, it } from 'vitest'
 import type { BlockRequest, PieceDownload } from '../src/piece-download.js'
-import {
-  type PickerPeer,
-  PieceAvailability,
-  PiecePicker,
-  type Random,
-  rarest,
-} from '../src/piece-picker.js'
+import { type PickerPeer, PieceAvailability, PiecePicker, rarest } from '../src/piece-picker.js'
 import { PieceSet } from '../src/piece-set.js'
 import { BLOCK_LENGTH, LARGE_BLOCK_LENGTH } from '../src/torrent.js'
 
@@ -19,18 +14,6 @@ const PIECE_LENGTH = 2 * LARGE_BLOCK_LENGTH
 interface FakePeer extends PickerPeer {
   readonly name: string
   inflight: number
-}
-
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function seededRandom(seed: number): Random {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 function pieceSet(size: number, indexes: Iterable<number>): PieceSet {

@@ -1,3 +1,4 @@
+import { seededRandom } from '@imageswarm/core'
 import { describe, expect, it } from 'vitest'
 import {
   CROSS_RACK_SHARE,
@@ -6,18 +7,6 @@ import {
   MIN_CROSS_RACK_PEERS,
   RackPeerIndex,
 } from '../src/peer-handout.js'
-
-/** mulberry32: a small seeded PRNG, uniform in [0, 1). */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** A swarm's index: `racks` maps a rack (or `unknown`, for peers that gave none) to how
  * many peers it has, keyed `r1-0`, `r1-1`, …, `unknown-0`. */
