@@ -1,4 +1,5 @@
 export * from './choker.js'
+export * from './connection-policy.js'
 export * from './first-copy.js'
 export * from './host.js'
 export * from './leecher-evidence.js'

@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
 import { type PeerRole, peerRoleOf } from '@imageswarm/core'
+import { queueBytesFor } from './connection-policy.js'
 import { PieceSet } from './piece-set.js'
 import { RateMeter } from './rate.js'
 import type { SocketWire } from './socket-wire.js'
@@ -13,13 +14,6 @@ import type { UploadQueue } from './upload-queue.js'
  */
 export const IMAGE_SERVER_SOURCE = 'image-server'
 export const WEB_SEED_SOURCE = 'web-seed'
-
-/** Bytes requested and not received yet, per peer: enough to cover this much of the
- * peer's measured rate, so a fast link never waits for a round trip and a slow one does
- * not hoard blocks, within these bounds. */
-const QUEUE_SECONDS = 0.5
-const MIN_QUEUE_BYTES = 256 * 1024
-const MAX_QUEUE_BYTES = 16 * 1024 * 1024
 
 /** One connection to another node of the swarm, after the handshake. */
 export class Peer {
@@ -87,8 +81,7 @@ export class Peer {
 
   /** Bytes of requests to keep in flight to this peer. */
   queueBytes(now = Date.now()): number {
-    const bytes = this.downloadRate.rate(now) * QUEUE_SECONDS
-    return Math.min(MAX_QUEUE_BYTES, Math.max(MIN_QUEUE_BYTES, bytes))
+    return queueBytesFor(this.downloadRate.rate(now))
   }
 
   /** Whether we may send it requests. */

@@ -11,6 +11,7 @@ import {
 } from '@imageswarm/core'
 import { Announcer, DEFAULT_ANNOUNCE_INTERVAL_MS } from './announcer.js'
 import { Choker, ROTATE_MS } from './choker.js'
+import { dialLimit, SERVER_REDIAL_MS } from './connection-policy.js'
 import { FirstCopySeeding } from './first-copy.js'
 import type { HostedSwarm, SwarmHost } from './host.js'
 import { type LeecherCount, LeecherEvidence } from './leecher-evidence.js'
@@ -32,19 +33,11 @@ const REQUEST_TIMEOUT_MS = 20_000
 const LATE_HAVES_MS = 5_000
 /** Outgoing connection attempts give up after this long. */
 const CONNECT_TIMEOUT_MS = 5_000
-/** A node dials at most this share of its `maxConnections` and keeps the rest for nodes
- * that dial it. Dialling every peer handed out made the first 80 nodes of a deployment
- * (and the server) a full mesh that refused everyone after them: in the swarm simulator
- * 100 nodes split into 80 and an island of 20 that never finished, as first-copy seeding
- * only ever sends each piece into one of the two (docs/benchmarks/swarm/simulation.md). */
-const DIAL_SHARE = 0.25
 /** A piece that fails its check this often with only the image server's data in it (its
  * connection or its web seed) is not what the server's manifest describes: the server's
  * archive changed. One failure could be a read racing a rewrite; a damaged archive once
  * had a client fetch one piece 181 times (224 MB for a 25 MB archive) and never stop. */
 const MAX_SERVER_PIECE_FAILURES = 3
-/** How soon to dial the image server again after its connection closed or failed. */
-const SERVER_REDIAL_MS = 2_000
 /** Downloading nodes the tracker reports and no connection reaches keep a finished node
  * seeding for about three announce intervals, at most this long (see LeecherEvidence). */
 const MAX_UNREACHED_GRACE_MS = 60_000
@@ -339,7 +332,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     if (this.#peers.size + this.#connecting.size >= maxConnections) return false
     let dialled = this.#connecting.size
     for (const peer of this.#peers) if (peer.outgoing && !peer.isServer) dialled++
-    return dialled < Math.max(1, Math.ceil(maxConnections * DIAL_SHARE))
+    return dialled < dialLimit(maxConnections)
   }
 
   /** Whether `host:port` is the image server's published seeder address. */

@@ -27,20 +27,18 @@
 // modules are imported file by file (packages/swarm/dist/index.js re-exports them, and
 // also loads the socket engine and its dependencies).
 import { Choker } from '../../../packages/swarm/dist/choker.js'
+import {
+  dialLimit,
+  MIN_QUEUE_BYTES,
+  queueBytesFor,
+  SERVER_REDIAL_MS,
+} from '../../../packages/swarm/dist/connection-policy.js'
 import { FirstCopySeeding } from '../../../packages/swarm/dist/first-copy.js'
 import { PieceAvailability, PiecePicker } from '../../../packages/swarm/dist/piece-picker.js'
 import { PieceSet } from '../../../packages/swarm/dist/piece-set.js'
 import { RateMeter } from '../../../packages/swarm/dist/rate.js'
 import { LARGE_BLOCK_LENGTH } from '../../../packages/swarm/dist/torrent.js'
 
-/** Peer.queueBytes: requests in flight cover this much of the peer's measured rate. */
-const QUEUE_SECONDS = 0.5
-const MIN_QUEUE_BYTES = 256 * 1024
-const MAX_QUEUE_BYTES = 16 * 1024 * 1024
-/** swarm.ts DIAL_SHARE: a node dials at most this share of its maxConnections. */
-const DIAL_SHARE = 0.25
-/** swarm.ts SERVER_REDIAL_MS: a client dials the server again this long after a refusal. */
-export const SERVER_REDIAL_MS = 2_000
 /** Blocks carry no bytes: PieceDownload.received copies nothing from an empty array. */
 const NO_BYTES = new Uint8Array(0)
 const ONE_PEER = [undefined]
@@ -170,7 +168,7 @@ export class SimNode {
     if (this.peers.size + this.connecting.size >= maxConnections) return false
     let dialled = this.connecting.size
     for (const peer of this.peers) if (peer.outgoing && !peer.isServer) dialled++
-    return dialled < Math.max(1, Math.ceil(maxConnections * DIAL_SHARE))
+    return dialled < dialLimit(maxConnections)
   }
 
   /** #dialServer: the client dials the server until it holds the archive. */
@@ -326,8 +324,7 @@ export class SimNode {
 
   #depth(peer) {
     peer.rateRead = true
-    const bytes = peer.downloadRate.rate(this.world.now) * QUEUE_SECONDS
-    return Math.min(MAX_QUEUE_BYTES, Math.max(MIN_QUEUE_BYTES, bytes))
+    return queueBytesFor(peer.downloadRate.rate(this.world.now))
   }
 
   #request(peer, download, request) {
