@@ -85,7 +85,15 @@ export async function rawListener(
       })
     })
   })
-  return { port: (server.address() as { port: number }).port, peerId, connected }
+  return {
+    port: (server.address() as { port: number }).port,
+    peerId,
+    connected,
+    /** Whether anything dialled it (its first connection, before any handshake). */
+    get dialled(): boolean {
+      return sockets.length > 0
+    },
+  }
 }
 
 /** The pieces a wire is told about with have messages, in order of arrival. */
