@@ -87,22 +87,7 @@ describe('rack-aware peer handout', () => {
     const r2 = six(12_000, () => ({ rack: 'r2' }))
     for (const node of [...r1, ...r2]) await announceAs(announceUrl, node, { event: 'started' })
 
-    for (const [own, other] of [
-      [r1, r2],
-      [r2, r1],
-    ] as const) {
-      const [asker, ...rackmates] = own
-      // Many announces: the handout is random, the limits hold for every draw.
-      for (let n = 0; n < 10; n++) {
-        const peers = await announceAs(announceUrl, asker!, { numwant: 20 })
-        const fromOwnRack = peers.filter((peer) => own.some((node) => address(node) === peer))
-        const fromOther = peers.filter((peer) => other.some((node) => address(node) === peer))
-        expect(fromOwnRack.sort()).toEqual(rackmates.map(address).sort())
-        expect(fromOther.length).toBeLessThanOrEqual(crossRackPeers(20))
-        expect(fromOther.length + fromOwnRack.length).toBe(peers.length)
-        expect(peers).not.toContain(address(asker!))
-      }
-    }
+    await expectHandoutByRack(announceUrl, r1, r2)
   })
 
   it('hands out peers of every rack to a node that gives no rack', async () => {
@@ -137,19 +122,7 @@ describe('rack-aware peer handout', () => {
     const rb = six(12_000, (n) => ({ node: `m0${n}` }))
     for (const node of [...ra, ...rb]) await announceAs(announceUrl, node, { event: 'started' })
 
-    for (const [own, other] of [
-      [ra, rb],
-      [rb, ra],
-    ] as const) {
-      const [asker, ...rackmates] = own
-      for (let n = 0; n < 10; n++) {
-        const peers = await announceAs(announceUrl, asker!, { numwant: 20 })
-        const fromOwnRack = peers.filter((peer) => own.some((node) => address(node) === peer))
-        const fromOther = peers.filter((peer) => other.some((node) => address(node) === peer))
-        expect(fromOwnRack.sort()).toEqual(rackmates.map(address).sort())
-        expect(fromOther.length).toBeLessThanOrEqual(crossRackPeers(20))
-      }
-    }
+    await expectHandoutByRack(announceUrl, ra, rb)
   })
 
   it('prefers the rack a node gives over the rack map’s', async () => {
@@ -167,3 +140,28 @@ describe('rack-aware peer handout', () => {
     expect(peers.length - fromOwnRack.length).toBeLessThanOrEqual(crossRackPeers(20))
   })
 })
+
+/** The first node of each rack asks for 20 peers, ten times (the handout is random, the
+ * limits hold for every draw): it gets all its rackmates, at most crossRackPeers(20) of
+ * the other rack, and never itself. */
+async function expectHandoutByRack(
+  announceUrl: string,
+  rackA: readonly Node[],
+  rackB: readonly Node[],
+): Promise<void> {
+  for (const [own, other] of [
+    [rackA, rackB],
+    [rackB, rackA],
+  ] as const) {
+    const [asker, ...rackmates] = own
+    for (let n = 0; n < 10; n++) {
+      const peers = await announceAs(announceUrl, asker!, { numwant: 20 })
+      const fromOwnRack = peers.filter((peer) => own.some((node) => address(node) === peer))
+      const fromOther = peers.filter((peer) => other.some((node) => address(node) === peer))
+      expect(fromOwnRack.sort()).toEqual(rackmates.map(address).sort())
+      expect(fromOther.length).toBeLessThanOrEqual(crossRackPeers(20))
+      expect(fromOther.length + fromOwnRack.length).toBe(peers.length)
+      expect(peers).not.toContain(address(asker!))
+    }
+  }
+}
