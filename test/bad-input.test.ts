@@ -107,6 +107,38 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     expect(await readdir(env.layout.torrentsDir).catch(() => [])).toEqual([])
   })
 
+  it('refuses a rack map with a bad rule, naming the file and the line', async () => {
+    env.layout = await makeServerLayout()
+    const rackMap = join(env.layout.imagesDir, '..', 'racks')
+    await writeFile(rackMap, '10.1.3.0/24 r3\n10.1.4.0/ r4\n')
+    const result = await cli([
+      'serve',
+      '--image',
+      'missing',
+      '--images-dir',
+      env.layout.imagesDir,
+      '--tarballs-dir',
+      env.layout.tarballsDir,
+      '--torrents-dir',
+      env.layout.torrentsDir,
+      '--pid-file',
+      env.layout.pidFile,
+      '--address',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--torrent-port',
+      '0',
+      '--rack-map',
+      rackMap,
+    ])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toContain(
+      `E_CONFIG_INVALID: ${rackMap} line 2: "10.1.4.0/" is not a subnet`,
+    )
+    expect(result.stderr).toMatch(/hint: one rule per line: SUBNET RACK/)
+  })
+
   it('names a missing archive tool and the Debian package that provides it', async () => {
     env.layout = await makeServerLayout()
     await addSampleImage(env.layout, 'node')
