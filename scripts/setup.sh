@@ -9,11 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PNPM_VERSION=10.34.9
-# GNU tar and zstd are the archive engine; util-linux gives unshare (deterministic
+# GNU tar and zstd are the archive engine, squashfs-tools-ng (tar2sqfs, sqfs2tar) the SquashFS
+# one; util-linux gives unshare (deterministic
 # sparse members); acl, attr and libcap2-bin let the tests make the metadata a real
 # root has (ACLs, xattrs, file capabilities); Chromium runs the dashboard's browser test;
 # python3-libtorrent is the foreign seeder of the mixed-swarm test (test/faults-swarm).
-RUNTIME_DEBS=(tar zstd gzip util-linux)
+RUNTIME_DEBS=(tar zstd gzip util-linux squashfs-tools-ng)
 TEST_DEBS=(acl attr libcap2-bin iproute2 chromium debootstrap python3-libtorrent)
 # The installer ramdisk (imageswarm initrd) packs with cpio and carries busybox and the disk
 # tools; its boot test runs QEMU (Debian's iPXE ROMs) with dnsmasq for DHCP.
@@ -27,6 +28,9 @@ TEST_DEBS+=(minisign openssl)
 # Encrypted archives: a packet capture of the swarm (test/trust-encryption-capture.test.ts)
 # must not hold the image's marker.
 TEST_DEBS+=(tcpdump)
+# SquashFS images: mksquashfs makes the hostile images of the core tests (and the benchmark's
+# reference).
+TEST_DEBS+=(squashfs-tools)
 # Packaging (issue 18, test/package-install.test.ts): systemd-analyze verifies the service unit
 # (systemd need not run); dpkg-deb, which builds and unpacks the .deb, is in dpkg already.
 TEST_DEBS+=(systemd)

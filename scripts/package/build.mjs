@@ -59,7 +59,16 @@ const COMMANDS = Object.keys(
  * what the node binary beside it links against. `imageswarm initrd` needs more (cpio,
  * busybox-static, …): suggested, as it runs only where ramdisks are built.
  */
-const DEPENDS = ['libc6 (>= 2.28)', 'libstdc++6', 'libgcc-s1', 'tar', 'zstd', 'gzip', 'util-linux']
+const DEPENDS = [
+  'libc6 (>= 2.28)',
+  'libstdc++6',
+  'libgcc-s1',
+  'tar',
+  'zstd',
+  'gzip',
+  'util-linux',
+  'squashfs-tools-ng',
+]
 const SUGGESTS = ['cpio', 'busybox-static', 'kmod', 'minisign', 'openssl']
 
 const { values: flags } = parseArgs({

@@ -15,7 +15,14 @@ import { addConfigFileOption } from './config-file.js'
 import { addConsoleOptions, cliLoggerFor, consoleShowsInfoLog } from './console-options.js'
 import { ConsoleOutput } from './console-output.js'
 import { expandHelpCommand } from './help-command.js'
-import { collectList, compressionFlag, durationFlag, integerFlag, rateFlag } from './options.js'
+import {
+  collectList,
+  compressionFlag,
+  durationFlag,
+  formatFlag,
+  integerFlag,
+  rateFlag,
+} from './options.js'
 import { DEFAULT_PID_FILE } from './pid-file.js'
 import { reportError } from './report-error.js'
 import { versionLine } from './version.js'
@@ -43,6 +50,11 @@ function addPublishingOptions(command: Command): Command {
       '--update-image',
       'pack the archive again even if the image root has not changed',
       false,
+    )
+    .option(
+      '--format <[image=]format>',
+      'tar or squashfs, for every image or one (hpc=squashfs); repeatable (default: as the image was last published, else tar)',
+      formatFlag,
     )
     .option(
       '--compression <kind>',

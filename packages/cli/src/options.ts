@@ -2,9 +2,12 @@ import {
   COMPRESSIONS,
   type Compression,
   formatDuration,
+  IMAGE_FORMATS,
+  type ImageFormat,
   ImageSwarmError,
   parseByteRate,
   parseDuration,
+  parseImageName,
 } from '@imageswarm/core'
 
 /** Parses an integer flag, naming the flag when the value is wrong. */
@@ -34,6 +37,34 @@ export function compressionFlag(value: string): Compression {
       path: '--compression',
     },
   )
+}
+
+/** What `--format` builds up: one format for every image, or formats by image name. */
+export type FormatSetting = ImageFormat | Record<string, ImageFormat>
+
+/**
+ * `--format squashfs` (every image) or `--format hpc=squashfs` (one image), repeatable: a
+ * later bare format applies to the images no `name=` names.
+ */
+export function formatFlag(value: string, previous?: FormatSetting): FormatSetting {
+  const equals = value.indexOf('=')
+  const image = equals === -1 ? undefined : value.slice(0, equals)
+  const format = equals === -1 ? value : value.slice(equals + 1)
+  if (!(IMAGE_FORMATS as readonly string[]).includes(format)) {
+    throw new ImageSwarmError(
+      'E_USAGE',
+      `--format takes ${IMAGE_FORMATS.join(' or ')} (or IMAGE=FORMAT), not ${JSON.stringify(value)}`,
+      { path: '--format', hint: 'for example --format squashfs or --format hpc=squashfs' },
+    )
+  }
+  if (image === undefined) {
+    if (previous === undefined || typeof previous === 'string') return format as ImageFormat
+    // Named images keep theirs; the rest get this one.
+    return { ...previous, '*': format as ImageFormat }
+  }
+  parseImageName(image)
+  const byImage = typeof previous === 'string' ? { '*': previous } : { ...previous }
+  return { ...byImage, [image]: format as ImageFormat }
 }
 
 /** Accumulates a repeatable flag that also accepts comma-separated lists (`--image a,b`). */

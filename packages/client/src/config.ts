@@ -10,6 +10,15 @@ import { z } from 'zod'
 /** The port an imageswarm server listens on unless told otherwise (SystemImager's tracker port). */
 export const DEFAULT_SERVER_PORT = 6969
 
+/**
+ * What the node does with a verified image (ClientConfig's imageMode): `extract` it into the
+ * target root; or, for a SquashFS image, mount it read-only under an overlay at the target
+ * root, the file kept on the node's disk (`disk`: in the image cache, `cache=`) or in RAM
+ * (`ram`: a tmpfs of its own). ClusterWare's `disked`, and `roram` for `ram`.
+ */
+export const IMAGE_MODES = ['extract', 'disk', 'ram'] as const
+export type ImageMode = (typeof IMAGE_MODES)[number]
+
 /** The ways the archive can be fetched (ClientConfig's downloadProtocol). */
 export const DOWNLOAD_PROTOCOLS = ['torrent', 'http'] as const
 export type DownloadProtocol = (typeof DOWNLOAD_PROTOCOLS)[number]
@@ -52,6 +61,14 @@ export const ClientConfigSchema = z.object({
   stallTimeoutSeconds: z.number().min(5).max(86_400).default(300),
   /** A local directory or partition (`/dev/sda3`, `LABEL=cache`) that keeps archives across boots. */
   cache: z.string().min(1).optional(),
+  /** See IMAGE_MODES; `disk` and `ram` need a SquashFS image. */
+  imageMode: z.enum(IMAGE_MODES).default('extract'),
+  /**
+   * The overlay's writable layer when the image is mounted (`disk`, `ram`): `tmpfs` (lost at
+   * reboot), a partition (`/dev/sda4`, `LABEL=overlay`, mounted; kept across boots) or a
+   * directory. Writes go there; the image file is never written.
+   */
+  overlay: z.string().min(1).default('tmpfs'),
   /** This node's name in the dashboard; default: the host name. */
   node: z.string().min(1).max(255).optional(),
   /** The MAC of the NIC this node booted from (`BOOTIF=`), reported beside its name. */

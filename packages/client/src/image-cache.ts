@@ -13,7 +13,13 @@ import {
 } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { ARCHIVE_EXTENSIONS, type ImageManifest, type Logger, sha256File } from '@imageswarm/core'
+import {
+  ARCHIVE_EXTENSIONS,
+  type ImageManifest,
+  type Logger,
+  SQUASHFS_EXTENSION,
+  sha256File,
+} from '@imageswarm/core'
 import { allocatedBytes, freeBytes } from './disk-space.js'
 
 /** Where a cache given as a device (`/dev/sda3`, `LABEL=cache`) is mounted. */
@@ -25,7 +31,7 @@ const CACHE_PEEK_POINT = '/run/imageswarm/cache-peek'
 /** Downloads bound for the cache land here first; only a verified archive is moved in. */
 const INCOMING = '.incoming'
 
-const ARCHIVE_SUFFIXES = Object.values(ARCHIVE_EXTENSIONS)
+const ARCHIVE_SUFFIXES = [...Object.values(ARCHIVE_EXTENSIONS), SQUASHFS_EXTENSION]
 
 /**
  * A node-local cache of compressed image archives (as Scyld ClusterWare's disk cache):
@@ -180,11 +186,11 @@ export class ImageCache {
   }
 }
 
-function isDeviceSpec(spec: string): boolean {
+export function isDeviceSpec(spec: string): boolean {
   return spec.startsWith('/dev/') || /^(LABEL|UUID|PARTLABEL|PARTUUID)=/.test(spec)
 }
 
-async function isMountPoint(path: string): Promise<boolean> {
+export async function isMountPoint(path: string): Promise<boolean> {
   const mounts = await readFile('/proc/mounts', 'utf8')
   return mounts.split('\n').some((line) => line.split(' ')[1] === path)
 }

@@ -18,10 +18,18 @@ import {
   silentLogger,
   type TransferTotals,
 } from '@imageswarm/core'
-import type { ClientConfig } from './config.js'
+import type { ClientConfig, ImageMode } from './config.js'
 import { openArchiveKey } from './group-key.js'
 import { downloadArchiveOverHttp } from './http-download.js'
 import { ImageCache } from './image-cache.js'
+import {
+  copyIntoRam,
+  type MountedImage,
+  mountImage,
+  mountRamImageDir,
+  mountsImage,
+  unmountImage,
+} from './image-mount.js'
 import {
   fetchVerifiedManifest,
   installedVersionOf,
@@ -97,6 +105,8 @@ export interface InstallResult {
   seconds: number
   /** With a trust root: what the manifest's signature was checked under. */
   trust?: { serial: number; signingKeyId: string; keyListVersion: number; seconds: number }
+  /** Image mode `disk` or `ram`: the image mounted read-only under an overlay at `target`. */
+  mounted?: MountedImage
 }
 
 /** Where this install keeps the archive, and what happens to it afterwards. */
@@ -147,6 +157,8 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
   let cache: ImageCache | undefined
   let failure: ImageSwarmError | undefined
   let finished = false
+  let mounted: MountedImage | undefined
+  const mountMode = mountsImage(config.imageMode)
   try {
     const request = {
       server: config.server,
@@ -163,6 +175,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     const verified = await verifyImage(config, request, logger)
     const manifest = verified?.manifest ?? (await fetchManifest(config.image, request))
     emit({ type: 'manifest', manifest })
+    if (mountMode) refuseUnmountable(manifest, config.imageMode)
     // An encrypted image: its archive key, before any disk is touched, so a node that cannot
     // open it stops here with the target untouched.
     const archiveKey = await archiveKeyFor(
@@ -190,9 +203,27 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     reportTargetPreparation(prepared, config.target, manifest, logger)
     cache = config.cache ? await ImageCache.open(config.cache, logger) : undefined
     const cached = await cache?.lookup(manifest)
-    place = cached
-      ? { dir: cache!.dir, path: cached, afterwards: 'keep' }
-      : await placeDownload(config, manifest, cache)
+    if (config.imageMode === 'ram') {
+      // In RAM, in a tmpfs of its own; a copy the cache holds is copied there, not fetched.
+      const dir = await mountRamImageDir(manifest)
+      place = { dir, path: join(dir, manifest.archiveFile), afterwards: 'keep' }
+      if (cached) await copyIntoRam(cached, place.path)
+    } else {
+      place = cached
+        ? { dir: cache!.dir, path: cached, afterwards: 'keep' }
+        : await placeDownload(config, manifest, cache)
+    }
+    if (config.imageMode === 'disk' && place.afterwards === 'delete') {
+      throw new ImageSwarmError(
+        'E_NO_SPACE',
+        `the image cache ${config.cache} cannot hold image ${manifest.name} (${manifest.size} bytes), and image mode disk keeps it there`,
+        {
+          operation: 'place the image',
+          path: config.cache ?? '',
+          hint: 'make the cache partition larger (older images are evicted first), or use image mode ram',
+        },
+      )
+    }
     emit({ type: 'staging', dir: place.dir, archivePath: place.path })
     logger.info({ dir: place.dir, cached: Boolean(cached) }, 'archive location chosen')
 
@@ -240,47 +271,65 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
 
     state.moveTo('extracting')
     const extractStarted = performance.now()
-    await markIncomplete(config.target, {
-      image: manifest.name,
-      infoHash: manifest.infoHash,
-      targetWasEmpty: prepared.targetWasEmpty,
-    })
-    await extractArchive({
-      archive: place.path,
-      target: config.target,
-      compression: manifest.compression,
-      // No alreadyValidated: into an empty target root, extractArchive checks every
-      // header for hostile paths as the stream passes on its way to tar (one
-      // decompression); a refused archive leaves the target as it was. With staging on
-      // the target's disk (/a/tmp/imageswarm-*), the root holds tmp/, so it validates
-      // the whole archive first, then extracts.
-      logger,
-      ...(signal ? { signal } : {}),
-      onProgress: (bytes, size) => emit({ type: 'extract-progress', bytes, size }),
-      // The ciphertext's sha256 matched the (signed) manifest above; each chunk's tag is
-      // checked on the way to tar, and a failing one stops the gated extraction, which
-      // removes what tar wrote (E_DECRYPT_FAILED).
-      ...(archiveKey
-        ? {
-            decrypt: () =>
-              createDecryptStream(
-                archiveKey,
-                { image: manifest.name, serial: manifest.serial ?? 0 },
-                place?.path ?? manifest.archiveFile,
-              ),
-          }
-        : {}),
-    })
-    // Removing the marker and our staging changes these directories after tar set them.
-    const trusted = verified && trustedInstallOf(verified, config.server)
-    // In the root while it is still marked incomplete: the record is part of the install,
-    // and the version an update starts from (signed or not).
-    const record = trusted || installedVersionOf(manifest, config.server)
-    if (record) await recordInstalledImage(config.target, record, logger)
-    const times = await captureTimes([config.target, join(config.target, 'tmp')])
-    await markComplete(config.target)
-    // The floor the next install of this node starts from, after its disk was wiped.
-    if (trusted && cache) await recordTrustState(cache.dir, trusted, logger)
+    let times: Awaited<ReturnType<typeof captureTimes>> | undefined
+    if (mountMode) {
+      // The verified file, read-only under a writable layer: nothing is extracted.
+      mounted = await mountImage({
+        image: place.path,
+        manifest,
+        target: config.target,
+        overlay: config.overlay,
+        logger,
+      })
+      const trusted = verified && trustedInstallOf(verified, config.server)
+      const record = trusted || installedVersionOf(manifest, config.server)
+      // Into the writable layer: what the node runs, and the version it came from.
+      if (record) await recordInstalledImage(config.target, record, logger)
+      if (trusted && cache) await recordTrustState(cache.dir, trusted, logger)
+    } else {
+      await markIncomplete(config.target, {
+        image: manifest.name,
+        infoHash: manifest.infoHash,
+        targetWasEmpty: prepared.targetWasEmpty,
+      })
+      await extractArchive({
+        archive: place.path,
+        target: config.target,
+        format: manifest.format ?? 'tar',
+        compression: manifest.compression,
+        // No alreadyValidated: into an empty target root, extractArchive checks every
+        // header for hostile paths as the stream passes on its way to tar (one
+        // decompression); a refused archive leaves the target as it was. With staging on
+        // the target's disk (/a/tmp/imageswarm-*), the root holds tmp/, so it validates
+        // the whole archive first, then extracts.
+        logger,
+        ...(signal ? { signal } : {}),
+        onProgress: (bytes, size) => emit({ type: 'extract-progress', bytes, size }),
+        // The ciphertext's sha256 matched the (signed) manifest above; each chunk's tag is
+        // checked on the way to tar, and a failing one stops the gated extraction, which
+        // removes what tar wrote (E_DECRYPT_FAILED).
+        ...(archiveKey
+          ? {
+              decrypt: () =>
+                createDecryptStream(
+                  archiveKey,
+                  { image: manifest.name, serial: manifest.serial ?? 0 },
+                  place?.path ?? manifest.archiveFile,
+                ),
+            }
+          : {}),
+      })
+      // Removing the marker and our staging changes these directories after tar set them.
+      const trusted = verified && trustedInstallOf(verified, config.server)
+      // In the root while it is still marked incomplete: the record is part of the install,
+      // and the version an update starts from (signed or not).
+      const record = trusted || installedVersionOf(manifest, config.server)
+      if (record) await recordInstalledImage(config.target, record, logger)
+      times = await captureTimes([config.target, join(config.target, 'tmp')])
+      await markComplete(config.target)
+      // The floor the next install of this node starts from, after its disk was wiped.
+      if (trusted && cache) await recordTrustState(cache.dir, trusted, logger)
+    }
     emit({
       type: 'extracted',
       target: config.target,
@@ -305,7 +354,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     }
     await settleArchive(place, manifest, cache, logger)
     place = undefined
-    await restoreTimes(times)
+    if (times) await restoreTimes(times)
 
     state.moveTo('done')
     const seconds = (performance.now() - started) / 1000
@@ -317,6 +366,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
       totals,
       source: cached ? 'cache' : 'swarm',
       seconds,
+      ...(mounted ? { mounted } : {}),
       ...(verified
         ? {
             trust: {
@@ -333,6 +383,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     failure = error
     if (state.current !== 'failed' && state.current !== 'done') state.moveTo('failed')
     emit({ type: 'failed', error: error.toJSON() })
+    if (mounted) await unmountImage(mounted, logger)
     throw error
   } finally {
     await session?.close()
@@ -465,6 +516,20 @@ function reportTargetPreparation(
       `target root held an interrupted install ${what}; removed what it wrote (${removed.length} top-level entries) to install infohash ${manifest.infoHash} from scratch`,
     )
   }
+}
+
+/** Image modes `disk` and `ram` mount the image: it must be SquashFS. */
+function refuseUnmountable(manifest: ImageManifest, mode: ImageMode): void {
+  if ((manifest.format ?? 'tar') === 'squashfs') return
+  throw new ImageSwarmError(
+    'E_CONFIG_INVALID',
+    `image ${manifest.name} is a tar archive; image mode ${mode} mounts the image, which needs a SquashFS image`,
+    {
+      operation: 'install',
+      path: 'imageMode',
+      hint: `publish it with imageswarm serve --format ${manifest.name}=squashfs, or install it with image mode extract`,
+    },
+  )
 }
 
 /** Downloads go into the cache when it has room, else into staging. */

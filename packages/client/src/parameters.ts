@@ -11,6 +11,7 @@ import {
   type ClientConfig,
   ClientConfigSchema,
   DOWNLOAD_PROTOCOLS,
+  IMAGE_MODES,
   isStagingChoice,
   normalizeServerUrl,
 } from './config.js'
@@ -28,6 +29,7 @@ type Kind =
   | 'protocol'
   | 'mac'
   | 'rack'
+  | 'imageMode'
 
 /**
  * A kernel name that says a setting in another installer's words: its values are turned
@@ -156,6 +158,14 @@ export const INSTALL_PARAMETERS: readonly ParameterSpec[] = [
     'bytes',
   ),
   spec('cache', '--cache', ['IMAGESWARM_CACHE'], ['imageswarm.cache']),
+  spec(
+    'imageMode',
+    '--image-mode',
+    ['IMAGESWARM_IMAGE_MODE'],
+    ['imageswarm.image-mode'],
+    'imageMode',
+  ),
+  spec('overlay', '--overlay', ['IMAGESWARM_OVERLAY'], ['imageswarm.overlay']),
   spec('node', '--node-name', ['IMAGESWARM_NODE_NAME'], ['imageswarm.node']),
   spec('bootMac', '--boot-mac', ['IMAGESWARM_BOOT_MAC'], ['imageswarm.boot-mac', 'BOOTIF'], 'mac'),
   spec(
@@ -420,6 +430,15 @@ function convert(
       }
       return protocol
     }
+    case 'imageMode': {
+      const mode = value.toLowerCase()
+      if (!(IMAGE_MODES as readonly string[]).includes(mode)) {
+        throw bad(
+          'extract (into the target root), disk (mount it, kept in the cache) or ram (mount it, kept in RAM)',
+        )
+      }
+      return mode
+    }
     case 'boolean': {
       const text = value.toLowerCase()
       if (['1', 'yes', 'y', 'true', 'on'].includes(text)) return true
@@ -459,6 +478,32 @@ function refuseContradictions(config: ClientConfig, sources: ResolvedParameters[
       'staging',
       `staging directory ${config.staging} is the target root`,
       'stage elsewhere (tmpfs, or leave it to auto, which uses the target’s tmp/)',
+    )
+  }
+  if (config.imageMode === 'disk' && config.cache === undefined) {
+    throw contradiction(
+      'imageMode',
+      'image mode disk keeps the image in the image cache, and no cache is given',
+      'give the cache partition (imageswarm.cache=/dev/sda3 or LABEL=…), or use image mode ram',
+    )
+  }
+  if (config.imageMode === 'extract' && sources.overlay?.source !== 'default') {
+    throw contradiction(
+      'overlay',
+      'an overlay is only for a mounted image (image mode disk or ram)',
+      'add imageswarm.image-mode=disk or ram, or leave the overlay out',
+    )
+  }
+  if (
+    config.overlay !== 'tmpfs' &&
+    !config.overlay.startsWith('/dev/') &&
+    !config.overlay.includes('=') &&
+    within(config.overlay)
+  ) {
+    throw contradiction(
+      'overlay',
+      `overlay ${config.overlay} is inside the target root ${config.target}`,
+      'the overlay is mounted beneath the target root: give a partition, tmpfs or a directory elsewhere',
     )
   }
   if (

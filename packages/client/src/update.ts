@@ -445,6 +445,17 @@ function requireVersions(manifest: ImageManifest): number {
       },
     )
   }
+  if (manifest.format === 'squashfs') {
+    throw new ImageSwarmError(
+      'E_UPDATE_UNSUPPORTED',
+      `image ${manifest.name} is a SquashFS image: the server publishes no file index or deltas for it`,
+      {
+        operation: 'update',
+        path: manifest.name,
+        hint: 'a node that mounts it (image mode disk or ram) runs the newest version from its next boot; one that extracted it is reinstalled (imageswarm install)',
+      },
+    )
+  }
   if (manifest.serial === undefined || !manifest.digests?.fileIndex || !manifest.digests.deltas) {
     throw new ImageSwarmError(
       'E_UPDATE_UNSUPPORTED',

@@ -276,3 +276,55 @@ describe('normalizeServerUrl', () => {
     expect(() => normalizeServerUrl('')).toThrow(/invalid server/)
   })
 })
+
+describe('the image mode and the overlay', () => {
+  const resolve = (extra: [string, string][], flags: Record<string, string> = {}) =>
+    resolveInstallParameters({ flags, env: {}, kernel: new Map([...kernel, ...extra]) })
+
+  it('extracts into the target root unless told to mount the image', () => {
+    const { config, sources } = resolve([])
+    expect(config.imageMode).toBe('extract')
+    expect(config.overlay).toBe('tmpfs')
+    expect(sources.imageMode).toEqual({ source: 'default' })
+  })
+
+  it('takes imageswarm.image-mode= and imageswarm.overlay=, the flags first', () => {
+    const fromKernel = resolve([
+      ['imageswarm.image-mode', 'RAM'],
+      ['imageswarm.overlay', 'LABEL=overlay'],
+    ])
+    expect(fromKernel.config.imageMode).toBe('ram')
+    expect(fromKernel.config.overlay).toBe('LABEL=overlay')
+    expect(fromKernel.sources.imageMode).toEqual({
+      source: 'kernel',
+      name: 'imageswarm.image-mode',
+    })
+    const fromFlag = resolve([['imageswarm.image-mode', 'ram']], {
+      imageMode: 'disk',
+      cache: '/dev/sda3',
+    })
+    expect(fromFlag.config.imageMode).toBe('disk')
+    expect(fromFlag.sources.imageMode).toEqual({ source: 'flag', name: '--image-mode' })
+  })
+
+  it('refuses what cannot work, naming the setting and where it came from', () => {
+    expect(() => resolve([['imageswarm.image-mode', 'roram']])).toThrow(
+      /invalid imageswarm.image-mode \(kernel\): "roram"/,
+    )
+    // disk keeps the image in the cache.
+    expect(() => resolve([['imageswarm.image-mode', 'disk']])).toThrow(
+      /imageswarm.image-mode: image mode disk keeps the image in the image cache, and no cache is given/,
+    )
+    // An overlay without a mounted image is a mistake, not something to ignore.
+    expect(() => resolve([['imageswarm.overlay', '/dev/sda4']])).toThrow(
+      /imageswarm.overlay: an overlay is only for a mounted image/,
+    )
+    // The layer lives beneath the merged root, not inside it.
+    expect(() =>
+      resolve([
+        ['imageswarm.image-mode', 'ram'],
+        ['imageswarm.overlay', '/mnt/root/var/overlay'],
+      ]),
+    ).toThrow(/is inside the target root/)
+  })
+})

@@ -30,6 +30,8 @@ export const ERROR_CODES = {
   E_TARGET_NOT_WRITABLE: 'target',
   E_TOOL_MISSING: 'tool missing',
   E_PACK_FAILED: 'archive',
+  // The image holds what its format cannot (POSIX ACLs in SquashFS): refused, not dropped.
+  E_FORMAT_UNSUPPORTED: 'archive',
   // A file at a path publishing would write that imageswarm did not write (a SystemImager
   // tarball or .torrent): never overwritten.
   E_FOREIGN_FILE: 'archive',

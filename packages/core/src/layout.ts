@@ -12,12 +12,19 @@ export const ARCHIVE_EXTENSIONS = {
   none: '.tar',
 } as const
 
-/** SystemImager names tarballs `image-NAME.tar.gz`; imageswarm keeps the pattern. */
+/** File extension of a SquashFS image (its blocks are zstd whatever `compression` says). */
+export const SQUASHFS_EXTENSION = '.sqfs'
+
+/**
+ * SystemImager names tarballs `image-NAME.tar.gz`; imageswarm keeps the pattern, and names
+ * a SquashFS image `image-NAME.sqfs`.
+ */
 export function archiveFileName(
   image: string,
   compression: keyof typeof ARCHIVE_EXTENSIONS,
+  format: 'tar' | 'squashfs' = 'tar',
 ): string {
-  return `image-${image}${ARCHIVE_EXTENSIONS[compression]}`
+  return `image-${image}${format === 'squashfs' ? SQUASHFS_EXTENSION : ARCHIVE_EXTENSIONS[compression]}`
 }
 
 export function torrentFileName(archiveFile: string): string {

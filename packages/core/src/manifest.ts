@@ -8,6 +8,13 @@ import { ENCRYPTION_SCHEME } from './trust/archive-stream.js'
 export const COMPRESSIONS = ['zstd', 'gzip', 'none'] as const
 export type Compression = (typeof COMPRESSIONS)[number]
 
+/**
+ * How an image is packed: `tar` (GNU tar, pax, compressed as `compression` says) or
+ * `squashfs` (one SquashFS file, zstd blocks, that a node can also mount read-only).
+ */
+export const IMAGE_FORMATS = ['tar', 'squashfs'] as const
+export type ImageFormat = (typeof IMAGE_FORMATS)[number]
+
 const Sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lowercase hex digits')
 
 /**
@@ -30,6 +37,8 @@ export const ImageManifestSchema = z.object({
     .transform((hash) => parseInfoHash(hash)),
   pieceLength: z.number().int().positive(),
   compression: z.enum(COMPRESSIONS),
+  /** Absent: `tar` (manifests before SquashFS). For `squashfs`, `compression` is its blocks'. */
+  format: z.enum(IMAGE_FORMATS).optional(),
   created: z.iso.datetime(),
   /**
    * A digest of the image root's tree when the archive was packed (server-side use); `as-is`
@@ -100,6 +109,7 @@ export interface ImageSummary {
   infoHash: InfoHash
   size: number
   compression: Compression
+  format: ImageFormat
   created: string
 }
 
@@ -109,6 +119,7 @@ export function summarizeManifest(manifest: ImageManifest): ImageSummary {
     infoHash: manifest.infoHash,
     size: manifest.size,
     compression: manifest.compression,
+    format: manifest.format ?? 'tar',
     created: manifest.created,
   }
 }

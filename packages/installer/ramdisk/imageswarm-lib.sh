@@ -193,11 +193,35 @@ run_installer() {
 	node --initial-old-space-size=64 "$program"
 }
 
+# boot_mounted_image: imageswarm.image-mode=disk|ram: the installer mounted the SquashFS
+# image read-only under an overlay at the target root; this node runs it from there, without
+# a disk root or a reboot: /dev, /proc, /sys and /run (which holds the image's mounts, and
+# its RAM copy) move into it, and switch_root hands it PID 1. Never returns.
+boot_mounted_image() {
+	target=$(cmdline_arg imageswarm.target) || target=/a
+	init=$(cmdline_arg init) || init=/sbin/init
+	[ -e "$target$init" ] || [ -L "$target$init" ] || fail "the mounted image has no $init to boot"
+	# The image brings its own DHCP client; the lease stays valid until it renews it.
+	for pidfile in /run/udhcpc.*.pid; do
+		[ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null
+	done
+	for dir in dev proc sys run; do
+		mkdir -p "$target/$dir" 2>/dev/null
+		mount --move "/$dir" "$target/$dir" || fail "cannot move /$dir into the mounted image"
+	done
+	echo "imageswarm: booting the mounted image (switch_root to $target, $init)" >"$target/dev/console"
+	exec switch_root "$target" "$init"
+}
+
 # install_and_finish: the common end of every initramfs: install, then the post action on
-# success, or fail with what the exit code means. Never returns.
+# success (or, for a mounted image, booting it), or fail with what the exit code means.
+# Never returns.
 install_and_finish() {
 	run_installer
 	status=$?
 	[ "$status" -eq 0 ] || fail "the installer exited with $status: $(exit_meaning "$status")"
+	case "$(cmdline_arg imageswarm.image-mode)" in
+	disk | ram) boot_mounted_image ;;
+	esac
 	post_action
 }

@@ -1,5 +1,8 @@
 import {
   COMPRESSIONS,
+  IMAGE_FORMATS,
+  IMAGE_NAME_PATTERN,
+  type ImageFormat,
   resolveConfig,
   SwarmSettingsSchema,
   SYSTEMIMAGER_DIRS,
@@ -17,6 +20,22 @@ export const SeederConfigSchema = z.object({
    * zstd for an image published for the first time.
    */
   compression: z.enum(COMPRESSIONS).optional(),
+  /**
+   * How images are packed (`--format`): `tar` or `squashfs`, for every image, or by image
+   * name (`{ "hpc": "squashfs", "*": "tar" }`, `*` for the images not named). Unset for an
+   * image: as it was last published (its manifest), else tar.
+   */
+  format: z
+    .union([
+      z.enum(IMAGE_FORMATS),
+      z.record(
+        z
+          .string()
+          .refine((key) => key === '*' || IMAGE_NAME_PATTERN.test(key), 'an image name or *'),
+        z.enum(IMAGE_FORMATS),
+      ),
+    ])
+    .optional(),
   /** zstd 1–19 (default 3: 0.7 s for a Debian root, ratio 2.5) or gzip 1–9. */
   compressionLevel: z.number().int().min(1).max(19).optional(),
   /** 1 MiB pieces: large enough to keep per-piece overhead (hashing, HAVE messages,
@@ -64,6 +83,12 @@ export const SeederConfigSchema = z.object({
 
 export type SeederConfig = z.output<typeof SeederConfigSchema>
 export type SeederConfigInput = z.input<typeof SeederConfigSchema>
+
+/** The format `config` asks for `image`, if it names one (else: as last published). */
+export function configuredFormat(config: SeederConfig, image: string): ImageFormat | undefined {
+  const { format } = config
+  return typeof format === 'string' ? format : (format?.[image] ?? format?.['*'])
+}
 
 /** Fills defaults and names the bad key. */
 export function resolveSeederConfig(partial: SeederConfigInput = {}): SeederConfig {

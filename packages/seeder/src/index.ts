@@ -9,6 +9,7 @@ export {
   parseClusterTxt,
 } from './cluster-txt.js'
 export {
+  configuredFormat,
   resolveSeederConfig,
   type SeederConfig,
   type SeederConfigInput,

@@ -3,6 +3,7 @@ import { basename, join } from 'node:path'
 import {
   archiveFileName,
   archivePath as archiveUrlPath,
+  type Compression,
   detectCompression,
   encodeManifest,
   errnoOf,
@@ -14,6 +15,7 @@ import {
   manifestFileName,
   manifestSignatureFileName,
   packArchive,
+  packSquashfs,
   parseImageName,
   parseInfoHash,
   parseManifest,
@@ -26,7 +28,7 @@ import {
 } from '@imageswarm/core'
 import parseTorrent from 'parse-torrent'
 import type { PublishingStage } from './catalog.js'
-import type { SeederConfig } from './config.js'
+import { configuredFormat, type SeederConfig } from './config.js'
 import {
   compareWrappings,
   encryptedArchiveFileName,
@@ -133,8 +135,13 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   }
   // Unset, as the image was last published: an archive si_installbtimage made (tar, gzip)
   // is served as it is, with its infohash, not packed again as zstd.
-  const compression = config.compression ?? previous?.manifest.compression ?? 'zstd'
-  const plaintextFile = archiveFileName(name, compression)
+  const format = configuredFormat(config, name) ?? previous?.manifest.format ?? 'tar'
+  const compression =
+    format === 'squashfs'
+      ? squashfsCompression(name, config.compression)
+      : (config.compression ?? previous?.manifest.compression ?? 'zstd')
+  if (format === 'squashfs' && encryption) throw encryptedSquashfs(name)
+  const plaintextFile = archiveFileName(name, compression, format)
   const plaintextPath = join(config.tarballsDir, plaintextFile)
   // Encrypted, the ciphertext is the published archive: what the torrent, the seeder and
   // the web seed name and serve. The plaintext is removed once it is encrypted.
@@ -155,7 +162,8 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   const webSeed = serverUrl(options.serverUrl, archiveUrlPath(name, archiveFile))
   // Versions and deltas, for an image that is not encrypted (see PublishedImage.versions).
   const recordVersions = async (manifest: ImageManifest, serial: number) => {
-    if (encryption) return undefined
+    // Versions and deltas are made of tar members; a SquashFS image is sent whole.
+    if (encryption || format === 'squashfs') return undefined
     options.onStage?.('recording the version and making deltas')
     return publishVersions({
       image: name,
@@ -175,6 +183,8 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   options.onStage?.('checking the image root and its archive')
 
   const packing = [
+    // `tar` leaves the string as it was before SquashFS: published tar images stay unchanged.
+    ...(format === 'squashfs' ? ['squashfs'] : []),
     compression,
     config.compressionLevel ?? 'default',
     config.pieceLength,
@@ -244,12 +254,12 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
   await refuseForeignTorrent({ image: name, torrentPath, previous: previous?.manifest })
 
   logger.info(
-    { image: name, root, archive: archivePath, compression },
+    { image: name, root, archive: archivePath, format, compression },
     options.update ? 'packing image (update requested)' : 'packing image',
   )
   options.onStage?.('packing the image root')
   const started = performance.now()
-  const packed = await packArchive({
+  const packOptions = {
     root,
     output: plaintextPath,
     compression,
@@ -259,7 +269,9 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
     ...(config.excludeFile === undefined ? {} : { excludeFile: config.excludeFile }),
     logger,
     ...(options.signal ? { signal: options.signal } : {}),
-  })
+  }
+  const packed =
+    format === 'squashfs' ? await packSquashfs(packOptions) : await packArchive(packOptions)
   const packSeconds = (performance.now() - started) / 1000
   if (encryption) {
     const kept = await reuseCiphertext({
@@ -350,6 +362,8 @@ export async function publishImage(options: PublishOptions): Promise<PublishedIm
       infoHash: parseInfoHash(parsed.infoHash),
       pieceLength: config.pieceLength,
       compression,
+      // Only for SquashFS: a tar image's manifest reads as it did before the format existed.
+      ...(format === 'squashfs' ? { format } : {}),
       created: created.toISOString(),
       sourceFingerprint: fingerprint,
       ...(encrypted ? { encryption: encrypted } : {}),
@@ -720,4 +734,31 @@ async function keptTorrent(
   if (!current || current.parsed.infoHash !== infoHash) return undefined
   if (current.changed) await writeFileAtomically(torrentPath, current.torrent)
   return current.torrent
+}
+
+/** A SquashFS image's blocks are zstd: another `--compression` for it is a mistake. */
+function squashfsCompression(image: string, asked: Compression | undefined): 'zstd' {
+  if (asked === undefined || asked === 'zstd') return 'zstd'
+  throw new ImageSwarmError(
+    'E_CONFIG_INVALID',
+    `image ${image} is packed as SquashFS, whose blocks are zstd; --compression ${asked} is for tar images`,
+    {
+      operation: 'publish',
+      path: image,
+      hint: 'leave --compression out for SquashFS images, or publish this image with --format tar',
+    },
+  )
+}
+
+/** The kernel mounts a SquashFS image with seeks over its plaintext: not encrypted ones. */
+function encryptedSquashfs(image: string): ImageSwarmError {
+  return new ImageSwarmError(
+    'E_CONFIG_INVALID',
+    `image ${image} is packed as SquashFS, which imageswarm does not encrypt`,
+    {
+      operation: 'publish',
+      path: image,
+      hint: 'publish encrypted images with --format tar (docs/trust.md), or this one unencrypted',
+    },
+  )
 }

@@ -72,6 +72,7 @@ describe('image routes', () => {
           infoHash: image.manifest.infoHash,
           size: image.manifest.size,
           compression: 'zstd',
+          format: 'tar',
           created: image.manifest.created,
         },
       ],

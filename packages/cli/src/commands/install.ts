@@ -30,6 +30,10 @@ const HELP: Record<string, string> = {
   target: 'root of the system being installed',
   memoryReserve: 'memory auto staging leaves free beside the archive',
   cache: 'local directory or partition (/dev/sdX, LABEL=...) keeping archives across boots',
+  imageMode:
+    'extract (into the target root), or mount a SquashFS image read-only under an overlay: disk (kept in the cache) or ram',
+  overlay:
+    'the mounted image’s writable layer: tmpfs, a partition (/dev/sdX, LABEL=...) or a directory',
   node: 'this node’s name on the dashboard (default: host name)',
   bootMac: 'MAC of the NIC this node booted from, shown on the dashboard',
   seedTimeSeconds: 'keep seeding at most this long after installing (600, 10m, 1h)',

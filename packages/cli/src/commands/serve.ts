@@ -9,6 +9,7 @@ import {
 } from '@imageswarm/seeder'
 import type { DeploymentEvent } from '@imageswarm/tracker'
 import type { ConsoleOutput } from '../console-output.js'
+import type { FormatSetting } from '../options.js'
 import { PidFile } from '../pid-file.js'
 import { deploymentConsoleLine, printServeSummary } from '../serve-console.js'
 import { ImageServer, type ServerTlsFiles } from '../server.js'
@@ -21,6 +22,8 @@ export interface PublishingFlags {
   updateImage: boolean
   /** Unset: as the image was last published, else zstd (the seeder's `compression`). */
   compression?: Compression
+  /** The seeder's `format`: one for every image, or by image name (`--format hpc=squashfs`). */
+  format?: FormatSetting
   compressionLevel?: number
   excludeFile?: string
   keepVersions?: number
@@ -120,6 +123,7 @@ function resolveSeederFlags(flags: PublishingFlags & Partial<ServeFlags>): Seede
     tarballsDir: flags.tarballsDir,
     torrentsDir: flags.torrentsDir,
     ...(flags.compression === undefined ? {} : { compression: flags.compression }),
+    ...(flags.format === undefined ? {} : { format: flags.format }),
     ...(flags.compressionLevel === undefined ? {} : { compressionLevel: flags.compressionLevel }),
     ...(flags.excludeFile === undefined ? {} : { excludeFile: flags.excludeFile }),
     ...(flags.keepVersions === undefined ? {} : { keepVersions: flags.keepVersions }),

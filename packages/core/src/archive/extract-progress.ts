@@ -49,3 +49,33 @@ export function fileOffset(fd: number): number | undefined {
     return undefined
   }
 }
+
+/**
+ * Progress of a tool reading the archive by path (sqfs2tar reads a SquashFS image with
+ * seeks): the bytes it has read, `rchar` in /proc/PID/io, every 100 ms, at most the size.
+ */
+export function readBytesProgress(
+  run: ExtractRun,
+  pid: number | undefined,
+): {
+  stop(done: boolean): void
+} {
+  const onProgress = run.options.onProgress
+  if (onProgress === undefined || pid === undefined) return { stop: () => undefined }
+  const report = () => {
+    try {
+      const read = /^rchar:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))
+      if (read?.[1] !== undefined) onProgress(Math.min(Number(read[1]), run.size), run.size)
+    } catch {
+      // The tool has exited, or there is no /proc: the end is reported by stop().
+    }
+  }
+  const timer = setInterval(report, 100)
+  timer.unref()
+  return {
+    stop: (done) => {
+      clearInterval(timer)
+      if (done) onProgress(run.size, run.size)
+    },
+  }
+}

@@ -1,7 +1,7 @@
 import { createReadStream, type ReadStream } from 'node:fs'
 import type { Logger } from 'pino'
 import { errnoOf, ImageSwarmError } from '../errors.js'
-import type { Compression } from '../manifest.js'
+import type { Compression, ImageFormat } from '../manifest.js'
 import { TAR_RECORD_ARGS } from './records.js'
 import {
   describeExit,
@@ -48,6 +48,8 @@ export interface ExtractRun {
   /** The archive file's size in bytes, the total for `onProgress`. */
   size: number
   compression: Compression
+  /** `squashfs`: the tar stream is sqfs2tar's, and the archive is validated first. */
+  format: ImageFormat
   tools: ResolvedTools
 }
 

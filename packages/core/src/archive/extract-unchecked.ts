@@ -1,7 +1,7 @@
 import type { Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { decompressArgs } from './compression.js'
-import { progressCounter } from './extract-progress.js'
+import { progressCounter, readBytesProgress } from './extract-progress.js'
 import {
   cannotRead,
   checkExit,
@@ -12,6 +12,8 @@ import {
   startTarExtract,
 } from './extract-run.js'
 import { type RunningTool, startTool, type ToolExit } from './spawn-tool.js'
+import { startSquashfsTarStream } from './squashfs.js'
+import { encryptedSquashfs } from './tar-source.js'
 
 /**
  * `zstd -dc | tar -x` (or gzip, or the bare file) with no validation of its own: for an
@@ -19,6 +21,7 @@ import { type RunningTool, startTool, type ToolExit } from './spawn-tool.js'
  * file goes through Node only to count progress and, when encrypted, to be decrypted.
  */
 export async function extractUnchecked(run: ExtractRun): Promise<void> {
+  if (run.format === 'squashfs') return extractSquashfsUnchecked(run)
   const { options, logger, archive, target, compression, tools } = run
   const tar = startTarExtract(run)
   let decompressor: RunningTool | undefined
@@ -70,6 +73,37 @@ export async function extractUnchecked(run: ExtractRun): Promise<void> {
       checkExit(`${compression} -d`, decompressorExit, stderr, target)
     }
   }
+  logTarWarnings(run, tarStderr)
+}
+
+/**
+ * `sqfs2tar | tar -x` for a SquashFS image validated before: sqfs2tar reads the image by
+ * path (with seeks) and writes its tar stream straight into tar's stdin.
+ */
+async function extractSquashfsUnchecked(run: ExtractRun): Promise<void> {
+  const { options, archive, target } = run
+  if (options.decrypt !== undefined) throw encryptedSquashfs(archive)
+  const tar = startTarExtract(run)
+  const reader = await startSquashfsTarStream(archive, tar.child.stdin as Writable, options)
+  tar.child.stdin?.destroy()
+  const progress = readBytesProgress(run, reader.child.pid)
+  const onAbort = () => {
+    for (const tool of [tar, reader]) tool.child.kill('SIGTERM')
+  }
+  options.signal?.addEventListener('abort', onAbort, { once: true })
+  const [tarExit, readerExit] = await Promise.all([tar.exited, reader.exited])
+  options.signal?.removeEventListener('abort', onAbort)
+  progress.stop(false)
+  if (options.signal?.aborted) throw interrupted(run)
+  const tarStderr = tar.stderr()
+  checkExit('tar', tarExit, tarStderr, target)
+  const readerStderr = reader.stderr()
+  if (brokenPipe(readerExit, readerStderr)) {
+    run.logger.warn({ archive }, 'tar ended before the end of the image; the rest ignored')
+  } else {
+    checkExit('sqfs2tar', readerExit, readerStderr, target)
+  }
+  progress.stop(true)
   logTarWarnings(run, tarStderr)
 }
 

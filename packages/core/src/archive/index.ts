@@ -24,6 +24,15 @@ export {
 export { listArchive } from './list.js'
 export { packArchive, TAR_CREATE_ARGS } from './pack.js'
 export { TAR_RECORD_ARGS } from './records.js'
+export {
+  detectFormat,
+  packSquashfs,
+  SQUASHFS_BLOCK_SIZE,
+  SquashfsAdmission,
+  type SquashfsLosses,
+  sqfs2tarArgs,
+  tar2sqfsArgs,
+} from './squashfs.js'
 export { copyTarMembers, writeReferenceContents } from './tar-members.js'
 export { IGNORED_TARGET_ENTRIES, INCOMPLETE_MARKER } from './target-snapshot.js'
 export { checkArchiveTools, TOOL_ENV_VARS, TOOL_PACKAGES } from './tools.js'

@@ -89,31 +89,10 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
   }
 
   await assertImageRoot(root)
-  // Independent look-ups (each spawns or reads something), side by side.
-  const [tools, excludes, namespace] = await Promise.all([
+  const [tools, tarCommand] = await Promise.all([
     resolveArchiveTools(compression, options),
-    collectExcludes(options),
-    pidNamespaceWrapper(options, logger),
+    imageTarCommand(root, output, options, logger),
   ])
-  const inside = relative(root, output)
-  if (!inside.startsWith('..') && !isAbsolute(inside)) {
-    // An archive written inside the tree it packs would be read while it grows.
-    const escaped = `./${inside}`.replace(/[*?[\]\\]/g, '\\$&')
-    excludes.anchored.push(escaped, `${escaped}.partial-*`)
-  }
-  logger.info(
-    { root, anchored: excludes.anchored, floating: excludes.floating },
-    'packing with these excludes (anchored patterns match from the image root)',
-  )
-
-  const tarArgs = [
-    ...TAR_CREATE_ARGS,
-    ...TAR_RECORD_ARGS,
-    ...excludeArgs(excludes),
-    '--directory',
-    root,
-    '.',
-  ]
   const temp = `${output}.partial-${randomBytes(6).toString('hex')}`
   // A numeric fd: it becomes the stdout of the tool that writes the archive.
   let fd: number
@@ -144,14 +123,7 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
       ])
     }
     const tarStdout = compressor?.child.stdin ?? fd
-    tar =
-      namespace === undefined
-        ? startTool(tools.tar, tarArgs, ['ignore', tarStdout, 'pipe'])
-        : startTool(
-            namespace.command,
-            [...namespace.args, tools.tar, ...tarArgs],
-            ['ignore', tarStdout, 'pipe'],
-          )
+    tar = startTool(tarCommand.command, tarCommand.args, ['ignore', tarStdout, 'pipe'])
     // Our copy of the pipe's write end must go, or the compressor never sees end-of-file.
     compressor?.child.stdin?.destroy()
 
@@ -194,7 +166,7 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
     const seconds = (Date.now() - started) / 1000
     const { sha256, size, pieces } = digest
     logger.info({ output, size, sha256, seconds, compression }, 'packed image')
-    return { output, size, sha256, pieces, deterministic: namespace !== undefined }
+    return { output, size, sha256, pieces, deterministic: tarCommand.deterministic }
   } finally {
     if (!completed) {
       tar?.child.kill('SIGKILL')
@@ -206,7 +178,59 @@ export async function packArchive(options: PackOptions): Promise<PackResult> {
   }
 }
 
-async function assertImageRoot(root: string): Promise<void> {
+/** The command that writes an image root's tar stream to its stdout (`tar --create`). */
+export interface ImageTarCommand {
+  command: string
+  args: string[]
+  /** False when tar cannot run as PID 1 of its own namespace (see `pidNamespaceWrapper`). */
+  deterministic: boolean
+}
+
+/**
+ * The deterministic, full-metadata `tar --create` of `root` (TAR_CREATE_ARGS, the excludes,
+ * in its own PID namespace when it can be), leaving out `output` if it lies inside the root.
+ * Both formats start from this stream: tar compresses it, SquashFS packs it (squashfs.ts).
+ */
+export async function imageTarCommand(
+  root: string,
+  output: string,
+  options: PackOptions,
+  logger: Logger,
+): Promise<ImageTarCommand> {
+  // Independent look-ups (each spawns or reads something), side by side.
+  const [tar, excludes, namespace] = await Promise.all([
+    resolveArchiveTools('none', options).then((tools) => tools.tar),
+    collectExcludes(options),
+    pidNamespaceWrapper(options, logger),
+  ])
+  const inside = relative(root, output)
+  if (!inside.startsWith('..') && !isAbsolute(inside)) {
+    // An archive written inside the tree it packs would be read while it grows.
+    const escaped = `./${inside}`.replace(/[*?[\]\\]/g, '\\$&')
+    excludes.anchored.push(escaped, `${escaped}.partial-*`)
+  }
+  logger.info(
+    { root, anchored: excludes.anchored, floating: excludes.floating },
+    'packing with these excludes (anchored patterns match from the image root)',
+  )
+  const tarArgs = [
+    ...TAR_CREATE_ARGS,
+    ...TAR_RECORD_ARGS,
+    ...excludeArgs(excludes),
+    '--directory',
+    root,
+    '.',
+  ]
+  return namespace === undefined
+    ? { command: tar, args: tarArgs, deterministic: false }
+    : {
+        command: namespace.command,
+        args: [...namespace.args, tar, ...tarArgs],
+        deterministic: true,
+      }
+}
+
+export async function assertImageRoot(root: string): Promise<void> {
   let isDirectory = false
   try {
     isDirectory = (await stat(root)).isDirectory()
@@ -266,7 +290,7 @@ async function pidNamespaceWrapper(
  * tar exits 1 when a file changed, grew or vanished while it was read, 2 on fatal errors.
  * Both fail the pack: an archive of a tree that changed underneath is inconsistent.
  */
-function checkTarExit(exit: ToolExit, stderr: string, root: string, output: string): void {
+export function checkTarExit(exit: ToolExit, stderr: string, root: string, output: string): void {
   if (exit.error === undefined && exit.code === 0) return
   const detail = stderr.trim() || '(no message)'
   // Uncompressed, tar writes the archive itself.
@@ -303,7 +327,7 @@ function checkCompressorExit(
   )
 }
 
-function packFailed(
+export function packFailed(
   message: string,
   output: string,
   cause: unknown,
@@ -317,7 +341,7 @@ function packFailed(
   })
 }
 
-function noSpace(message: string, output: string): ImageSwarmError {
+export function noSpace(message: string, output: string): ImageSwarmError {
   return packFailed(message, output, undefined, {
     code: 'E_NO_SPACE',
     hint: `free space in ${dirname(output)} or choose another output directory`,
@@ -325,7 +349,7 @@ function noSpace(message: string, output: string): ImageSwarmError {
 }
 
 /** Reading the archive back (to hash it) or closing it failed: an I/O error, or no space. */
-function archiveIoFailed(
+export function archiveIoFailed(
   err: unknown,
   action: 'read back' | 'write',
   temp: string,

@@ -2,9 +2,11 @@ import { createReadStream } from 'node:fs'
 import type { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Header } from 'tar-stream'
+import { ImageSwarmError } from '../errors.js'
 import type { Compression } from '../manifest.js'
 import { decompressArgs } from './compression.js'
 import { describeExit, type RunningTool, startTool, type ToolExit } from './spawn-tool.js'
+import { squashfsReadFailure, startSquashfsTarStream } from './squashfs.js'
 import { resolveTool } from './tools.js'
 import type { DecryptOption } from './types.js'
 
@@ -31,6 +33,7 @@ export async function openTarSource(
 ): Promise<TarSource> {
   const { decrypt } = options
   let decryptError: unknown
+  if (options.squashfs) return squashfsSource(archive, options)
   if (compression === 'none') {
     const file = createReadStream(archive, { highWaterMark: 1 << 20 })
     if (decrypt === undefined) {
@@ -90,6 +93,37 @@ export async function openTarSource(
       stdout.destroy()
     },
   }
+}
+
+/** A SquashFS image's tree as a tar stream: `sqfs2tar`'s stdout (see squashfs.ts). */
+async function squashfsSource(archive: string, options: DecryptOption): Promise<TarSource> {
+  if (options.decrypt !== undefined) throw encryptedSquashfs(archive)
+  const tool = await startSquashfsTarStream(archive, 'pipe', options)
+  const stdout = tool.child.stdout
+  if (stdout === null) throw new Error('sqfs2tar has no stdout')
+  let stopped = false
+  return {
+    decryptError: () => undefined,
+    stream: stdout,
+    finished: async () => {
+      const exit = await tool.exited
+      return stopped ? undefined : squashfsReadFailure(exit, tool.stderr())
+    },
+    stop: () => {
+      stopped = true
+      tool.child.kill('SIGKILL')
+      stdout.destroy()
+    },
+  }
+}
+
+/** SquashFS is read with seeks: an encrypted one would have to be decrypted to disk first. */
+export function encryptedSquashfs(archive: string): ImageSwarmError {
+  return new ImageSwarmError('E_USAGE', `${archive}: encrypted SquashFS images are not supported`, {
+    operation: 'read squashfs',
+    path: archive,
+    hint: 'publish encrypted images as tar (--format tar)',
+  })
 }
 
 /** How a decompressor failed (`zstd -d failed (exit 1): …`); `undefined` if it exited 0. */

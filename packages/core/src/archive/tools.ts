@@ -12,6 +12,8 @@ export const TOOL_PACKAGES: Readonly<Record<ArchiveToolName, string>> = {
   zstd: 'zstd',
   gzip: 'gzip',
   unshare: 'util-linux',
+  tar2sqfs: 'squashfs-tools-ng',
+  sqfs2tar: 'squashfs-tools-ng',
 }
 
 /** Environment variables that name a tool's executable, overriding the PATH lookup. */
@@ -20,6 +22,8 @@ export const TOOL_ENV_VARS: Readonly<Record<ArchiveToolName, string>> = {
   zstd: 'IMAGESWARM_ZSTD',
   gzip: 'IMAGESWARM_GZIP',
   unshare: 'IMAGESWARM_UNSHARE',
+  tar2sqfs: 'IMAGESWARM_TAR2SQFS',
+  sqfs2tar: 'IMAGESWARM_SQFS2TAR',
 }
 
 /** `--sort=name`, which makes packing deterministic, arrived in GNU tar 1.28; 1.30 is our floor. */

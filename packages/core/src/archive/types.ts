@@ -1,6 +1,6 @@
 import type { Transform } from 'node:stream'
 import type { Logger } from 'pino'
-import type { Compression } from '../manifest.js'
+import type { Compression, ImageFormat } from '../manifest.js'
 import type { TarObserver } from './scan.js'
 
 export interface PackOptions extends ToolOptions {
@@ -46,6 +46,11 @@ export interface PackResult {
 
 export interface ExtractOptions extends DecryptOption {
   archive: string
+  /**
+   * Default: `tar` when `compression` is given, else detected from the file's magic bytes
+   * (SquashFS `hsqs`, else a tar archive).
+   */
+  format?: ImageFormat
   /** The target root; must exist. */
   target: string
   /** Default: detected from the archive's magic bytes. */
@@ -84,6 +89,10 @@ export interface ArchiveTools {
   zstd: string
   gzip: string
   unshare: string
+  /** SquashFS images (squashfs-tools-ng): packs the tar stream into a SquashFS file. */
+  tar2sqfs: string
+  /** SquashFS images: the image's tar stream, for validation and extraction. */
+  sqfs2tar: string
 }
 
 export type ArchiveToolName = keyof ArchiveTools
@@ -132,6 +141,11 @@ export interface ValidateOptions extends DecryptOption {
 
 /** Reading an encrypted archive (docs/trust.md, "Encrypted archives"). */
 export interface DecryptOption extends ToolOptions {
+  /**
+   * The file is a SquashFS image: its tar stream is `sqfs2tar`'s output (see squashfs.ts),
+   * and `decrypt` is not supported (SquashFS needs random access to the plaintext).
+   */
+  squashfs?: boolean
   /**
    * The archive file is encrypted: a new decrypting stream (`createDecryptStream`) for
    * every read of it, between the file and the decompressor. A chunk that fails its tag

@@ -28,7 +28,8 @@ export async function validateArchive(
   options: ValidateOptions = {},
 ): Promise<ValidateResult> {
   const archive = resolve(archivePath)
-  const kind = compression ?? (await detectCompression(archive))
+  // A SquashFS image's blocks are zstd, but its tar stream comes from sqfs2tar.
+  const kind = options.squashfs ? 'none' : (compression ?? (await detectCompression(archive)))
   options.signal?.throwIfAborted()
   const scanner = new TarScanner(options.observer)
   try {

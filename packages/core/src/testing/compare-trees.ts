@@ -163,6 +163,28 @@ export interface CompareOptions {
   skipTypes?: readonly NodeType[]
   /** Paths (as in TreeNode.path) left out of the comparison, with everything below them. */
   skipPaths?: readonly string[]
+  /**
+   * `squashfs`: the source's mtimes as SquashFS holds them (whole seconds, unsigned 32-bit:
+   * fractions dropped, times before 1970 or after 2106 clamped) before they are compared.
+   * Default `nanoseconds`: exact.
+   */
+  mtimes?: 'nanoseconds' | 'squashfs'
+  /** How the trees are read (both alike): leave xattrs out where the kernel cannot list them. */
+  snapshot?: SnapshotOptions
+  /**
+   * Default true. False: allocated blocks are not compared (a mounted SquashFS image stores
+   * files compressed, so its block counts say nothing about the image's files).
+   */
+  blocks?: boolean
+}
+
+const NS = 1_000_000_000n
+const SQUASHFS_MAX_SECONDS = 2n ** 32n - 1n
+
+/** An mtime as SquashFS stores it. */
+export function squashfsMtime(mtimeNs: bigint): bigint {
+  const seconds = mtimeNs < 0n ? 0n : mtimeNs / NS
+  return (seconds > SQUASHFS_MAX_SECONDS ? SQUASHFS_MAX_SECONDS : seconds) * NS
 }
 
 /**
@@ -181,8 +203,8 @@ export async function compareTrees(
   const skipped = (node: TreeNode) =>
     skipTypes.has(node.type) ||
     (options.skipPaths ?? []).some((p) => node.path === p || node.path.startsWith(`${p}/`))
-  const a = await snapshotTree(source)
-  const b = await snapshotTree(target)
+  const a = await snapshotTree(source, options.snapshot)
+  const b = await snapshotTree(target, options.snapshot)
   const diffs: string[] = []
   for (const [path, left] of a) {
     if (skipped(left)) continue
@@ -191,7 +213,9 @@ export async function compareTrees(
       diffs.push(`${show(path)}: missing in target`)
       continue
     }
-    diffs.push(...compareNodes(left, right))
+    const source =
+      options.mtimes === 'squashfs' ? { ...left, mtimeNs: squashfsMtime(left.mtimeNs) } : left
+    diffs.push(...compareNodes(source, right, options.blocks ?? true))
   }
   for (const [path, right] of b) {
     if (!a.has(path) && !skipped(right)) diffs.push(`${show(path)}: only in target`)
@@ -215,10 +239,11 @@ const FIELDS = [
   'acl',
 ] as const
 
-function compareNodes(left: TreeNode, right: TreeNode): string[] {
+function compareNodes(left: TreeNode, right: TreeNode, blocks: boolean): string[] {
   const diffs: string[] = []
   const fields: (keyof TreeNode)[] = [...FIELDS]
-  if (left.type !== 'dir') fields.push('size', 'blocks')
+  if (left.type !== 'dir') fields.push('size')
+  if (left.type !== 'dir' && blocks) fields.push('blocks')
   if (left.type === 'char' || left.type === 'block') fields.push('rdev')
   for (const field of fields) {
     const l = left[field]

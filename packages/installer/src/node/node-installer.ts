@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import {
   type InstallResult,
   installImage,
@@ -209,19 +211,36 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
     })
   })
 
+  // Image mode disk or ram: no partitioning, no bootloader; the client mounts the image at
+  // the target and /init boots it there (boot_mounted_image).
+  const mounted = client.imageMode !== 'extract'
+  const configureMounted = step(async (target: string) => {
+    if (named === undefined) return
+    // Into the overlay's writable layer, as a deployed system would have it.
+    await writeFile(join(target, 'etc/hostname'), `${shortName(named) ?? named}\n`)
+  })
   try {
     const result = await installImage({
       config,
       logger,
       onEvent: createProgressReporter(console),
       ...(options.signal ? { signal: options.signal } : {}),
-      prepareTarget,
-      configureTarget: configure,
+      ...(mounted
+        ? { configureTarget: configureMounted }
+        : { prepareTarget, configureTarget: configure }),
       connection,
     })
     for (const problem of await mounts.unmountAll()) console.say(`unmounting: ${problem}`)
     await syncDisks(logger)
-    const made = prepared as Prepared
+    if (mounted) {
+      console.say(
+        `image ${result.manifest.name} mounted read-only at ${client.target} under a ${client.overlay === 'tmpfs' ? 'tmpfs' : client.overlay} layer (image mode ${client.imageMode})`,
+      )
+    }
+    const made: Pick<Prepared, 'hostname' | 'layoutName'> = prepared ?? {
+      hostname: shortName(named),
+      layoutName: `none (image mode ${client.imageMode})`,
+    }
     return {
       image: result.manifest.name,
       hostname: made.hostname,

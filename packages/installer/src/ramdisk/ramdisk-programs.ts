@@ -24,6 +24,7 @@ export const RAMDISK_PROGRAMS: readonly RamdiskProgram[] = [
   program('tar', 'tar', 'extracting the image'),
   program('zstd', 'zstd', 'decompressing the image'),
   program('gzip', 'gzip', 'decompressing gzip images'),
+  program('sqfs2tar', 'squashfs-tools-ng', 'extracting SquashFS images'),
   program('touch', 'coreutils', 'restoring directory times after extraction'),
   program('sfdisk', 'fdisk', 'partitioning'),
   program('wipefs', 'util-linux', 'clearing old signatures before partitioning'),

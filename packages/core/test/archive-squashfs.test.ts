@@ -1,0 +1,154 @@
+import { execFile } from 'node:child_process'
+import { mkdir, readdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+import {
+  detectFormat,
+  extractArchive,
+  type ImageSwarmError,
+  packSquashfs,
+  validateArchive,
+} from '../src/index.js'
+import { compareTrees } from '../src/testing/compare-trees.js'
+import { buildFidelityTree, FIDELITY_COMMANDS, SPARSE_SIZE } from '../src/testing/fixture-tree.js'
+import { missingRequirements } from '../src/testing/system-tools.js'
+import { makeSandbox, makeTempDir } from './helpers/temp-dir.js'
+
+const run = promisify(execFile)
+const skipReason = missingRequirements([...FIDELITY_COMMANDS, 'tar2sqfs', 'sqfs2tar', 'mksquashfs'])
+if (skipReason) console.warn(`SquashFS tests skipped: ${skipReason}`)
+
+/** The fidelity tree without its POSIX ACLs, which SquashFS cannot hold (refused below). */
+async function admissibleTree(root: string): Promise<{ sparse: string }> {
+  const built = await buildFidelityTree(root)
+  await run('setfacl', ['-b', join(root, 'srv/acl-file'), join(root, 'srv/shared')])
+  await run('setfacl', ['-k', join(root, 'srv'), join(root, 'srv/shared')])
+  // setfacl touched the ctime only; the mtimes buildFidelityTree set are unchanged.
+  return built
+}
+
+async function errorOf(promise: Promise<unknown>): Promise<ImageSwarmError> {
+  try {
+    await promise
+  } catch (err) {
+    return err as ImageSwarmError
+  }
+  throw new Error('expected a rejection')
+}
+
+describe.skipIf(Boolean(skipReason))('SquashFS images', { timeout: 60_000 }, () => {
+  it('packs every kind of metadata SquashFS holds and extracts it exactly', async () => {
+    const dir = await makeTempDir()
+    const root = join(dir, 'root')
+    const { sparse } = await admissibleTree(root)
+    const output = join(dir, 'image.sqfs')
+    const packed = await packSquashfs({ root, output, compression: 'zstd', pieceLength: 1 << 16 })
+    expect(await detectFormat(output)).toBe('squashfs')
+    expect(packed.size).toBe((await stat(output)).size)
+    expect(packed.pieces?.length).toBe(Math.ceil(packed.size / (1 << 16)) * 20)
+    // The tree's fractions and its pre-1970 times: counted, not refused.
+    expect(packed.losses.subsecondMtimes).toBeGreaterThan(5)
+    expect(packed.losses.clampedMtimes).toEqual(['etc/empty', 'srv/readonly'])
+
+    const target = join(dir, 'target')
+    await mkdir(target)
+    const progress: number[] = []
+    const result = await extractArchive({
+      archive: output,
+      target,
+      onProgress: (bytes) => progress.push(bytes),
+    })
+    expect(result.validation).toBe('before-extracting')
+    expect(progress.at(-1)).toBe(packed.size)
+    // Zero differences but the two documented ones: whole-second mtimes and holes that
+    // come back written (sqfs2tar writes no sparse members).
+    const differences = await compareTrees(root, target, { mtimes: 'squashfs' })
+    expect(differences).toEqual([expect.stringMatching(/^"var\/sparse.img": blocks 16 != \d+$/)])
+    const restored = await stat(join(target, sparse))
+    expect(restored.size).toBe(SPARSE_SIZE)
+  })
+
+  it('packs the same tree to the same bytes', async () => {
+    const dir = await makeTempDir()
+    const root = join(dir, 'root')
+    await admissibleTree(root)
+    const first = await packSquashfs({ root, output: join(dir, 'a.sqfs'), compression: 'zstd' })
+    const second = await packSquashfs({ root, output: join(dir, 'b.sqfs'), compression: 'zstd' })
+    expect(second.sha256).toBe(first.sha256)
+    expect(first.deterministic).toBe(process.getuid?.() === 0)
+    expect((await readFile(join(dir, 'a.sqfs'))).equals(await readFile(join(dir, 'b.sqfs')))).toBe(
+      true,
+    )
+  })
+
+  it('refuses a root with POSIX ACLs, naming the first file that has one', async () => {
+    const dir = await makeTempDir()
+    const root = join(dir, 'root')
+    await buildFidelityTree(root)
+    const output = join(dir, 'image.sqfs')
+    const error = await errorOf(packSquashfs({ root, output, compression: 'zstd' }))
+    expect(error.code).toBe('E_FORMAT_UNSUPPORTED')
+    // ./srv (a default ACL) comes before ./srv/acl-file in the sorted tree.
+    expect(error.message).toContain(`${root}/srv has a POSIX ACL`)
+    expect(error.hint).toContain('--format tar')
+    // Nothing left behind: no image, no partial file.
+    expect((await readdir(dir)).sort()).toEqual(['root'])
+  })
+
+  /**
+   * A SquashFS image made with uncompressed directory tables (mksquashfs -noI -noD) whose
+   * names are then patched byte for byte: what a hostile server could hand out.
+   */
+  async function hostileImage(dir: string, patch: [string, string]): Promise<string> {
+    const tree = join(dir, 'tree')
+    await mkdir(join(tree, 'dir'), { recursive: true })
+    await writeFile(join(tree, 'dir/zzfile'), 'x\n')
+    await writeFile(join(tree, 'qqqq'), 'y\n')
+    await symlink(join(dir, 'outside'), join(tree, 'lnk1'))
+    await mkdir(join(tree, 'lnk2'))
+    await writeFile(join(tree, 'lnk2/passwd'), 'owned\n')
+    const plain = join(dir, 'plain.sqfs')
+    await run('mksquashfs', [
+      tree,
+      plain,
+      '-noappend',
+      '-quiet',
+      '-no-progress',
+      '-noI',
+      '-noD',
+      '-noF',
+      '-noX',
+      '-all-root',
+      '-mkfs-time',
+      '0',
+    ])
+    const bytes = await readFile(plain)
+    const [from, to] = patch.map((s) => Buffer.from(s, 'latin1')) as [Buffer, Buffer]
+    const at = bytes.indexOf(from)
+    expect(at).toBeGreaterThan(0)
+    expect(bytes.indexOf(from, at + 1)).toBe(-1)
+    to.copy(bytes, at)
+    const hostile = join(dir, 'hostile.sqfs')
+    await writeFile(hostile, bytes)
+    return hostile
+  }
+
+  for (const [what, patch] of [
+    ['a name that climbs out of the root', ['qqqq', '../q']],
+    ['a name with a slash in it', ['zzfile', 'zz/fil']],
+    ['a directory written through a symlink that leaves the root', ['lnk2', 'lnk1']],
+  ] as const) {
+    it(`refuses ${what} before anything is written`, async () => {
+      const sandbox = await makeSandbox()
+      await mkdir(join(sandbox.dir, 'outside'))
+      const hostile = await hostileImage(sandbox.dir, [...patch])
+      const validation = await errorOf(validateArchive(hostile, undefined, { squashfs: true }))
+      expect(validation.code).toBe('E_ARCHIVE_UNSAFE')
+      const error = await errorOf(extractArchive({ archive: hostile, target: sandbox.target }))
+      expect(error.code).toBe('E_ARCHIVE_UNSAFE')
+      expect(await readdir(sandbox.target)).toEqual([])
+      expect(await readdir(join(sandbox.dir, 'outside'))).toEqual([])
+    })
+  }
+})
