@@ -41,6 +41,8 @@ export function createInstallerConsole(
 export function createProgressReporter(
   console: InstallerConsole,
   now: () => number = Date.now,
+  /** Image modes disk and ram mount the image instead of extracting it. */
+  mounting = false,
 ): (event: InstallEvent) => void {
   let lastProgress = 0
   let seedingSaid = false
@@ -48,7 +50,7 @@ export function createProgressReporter(
     switch (event.type) {
       case 'manifest':
         console.say(
-          `image ${event.manifest.name}: ${formatMiB(event.manifest.size)} ${event.manifest.compression} archive, infohash ${event.manifest.infoHash}`,
+          `image ${event.manifest.name}: ${formatMiB(event.manifest.size)} ${event.manifest.format === 'squashfs' ? 'SquashFS image' : `${event.manifest.compression} archive`}, infohash ${event.manifest.infoHash}`,
         )
         break
       case 'staging':
@@ -56,7 +58,8 @@ export function createProgressReporter(
         break
       case 'state':
         if (event.state === 'downloading') console.say('downloading from the swarm')
-        if (event.state === 'extracting') console.say('extracting the image')
+        if (event.state === 'extracting')
+          console.say(mounting ? 'mounting the image' : 'extracting the image')
         break
       case 'download-progress': {
         if (now() - lastProgress < PROGRESS_INTERVAL_MS) break
@@ -82,7 +85,9 @@ export function createProgressReporter(
         console.say(`archive verified (sha256) in ${event.seconds.toFixed(1)} s`)
         break
       case 'extracted':
-        console.say(`extracted into ${event.target} in ${event.seconds.toFixed(1)} s`)
+        console.say(
+          `${mounting ? 'mounted at' : 'extracted into'} ${event.target} in ${event.seconds.toFixed(1)} s`,
+        )
         break
       case 'seeding':
         if (!seedingSaid && event.leechers > 0) {

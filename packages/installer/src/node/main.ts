@@ -80,7 +80,9 @@ export async function installerMain(options: InstallerMainOptions = {}): Promise
     const firmware = options.firmware ?? (existsSync('/sys/firmware/efi') ? 'uefi' : 'bios')
     const lease = await readDhcpLease(options.leaseFile ?? DHCP_LEASE_FILE)
     console.say(
-      `installing image ${settings.client.image} from ${settings.client.server} onto this node (${firmware === 'uefi' ? 'UEFI' : 'BIOS'}, post action ${settings.installer.postAction})`,
+      settings.client.imageMode === 'extract'
+        ? `installing image ${settings.client.image} from ${settings.client.server} onto this node (${firmware === 'uefi' ? 'UEFI' : 'BIOS'}, post action ${settings.installer.postAction})`
+        : `running image ${settings.client.image} from ${settings.client.server} on this node, mounted from ${settings.client.imageMode === 'ram' ? 'RAM' : 'its image cache'} (image mode ${settings.client.imageMode})`,
     )
     const result = await installNode({
       settings,
@@ -99,6 +101,11 @@ export async function installerMain(options: InstallerMainOptions = {}): Promise
       console.say(
         `signed image: serial ${result.trust.serial}, signing key ${result.trust.signingKeyId}, key list version ${result.trust.keyListVersion} (checked in ${result.trust.seconds.toFixed(2)} s; recorded in /etc/imageswarm/installed.json)`,
       )
+    }
+    if (settings.client.imageMode !== 'extract') {
+      // A mounted image: /init boots it (boot_mounted_image), no reboot.
+      console.say(`booting the mounted image (image mode ${settings.client.imageMode})`)
+      return 0
     }
     if (options.performPostAction !== false) {
       await postAction(settings.installer.postAction, console, logger)

@@ -223,7 +223,7 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
     const result = await installImage({
       config,
       logger,
-      onEvent: createProgressReporter(console),
+      onEvent: createProgressReporter(console, Date.now, client.imageMode !== 'extract'),
       ...(options.signal ? { signal: options.signal } : {}),
       ...(mounted
         ? { configureTarget: configureMounted }
