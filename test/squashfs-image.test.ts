@@ -104,19 +104,17 @@ describe.skipIf(Boolean(missing) || !isRoot)('SquashFS images through serve and 
       skipPaths: await runtimeSkips(image),
       mtimes: 'squashfs',
     })
-    // The one documented loss of extracting (not mounting) a SquashFS image: holes come
-    // back written (SquashFS keeps only whole zero blocks as holes, and sqfs2tar writes no
-    // sparse members). The copy of the Debian root (cp --sparse=always) has holes in a few
-    // binaries too; every difference is such a file, larger on the target, nothing else.
-    expect(differences.length).toBeGreaterThan(0)
+    // The one documented loss: SquashFS keeps as holes only whole blocks (1 MiB) of zeros.
+    // The copy of the Debian root (cp --sparse=always) has smaller holes in a few binaries,
+    // which come back written; every difference is such a file, larger on the target.
+    // The sparse files (a whole block of zeros or more) are sparse again.
     for (const line of differences) {
       const [, path, before, after] = /^"(.*)": blocks (\d+) != (\d+)$/.exec(line) ?? []
       expect(path, line).toBeDefined()
       expect(Number(after), line).toBeGreaterThan(Number(before))
+      expect(Number(after) - Number(before), line).toBeLessThan(2048)
     }
-    expect(differences).toContainEqual(
-      expect.stringMatching(/^"srv\/fidelity\/var\/sparse.img": blocks 16 != \d+$/),
-    )
+    expect(differences.join('\n')).not.toContain('sparse.img')
   })
 
   it('packs the same root to the same SquashFS file and infohash with fresh state', async () => {

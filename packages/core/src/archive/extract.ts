@@ -7,6 +7,7 @@ import { extractGated } from './extract-gated.js'
 import type { ExtractRun } from './extract-run.js'
 import { extractUnchecked } from './extract-unchecked.js'
 import { detectFormat } from './squashfs.js'
+import { HoleFinder, restoreHoles, squashfsBlockSize } from './squashfs-holes.js'
 import { IGNORED_TARGET_ENTRIES, snapshotEmptyTarget } from './target-snapshot.js'
 import { resolveArchiveTools } from './tools.js'
 import type { ExtractOptions, ExtractResult } from './types.js'
@@ -78,6 +79,9 @@ export async function extractArchive(options: ExtractOptions): Promise<ExtractRe
     entries = await extractGated(run, empty)
   } else {
     validation = 'before-extracting'
+    // A SquashFS image's holes are found by the same pass (see HoleFinder).
+    const holes =
+      format === 'squashfs' ? new HoleFinder(await squashfsBlockSize(archive)) : undefined
     entries = (
       await validateArchive(archive, compression, {
         squashfs: format === 'squashfs',
@@ -86,10 +90,15 @@ export async function extractArchive(options: ExtractOptions): Promise<ExtractRe
         decrypt: options.decrypt,
         logger,
         signal: options.signal,
+        ...(holes ? { observer: holes } : {}),
       })
     ).entries
     extractStart = Date.now()
     await extractUnchecked(run)
+    if (holes) {
+      const restored = await restoreHoles(target, holes.files, { ...options, logger })
+      if (restored > 0) logger.info({ target, files: restored }, 'sparse files made sparse again')
+    }
   }
   const done = Date.now()
   logger.info(

@@ -33,6 +33,7 @@ export {
   sqfs2tarArgs,
   tar2sqfsArgs,
 } from './squashfs.js'
+export { HoleFinder, restoreHoles, type SparseMember } from './squashfs-holes.js'
 export { copyTarMembers, writeReferenceContents } from './tar-members.js'
 export { IGNORED_TARGET_ENTRIES, INCOMPLETE_MARKER } from './target-snapshot.js'
 export { checkArchiveTools, TOOL_ENV_VARS, TOOL_PACKAGES } from './tools.js'

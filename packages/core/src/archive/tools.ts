@@ -14,6 +14,7 @@ export const TOOL_PACKAGES: Readonly<Record<ArchiveToolName, string>> = {
   unshare: 'util-linux',
   tar2sqfs: 'squashfs-tools-ng',
   sqfs2tar: 'squashfs-tools-ng',
+  fallocate: 'util-linux',
 }
 
 /** Environment variables that name a tool's executable, overriding the PATH lookup. */
@@ -24,6 +25,7 @@ export const TOOL_ENV_VARS: Readonly<Record<ArchiveToolName, string>> = {
   unshare: 'IMAGESWARM_UNSHARE',
   tar2sqfs: 'IMAGESWARM_TAR2SQFS',
   sqfs2tar: 'IMAGESWARM_SQFS2TAR',
+  fallocate: 'IMAGESWARM_FALLOCATE',
 }
 
 /** `--sort=name`, which makes packing deterministic, arrived in GNU tar 1.28; 1.30 is our floor. */

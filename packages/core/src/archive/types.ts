@@ -93,6 +93,8 @@ export interface ArchiveTools {
   tar2sqfs: string
   /** SquashFS images: the image's tar stream, for validation and extraction. */
   sqfs2tar: string
+  /** SquashFS images: makes the image's sparse files sparse again after extraction. */
+  fallocate: string
 }
 
 export type ArchiveToolName = keyof ArchiveTools

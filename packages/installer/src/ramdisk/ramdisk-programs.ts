@@ -25,6 +25,7 @@ export const RAMDISK_PROGRAMS: readonly RamdiskProgram[] = [
   program('zstd', 'zstd', 'decompressing the image'),
   program('gzip', 'gzip', 'decompressing gzip images'),
   program('sqfs2tar', 'squashfs-tools-ng', 'extracting SquashFS images'),
+  program('fallocate', 'util-linux', 'making the sparse files of SquashFS images sparse again'),
   program('touch', 'coreutils', 'restoring directory times after extraction'),
   program('sfdisk', 'fdisk', 'partitioning'),
   program('wipefs', 'util-linux', 'clearing old signatures before partitioning'),
