@@ -203,27 +203,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     reportTargetPreparation(prepared, config.target, manifest, logger)
     cache = config.cache ? await ImageCache.open(config.cache, logger) : undefined
     const cached = await cache?.lookup(manifest)
-    if (config.imageMode === 'ram') {
-      // In RAM, in a tmpfs of its own; a copy the cache holds is copied there, not fetched.
-      const dir = await mountRamImageDir(manifest)
-      place = { dir, path: join(dir, manifest.archiveFile), afterwards: 'keep' }
-      if (cached) await copyIntoRam(cached, place.path)
-    } else {
-      place = cached
-        ? { dir: cache!.dir, path: cached, afterwards: 'keep' }
-        : await placeDownload(config, manifest, cache)
-    }
-    if (config.imageMode === 'disk' && place.afterwards === 'delete') {
-      throw new ImageSwarmError(
-        'E_NO_SPACE',
-        `the image cache ${config.cache} cannot hold image ${manifest.name} (${manifest.size} bytes), and image mode disk keeps it there`,
-        {
-          operation: 'place the image',
-          path: config.cache ?? '',
-          hint: 'make the cache partition larger (older images are evicted first), or use image mode ram',
-        },
-      )
-    }
+    place = await placeImage(config, manifest, cache, cached)
     emit({ type: 'staging', dir: place.dir, archivePath: place.path })
     logger.info({ dir: place.dir, cached: Boolean(cached) }, 'archive location chosen')
 
@@ -271,6 +251,10 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
 
     state.moveTo('extracting')
     const extractStarted = performance.now()
+    // The record goes into the root (for a mounted image, its writable layer): the version
+    // an update starts from, signed or not.
+    const trusted = verified && trustedInstallOf(verified, config.server)
+    const record = trusted || installedVersionOf(manifest, config.server)
     let times: Awaited<ReturnType<typeof captureTimes>> | undefined
     if (mountMode) {
       // The verified file, read-only under a writable layer: nothing is extracted.
@@ -281,55 +265,22 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
         overlay: config.overlay,
         logger,
       })
-      const trusted = verified && trustedInstallOf(verified, config.server)
-      const record = trusted || installedVersionOf(manifest, config.server)
-      // Into the writable layer: what the node runs, and the version it came from.
       if (record) await recordInstalledImage(config.target, record, logger)
-      if (trusted && cache) await recordTrustState(cache.dir, trusted, logger)
     } else {
-      await markIncomplete(config.target, {
-        image: manifest.name,
-        infoHash: manifest.infoHash,
-        targetWasEmpty: prepared.targetWasEmpty,
-      })
-      await extractArchive({
+      times = await extractIntoTarget({
+        config,
+        manifest,
         archive: place.path,
-        target: config.target,
-        format: manifest.format ?? 'tar',
-        compression: manifest.compression,
-        // No alreadyValidated: into an empty target root, extractArchive checks every
-        // header for hostile paths as the stream passes on its way to tar (one
-        // decompression); a refused archive leaves the target as it was. With staging on
-        // the target's disk (/a/tmp/imageswarm-*), the root holds tmp/, so it validates
-        // the whole archive first, then extracts.
+        targetWasEmpty: prepared.targetWasEmpty,
+        archiveKey,
+        record,
         logger,
+        emit,
         ...(signal ? { signal } : {}),
-        onProgress: (bytes, size) => emit({ type: 'extract-progress', bytes, size }),
-        // The ciphertext's sha256 matched the (signed) manifest above; each chunk's tag is
-        // checked on the way to tar, and a failing one stops the gated extraction, which
-        // removes what tar wrote (E_DECRYPT_FAILED).
-        ...(archiveKey
-          ? {
-              decrypt: () =>
-                createDecryptStream(
-                  archiveKey,
-                  { image: manifest.name, serial: manifest.serial ?? 0 },
-                  place?.path ?? manifest.archiveFile,
-                ),
-            }
-          : {}),
       })
-      // Removing the marker and our staging changes these directories after tar set them.
-      const trusted = verified && trustedInstallOf(verified, config.server)
-      // In the root while it is still marked incomplete: the record is part of the install,
-      // and the version an update starts from (signed or not).
-      const record = trusted || installedVersionOf(manifest, config.server)
-      if (record) await recordInstalledImage(config.target, record, logger)
-      times = await captureTimes([config.target, join(config.target, 'tmp')])
-      await markComplete(config.target)
-      // The floor the next install of this node starts from, after its disk was wiped.
-      if (trusted && cache) await recordTrustState(cache.dir, trusted, logger)
     }
+    // The floor the next install of this node starts from, after its disk was wiped.
+    if (trusted && cache) await recordTrustState(cache.dir, trusted, logger)
     emit({
       type: 'extracted',
       target: config.target,
@@ -518,6 +469,62 @@ function reportTargetPreparation(
   }
 }
 
+/**
+ * Extracts the verified archive into the target root, marked incomplete until it is whole
+ * (with the install record inside). Returns the root's and tmp/'s times, which removing
+ * the marker and the staging change after tar set them.
+ */
+async function extractIntoTarget(options: {
+  config: ClientConfig
+  manifest: ImageManifest
+  archive: string
+  targetWasEmpty: boolean
+  archiveKey: Awaited<ReturnType<typeof archiveKeyFor>>
+  record: Parameters<typeof recordInstalledImage>[1] | undefined
+  logger: Logger
+  emit: (event: InstallEvent) => void
+  signal?: AbortSignal
+}): Promise<Awaited<ReturnType<typeof captureTimes>>> {
+  const { config, manifest, archive, archiveKey, logger, signal } = options
+  await markIncomplete(config.target, {
+    image: manifest.name,
+    infoHash: manifest.infoHash,
+    targetWasEmpty: options.targetWasEmpty,
+  })
+  await extractArchive({
+    archive,
+    target: config.target,
+    format: manifest.format ?? 'tar',
+    compression: manifest.compression,
+    // No alreadyValidated: into an empty target root, extractArchive checks every
+    // header for hostile paths as the stream passes on its way to tar (one
+    // decompression); a refused archive leaves the target as it was. With staging on
+    // the target's disk (/a/tmp/imageswarm-*), the root holds tmp/, so it validates
+    // the whole archive first, then extracts.
+    logger,
+    ...(signal ? { signal } : {}),
+    onProgress: (bytes, size) => options.emit({ type: 'extract-progress', bytes, size }),
+    // The ciphertext's sha256 matched the (signed) manifest above; each chunk's tag is
+    // checked on the way to tar, and a failing one stops the gated extraction, which
+    // removes what tar wrote (E_DECRYPT_FAILED).
+    ...(archiveKey
+      ? {
+          decrypt: () =>
+            createDecryptStream(
+              archiveKey,
+              { image: manifest.name, serial: manifest.serial ?? 0 },
+              archive,
+            ),
+        }
+      : {}),
+  })
+  // In the root while it is still marked incomplete: the record is part of the install.
+  if (options.record) await recordInstalledImage(config.target, options.record, logger)
+  const times = await captureTimes([config.target, join(config.target, 'tmp')])
+  await markComplete(config.target)
+  return times
+}
+
 /** Image modes `disk` and `ram` mount the image: it must be SquashFS. */
 function refuseUnmountable(manifest: ImageManifest, mode: ImageMode): void {
   if ((manifest.format ?? 'tar') === 'squashfs') return
@@ -530,6 +537,44 @@ function refuseUnmountable(manifest: ImageManifest, mode: ImageMode): void {
       hint: `publish it with imageswarm serve --format ${manifest.name}=squashfs, or install it with image mode extract`,
     },
   )
+}
+
+/**
+ * Where the image is kept: the cache's verified copy; for image mode `ram`, a tmpfs of its
+ * own (a cached copy copied there, not fetched); else the cache when it has room, or
+ * staging. Image mode `disk` keeps it in the cache or nowhere.
+ */
+async function placeImage(
+  config: ClientConfig,
+  manifest: ImageManifest,
+  cache: ImageCache | undefined,
+  cached: string | undefined,
+): Promise<ArchivePlace> {
+  if (config.imageMode === 'ram') {
+    const dir = await mountRamImageDir(manifest)
+    const path = join(dir, manifest.archiveFile)
+    if (cached) await copyIntoRam(cached, path)
+    return { dir, path, afterwards: 'keep' }
+  }
+  if (cached && cache) return { dir: cache.dir, path: cached, afterwards: 'keep' }
+  const place = await placeDownload(config, manifest, cache)
+  if (config.imageMode === 'disk' && place.afterwards === 'delete') {
+    // The cache could not be opened (logged), or has no room even after evicting.
+    throw new ImageSwarmError(
+      cache ? 'E_NO_SPACE' : 'E_STAGING_NOT_WRITABLE',
+      cache
+        ? `the image cache ${config.cache} cannot hold image ${manifest.name} (${manifest.size} bytes), and image mode disk keeps it there`
+        : `the image cache ${config.cache} cannot be used (see the log), and image mode disk keeps the image there`,
+      {
+        operation: 'place the image',
+        path: config.cache ?? '',
+        hint: cache
+          ? 'make the cache partition larger (older images are evicted first), or use image mode ram'
+          : 'check the cache partition (mountable, writable), or use image mode ram',
+      },
+    )
+  }
+  return place
 }
 
 /** Downloads go into the cache when it has room, else into staging. */
