@@ -9,6 +9,7 @@ import {
   HoleFinder,
   type ImageSwarmError,
   packSquashfs,
+  SquashfsAdmission,
   validateArchive,
 } from '../src/index.js'
 import { compareTrees } from '../src/testing/compare-trees.js'
@@ -48,8 +49,7 @@ describe.skipIf(Boolean(skipReason))('SquashFS images', { timeout: 60_000 }, () 
     expect(await detectFormat(output)).toBe('squashfs')
     expect(packed.size).toBe((await stat(output)).size)
     expect(packed.pieces?.length).toBe(Math.ceil(packed.size / (1 << 16)) * 20)
-    // The tree's fractions and its pre-1970 times: counted, not refused.
-    expect(packed.losses.subsecondMtimes).toBeGreaterThan(5)
+    // The tree's pre-1970 times: clamped and listed, not refused.
     expect(packed.losses.clampedMtimes).toEqual(['etc/empty', 'srv/readonly'])
 
     const target = join(dir, 'target')
@@ -183,5 +183,42 @@ describe('HoleFinder', () => {
         { name: './setuid', mtime: 7, privileged: true },
       ])
     }
+  })
+})
+
+describe('SquashfsAdmission', () => {
+  it('reads tar’s listing: refuses the first ACL, lists the years SquashFS clamps', () => {
+    const admission = new SquashfsAdmission('/images/hpc')
+    admission.admitIndex(
+      [
+        'drwxr-xr-x  0/0               0 2022-04-15 05:20 ./',
+        '-rw-r--r--* 0/0               6 2023-11-14 22:13 ./etc/hostname',
+        '-rw-r--r--  0/0               0 1930-11-18 00:28 ./etc/empty',
+        'lrwxrwxrwx  0/0               0 2107-01-01 00:00 ./etc/late -> x -> y',
+        'hrw-r--r--  0/0               0 2026-12-04 14:47 ./bin/ls link to ./bin/busybox',
+      ].join('\n'),
+    )
+    expect(admission.losses.clampedMtimes).toEqual(['etc/empty', 'etc/late'])
+    expect(() =>
+      admission.admitIndex('-rw-rwxr--+ 0/0               4 2026-12-04 14:47 ./srv/acl file\n'),
+    ).toThrow(/^\/images\/hpc\/srv\/acl file has a POSIX ACL, which SquashFS cannot store/)
+  })
+
+  it('refuses any other system.* xattr from tar2sqfs’s warning, saying how to find it', () => {
+    const admission = new SquashfsAdmission('/images/hpc')
+    admission.admitPackerWarnings('')
+    const error = (() => {
+      try {
+        admission.admitPackerWarnings(
+          'WARNING: squashfs does not support xattr prefix of system.nfs4_acl\n',
+        )
+      } catch (err) {
+        return err as ImageSwarmError
+      }
+      throw new Error('expected a refusal')
+    })()
+    expect(error.code).toBe('E_FORMAT_UNSUPPORTED')
+    expect(error.message).toContain('has xattr system.nfs4_acl')
+    expect(error.hint).toContain("getfattr -R -m '^system\\.' /images/hpc")
   })
 })

@@ -28,6 +28,7 @@ export {
   detectFormat,
   packSquashfs,
   SQUASHFS_BLOCK_SIZE,
+  SQUASHFS_DEFAULT_LEVEL,
   SquashfsAdmission,
   type SquashfsLosses,
   sqfs2tarArgs,
