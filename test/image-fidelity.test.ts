@@ -1,31 +1,19 @@
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { link, mkdir, open, readdir, readFile, truncate, writeFile } from 'node:fs/promises'
+import { link, open, readFile, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import {
-  buildFidelityTree,
-  compareTrees,
-  FIDELITY_COMMANDS,
-  INSTALL_RECORD_SKIP,
-  isRoot,
-  missingRequirements,
-} from '@imageswarm/core/testing'
+import { compareTrees, isRoot } from '@imageswarm/core/testing'
 import { describe, expect, it } from 'vitest'
 import { CLI, runInstall, startServer } from '../scripts/lib/deployment.mjs'
+import { copyDebianImage, missingDebianImage, runtimeSkips } from './helpers/debian-image.js'
 import { useServerFixture } from './helpers/server-fixture.js'
 import { clientDirs, makeServerLayout } from './helpers/workspace.js'
 
 const env = useServerFixture()
 const run = promisify(execFile)
 
-/** Built once per machine by scripts/make-debian-root.sh (scripts/setup.sh --test). */
-const DEBIAN_ROOT =
-  process.env.IMAGESWARM_DEBIAN_ROOT ?? '/var/cache/imageswarm-tests/bookworm-minbase'
-
-const missing = !existsSync(join(DEBIAN_ROOT, 'etc/debian_version'))
-  ? `no Debian root at ${DEBIAN_ROOT} (scripts/make-debian-root.sh builds it)`
-  : missingRequirements([...FIDELITY_COMMANDS, 'cp'])
+const missing = missingDebianImage()
 if (missing) console.warn(`image fidelity tests skipped: ${missing}`)
 
 /**
@@ -34,11 +22,7 @@ if (missing) console.warn(`image fidelity tests skipped: ${missing}`)
  * and times), a 1 GiB sparse file with a little data, and a setuid hardlink group.
  */
 async function makeDebianImage(imagesDir: string): Promise<string> {
-  const image = join(imagesDir, 'debian')
-  await mkdir(imagesDir, { recursive: true })
-  // cp, not tar, makes the copy, so the archive engine is not tested against itself.
-  await run('cp', ['-a', '--preserve=all', '--sparse=always', DEBIAN_ROOT, image])
-  await buildFidelityTree(join(image, 'srv/fidelity'))
+  const image = await copyDebianImage(imagesDir)
   const sparse = join(image, 'var/lib/disk.img')
   await writeFile(sparse, '')
   await truncate(sparse, 1024 ** 3)
@@ -72,14 +56,11 @@ describe.skipIf(Boolean(missing) || !isRoot)('a real Debian root through serve a
     expect(result.failed?.error).toBeUndefined()
     expect(result.code).toBe(0)
 
-    // The default excludes leave out what the runtime mounts over (/proc, /sys, /dev/pts,
-    // /run), keeping the directories themselves; everything else must be identical.
-    const runtime: string[] = [...INSTALL_RECORD_SKIP]
-    for (const dir of ['proc', 'sys', 'dev/pts', 'run']) {
-      const names = await readdir(join(image, dir)).catch(() => [])
-      runtime.push(...names.map((name) => `${dir}/${name}`))
-    }
-    const differences = await compareTrees(image, dirs.target, { skipPaths: runtime })
+    // Everything but the runtime directories' contents (left out by the default excludes)
+    // must be identical.
+    const differences = await compareTrees(image, dirs.target, {
+      skipPaths: await runtimeSkips(image),
+    })
     expect(differences).toEqual([])
     for (const dir of ['proc', 'sys', 'run']) expect(existsSync(join(dirs.target, dir))).toBe(true)
     // The sparse file stayed sparse: a little data, not a gigabyte of zeros.

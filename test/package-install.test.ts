@@ -246,6 +246,8 @@ describe('the Debian package', () => {
     expect(await field('Version')).toBe(VERSION)
     expect(await field('Architecture')).toBe('amd64')
     expect(await field('Depends')).toMatch(/\btar\b.*\bzstd\b.*\bgzip\b.*\butil-linux\b/)
+    // SquashFS images need tar2sqfs; a server of tar images never runs it.
+    expect(await field('Recommends')).toBe('squashfs-tools-ng')
 
     const { stdout: listing } = await run('dpkg-deb', ['-c', built.deb], { maxBuffer: 1 << 24 })
     for (const path of [

@@ -1,33 +1,22 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
+import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import {
-  buildFidelityTree,
-  compareTrees,
-  FIDELITY_COMMANDS,
-  INSTALL_RECORD_SKIP,
-  isRoot,
-  missingRequirements,
-} from '@imageswarm/core/testing'
+import { compareTrees, isRoot } from '@imageswarm/core/testing'
 import { afterEach, describe, expect, it } from 'vitest'
-import { CLI, runInstall, startServer } from '../scripts/lib/deployment.mjs'
+import { runInstall, startServer } from '../scripts/lib/deployment.mjs'
+import { copyDebianImage, missingDebianImage, runtimeSkips } from './helpers/debian-image.js'
 import { useServerFixture } from './helpers/server-fixture.js'
 import { addSampleImage, clientDirs, makeServerLayout } from './helpers/workspace.js'
 
 const env = useServerFixture()
 const run = promisify(execFile)
 
-/** Built once per machine by scripts/make-debian-root.sh (scripts/setup.sh --test). */
-const DEBIAN_ROOT =
-  process.env.IMAGESWARM_DEBIAN_ROOT ?? '/var/cache/imageswarm-tests/bookworm-minbase'
 const MOUNTED_IMAGES_DIR = '/run/imageswarm/images'
 
-const missing = !existsSync(join(DEBIAN_ROOT, 'etc/debian_version'))
-  ? `no Debian root at ${DEBIAN_ROOT} (scripts/make-debian-root.sh builds it)`
-  : missingRequirements([...FIDELITY_COMMANDS, 'cp', 'tar2sqfs', 'sqfs2tar'])
+const missing = missingDebianImage(['tar2sqfs', 'sqfs2tar'])
 if (missing) console.warn(`SquashFS image tests skipped: ${missing}`)
 
 /** Every mount a test left under these paths, unmounted deepest first after it. */
@@ -44,23 +33,11 @@ afterEach(async () => {
 
 /** The Debian root with the special cases, minus the POSIX ACLs SquashFS cannot hold. */
 async function makeDebianImage(imagesDir: string): Promise<string> {
-  const image = join(imagesDir, 'debian')
-  await mkdir(imagesDir, { recursive: true })
-  await run('cp', ['-a', '--preserve=all', '--sparse=always', DEBIAN_ROOT, image])
+  const image = await copyDebianImage(imagesDir)
   const fidelity = join(image, 'srv/fidelity')
-  await buildFidelityTree(fidelity)
   await run('setfacl', ['-b', join(fidelity, 'srv/acl-file'), join(fidelity, 'srv/shared')])
   await run('setfacl', ['-k', join(fidelity, 'srv'), join(fidelity, 'srv/shared')])
   return image
-}
-
-async function runtimeSkips(image: string): Promise<string[]> {
-  const skips: string[] = [...INSTALL_RECORD_SKIP]
-  for (const dir of ['proc', 'sys', 'dev/pts', 'run']) {
-    const names = await readdir(join(image, dir)).catch(() => [])
-    skips.push(...names.map((name) => `${dir}/${name}`))
-  }
-  return skips
 }
 
 async function sha256(path: string): Promise<string> {
@@ -115,39 +92,6 @@ describe.skipIf(Boolean(missing) || !isRoot)('SquashFS images through serve and 
       expect(Number(after) - Number(before), line).toBeLessThan(2048)
     }
     expect(differences.join('\n')).not.toContain('sparse.img')
-  })
-
-  it('packs the same root to the same SquashFS file and infohash with fresh state', async () => {
-    env.layout = await makeServerLayout('imageswarm-squashfs-determinism-')
-    await makeDebianImage(env.layout.imagesDir)
-    const publish = async (name: string) => {
-      const tarballs = join(env.layout!.dir, name, 'tarballs')
-      const torrents = join(env.layout!.dir, name, 'torrents')
-      await run(process.execPath, [
-        CLI,
-        'publish',
-        '--image',
-        'debian',
-        '--format',
-        'debian=squashfs',
-        '--images-dir',
-        env.layout!.imagesDir,
-        '--tarballs-dir',
-        tarballs,
-        '--torrents-dir',
-        torrents,
-        '--advertise-address',
-        '127.0.0.1',
-      ])
-      const manifest = JSON.parse(
-        await readFile(join(torrents, 'image-debian.manifest.json'), 'utf8'),
-      ) as { sha256: string; infoHash: string }
-      return { manifest, file: await readFile(join(tarballs, 'image-debian.sqfs')) }
-    }
-    const first = await publish('first')
-    const second = await publish('second')
-    expect(second.manifest.infoHash).toBe(first.manifest.infoHash)
-    expect(second.file.equals(first.file)).toBe(true)
   })
 
   it('mounts the image read-only under a tmpfs overlay (image mode ram)', async () => {

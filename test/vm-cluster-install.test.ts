@@ -30,6 +30,8 @@ import { biosLayoutXml } from './helpers/disks-layout.js'
 import {
   BOOTABLE_ROOT,
   createTestNetwork,
+  INSTALLER_BUNDLE,
+  missingInstallerParts,
   missingVmSupport,
   mountPartitionReadOnly,
   parseBootStages,
@@ -47,34 +49,13 @@ const run = promisify(execFile)
 type Vm = Awaited<ReturnType<typeof startVm>>
 type Node = ReturnType<typeof planNodes>[number]
 
-/** Where `imageswarm initrd` keeps Debian's kernel across runs (its default). */
-const KERNEL_CACHE = process.env.IMAGESWARM_KERNEL_CACHE ?? '/var/cache/imageswarm/kernels'
-/** The program /init runs, from `pnpm build`. */
-const INSTALLER_BUNDLE = new URL('../packages/cli/dist/imageswarm-installer.mjs', import.meta.url)
-  .pathname
-
 async function missingRequirement(): Promise<string | undefined> {
   const vm = await missingVmSupport()
   if (vm) return vm
   if (!existsSync(join(BOOTABLE_ROOT, 'boot'))) {
     return `no bootable Debian root at ${BOOTABLE_ROOT} (scripts/make-debian-root.sh --bootable builds it)`
   }
-  if (!existsSync(INSTALLER_BUNDLE)) return `no ${INSTALLER_BUNDLE} (pnpm build)`
-  const cached =
-    existsSync(KERNEL_CACHE) &&
-    (await readdir(KERNEL_CACHE)).some((name) => /^linux-image-.*-cloud-amd64_.*\.deb$/.test(name))
-  const known = await run('apt-cache', [
-    'show',
-    '--no-all-versions',
-    'linux-image-cloud-amd64',
-  ]).then(
-    () => true,
-    () => false,
-  )
-  if (!cached && !known) {
-    return `apt knows no linux-image-cloud-amd64 and ${KERNEL_CACHE} holds none (apt-get update)`
-  }
-  return undefined
+  return missingInstallerParts()
 }
 
 const missing = skipReason('VM cluster install tests', await missingRequirement())

@@ -7,14 +7,12 @@
 // off. Nothing is written to the VM's disk.
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
 import {
   chmod,
   copyFile,
   mkdir,
   mkdtemp,
   open,
-  readdir,
   rm,
   stat,
   symlink,
@@ -29,6 +27,8 @@ import {
   chooseAccelerator,
   createTestNetwork,
   findStaticBusybox,
+  INSTALLER_BUNDLE,
+  missingInstallerParts,
   missingVmSupport,
   planNodes,
   skipReason,
@@ -39,12 +39,6 @@ import {
 
 const run = promisify(execFile)
 
-/** Where `imageswarm initrd` keeps Debian's kernel across runs (its default). */
-const KERNEL_CACHE = process.env.IMAGESWARM_KERNEL_CACHE ?? '/var/cache/imageswarm/kernels'
-/** The program /init runs, from `pnpm build`. */
-const INSTALLER_BUNDLE = new URL('../packages/cli/dist/imageswarm-installer.mjs', import.meta.url)
-  .pathname
-
 const IMAGE = 'diskless'
 /** Where the client mounts a `ram` image's parts (client's image-mount.ts). */
 const MOUNTED = `/run/imageswarm/images/${IMAGE}`
@@ -52,26 +46,13 @@ const MOUNTED = `/run/imageswarm/images/${IMAGE}`
 async function missingRequirement(): Promise<string | undefined> {
   const vm = await missingVmSupport()
   if (vm) return vm
-  if (!existsSync(INSTALLER_BUNDLE)) return `no ${INSTALLER_BUNDLE} (pnpm build)`
   // serve --format squashfs packs with tar2sqfs (squashfs-tools-ng).
   const tar2sqfs = await run('sh', ['-c', 'command -v tar2sqfs'], { timeout: 30_000 }).then(
     () => true,
     () => false,
   )
   if (!tar2sqfs) return 'no tar2sqfs (install squashfs-tools-ng)'
-  const cached =
-    existsSync(KERNEL_CACHE) &&
-    (await readdir(KERNEL_CACHE)).some((name) => /^linux-image-.*-cloud-amd64_.*\.deb$/.test(name))
-  const known = await run('apt-cache', ['show', '--no-all-versions', 'linux-image-cloud-amd64'], {
-    timeout: 30_000,
-  }).then(
-    () => true,
-    () => false,
-  )
-  if (!cached && !known) {
-    return `apt knows no linux-image-cloud-amd64 and ${KERNEL_CACHE} holds none (apt-get update)`
-  }
-  return undefined
+  return missingInstallerParts()
 }
 
 const missing = skipReason('VM diskless test', await missingRequirement())

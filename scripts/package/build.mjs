@@ -55,20 +55,17 @@ const COMMANDS = Object.keys(
 ).sort()
 
 /**
- * What the server needs from Debian at run time (scripts/setup.sh's RUNTIME_DEBS), and
+ * What the server needs from Debian at run time (scripts/setup.sh's RUNTIME_DEBS, but for
+ * squashfs-tools-ng, recommended below), and
  * what the node binary beside it links against. `imageswarm initrd` needs more (cpio,
  * busybox-static, …): suggested, as it runs only where ramdisks are built.
  */
-const DEPENDS = [
-  'libc6 (>= 2.28)',
-  'libstdc++6',
-  'libgcc-s1',
-  'tar',
-  'zstd',
-  'gzip',
-  'util-linux',
-  'squashfs-tools-ng',
-]
+const DEPENDS = ['libc6 (>= 2.28)', 'libstdc++6', 'libgcc-s1', 'tar', 'zstd', 'gzip', 'util-linux']
+/**
+ * SquashFS images (`--format squashfs`) are packed with tar2sqfs: recommended, not required,
+ * as a server of tar images never runs it (E_TOOL_MISSING names the package if it is missing).
+ */
+const RECOMMENDS = ['squashfs-tools-ng']
 const SUGGESTS = ['cpio', 'busybox-static', 'kmod', 'minisign', 'openssl']
 
 const { values: flags } = parseArgs({
@@ -328,6 +325,7 @@ async function buildDeb(tree, stage, out, version, epoch) {
       'Maintainer: imageswarm developers <imageswarm@localhost>',
       `Installed-Size: ${installedKiB}`,
       `Depends: ${DEPENDS.join(', ')}`,
+      `Recommends: ${RECOMMENDS.join(', ')}`,
       `Suggests: ${SUGGESTS.join(', ')}`,
       'Section: admin',
       'Priority: optional',

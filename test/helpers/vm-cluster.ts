@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 
 // The harness lives in scripts/lib (plain ESM) because the benchmark and the demo, run by
 // node without a build, use it too; the tests import it from here.
@@ -59,4 +61,36 @@ export function skipReason(what: string, missing: string | undefined): string | 
   }
   console.warn(`${what} skipped: ${missing}`)
   return missing
+}
+
+/** The program the installer ramdisk's /init runs, from `pnpm build`. */
+export const INSTALLER_BUNDLE = new URL(
+  '../../packages/cli/dist/imageswarm-installer.mjs',
+  import.meta.url,
+).pathname
+
+/** Where `imageswarm initrd` keeps Debian's kernel across runs (its default). */
+export const KERNEL_CACHE = process.env.IMAGESWARM_KERNEL_CACHE ?? '/var/cache/imageswarm/kernels'
+
+/**
+ * What building the installer ramdisk needs besides VMs: the installer bundle and Debian's
+ * cloud kernel, cached or known to apt. A reason it cannot be built, or undefined.
+ */
+export async function missingInstallerParts(): Promise<string | undefined> {
+  if (!existsSync(INSTALLER_BUNDLE)) return `no ${INSTALLER_BUNDLE} (pnpm build)`
+  const cached =
+    existsSync(KERNEL_CACHE) &&
+    (await readdir(KERNEL_CACHE)).some((name) => /^linux-image-.*-cloud-amd64_.*\.deb$/.test(name))
+  const known = await promisify(execFile)(
+    'apt-cache',
+    ['show', '--no-all-versions', 'linux-image-cloud-amd64'],
+    { timeout: 30_000 },
+  ).then(
+    () => true,
+    () => false,
+  )
+  if (!cached && !known) {
+    return `apt knows no linux-image-cloud-amd64 and ${KERNEL_CACHE} holds none (apt-get update)`
+  }
+  return undefined
 }
