@@ -7,7 +7,12 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { CLI, runInstall, startServer } from '../scripts/lib/deployment.mjs'
 import { type Server, useServerFixture } from './helpers/server-fixture.js'
-import { addSampleImage, clientDirs, makeServerLayout } from './helpers/workspace.js'
+import {
+  addSampleImage,
+  clientDirs,
+  makeServerLayout,
+  type ServerLayout,
+} from './helpers/workspace.js'
 
 const env = useServerFixture()
 let proxy: HttpServer | undefined
@@ -55,6 +60,29 @@ function installCli(
   ])
 }
 
+/** `imageswarm serve` of an image that is not there, in `layout`, on free ports. */
+function serveMissingImage(layout: ServerLayout): string[] {
+  return [
+    'serve',
+    '--image',
+    'missing',
+    '--images-dir',
+    layout.imagesDir,
+    '--tarballs-dir',
+    layout.tarballsDir,
+    '--torrents-dir',
+    layout.torrentsDir,
+    '--pid-file',
+    layout.pidFile,
+    '--address',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--torrent-port',
+    '0',
+  ]
+}
+
 async function startSampleServer(): Promise<Server> {
   env.layout = await makeServerLayout()
   await addSampleImage(env.layout, 'node')
@@ -81,25 +109,7 @@ async function startRewritingProxy(
 describe('bad input gets a clear message, a distinct exit code, and nothing half-done', () => {
   it('refuses to serve an image whose directory is missing', async () => {
     env.layout = await makeServerLayout()
-    const result = await cli([
-      'serve',
-      '--image',
-      'missing',
-      '--images-dir',
-      env.layout.imagesDir,
-      '--tarballs-dir',
-      env.layout.tarballsDir,
-      '--torrents-dir',
-      env.layout.torrentsDir,
-      '--pid-file',
-      env.layout.pidFile,
-      '--address',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--torrent-port',
-      '0',
-    ])
+    const result = await cli(serveMissingImage(env.layout))
     expect(result.code).toBe(3)
     expect(result.stderr).toMatch(/E_IMAGE_NOT_FOUND: image missing: no image root at .*missing/)
     expect(result.stderr).toMatch(/hint: .*--images-dir/)
@@ -111,27 +121,7 @@ describe('bad input gets a clear message, a distinct exit code, and nothing half
     env.layout = await makeServerLayout()
     const rackMap = join(env.layout.imagesDir, '..', 'racks')
     await writeFile(rackMap, '10.1.3.0/24 r3\n10.1.4.0/ r4\n')
-    const result = await cli([
-      'serve',
-      '--image',
-      'missing',
-      '--images-dir',
-      env.layout.imagesDir,
-      '--tarballs-dir',
-      env.layout.tarballsDir,
-      '--torrents-dir',
-      env.layout.torrentsDir,
-      '--pid-file',
-      env.layout.pidFile,
-      '--address',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--torrent-port',
-      '0',
-      '--rack-map',
-      rackMap,
-    ])
+    const result = await cli([...serveMissingImage(env.layout), '--rack-map', rackMap])
     expect(result.code).toBe(2)
     expect(result.stderr).toContain(
       `E_CONFIG_INVALID: ${rackMap} line 2: "10.1.4.0/" is not a subnet`,

@@ -21,6 +21,7 @@ import {
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
+import { missingRequirements } from '@imageswarm/core/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { CLI, startServer } from '../scripts/lib/deployment.mjs'
 import {
@@ -47,11 +48,8 @@ async function missingRequirement(): Promise<string | undefined> {
   const vm = await missingVmSupport()
   if (vm) return vm
   // serve --format squashfs packs with tar2sqfs (squashfs-tools-ng).
-  const tar2sqfs = await run('sh', ['-c', 'command -v tar2sqfs'], { timeout: 30_000 }).then(
-    () => true,
-    () => false,
-  )
-  if (!tar2sqfs) return 'no tar2sqfs (install squashfs-tools-ng)'
+  const tools = missingRequirements(['tar2sqfs'])
+  if (tools) return tools
   return missingInstallerParts()
 }
 

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { errnoOf, type ImageManifest, ImageSwarmError, type Logger } from '@imageswarm/core'
@@ -95,7 +95,6 @@ export async function mountImage(options: MountImageOptions): Promise<MountedIma
       target,
       'the overlay',
     )
-    await writeFile(join(base, 'image'), `${options.image}\n`)
     options.logger.info(
       { image: options.image, target, lower, upper },
       'image mounted read-only under an overlay',
@@ -151,11 +150,6 @@ export async function mountRamImageDir(
     throw mountFailed('a tmpfs for the image in RAM', dir, err)
   }
   return dir
-}
-
-/** A `ram` image found in the image cache is copied into RAM instead of downloaded. */
-export async function copyIntoRam(cached: string, path: string): Promise<void> {
-  await copyFile(cached, path)
 }
 
 /** Which image modes mount the image. */

@@ -1,4 +1,4 @@
-import { rm, rmdir } from 'node:fs/promises'
+import { copyFile, rm, rmdir } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -23,7 +23,6 @@ import { openArchiveKey } from './group-key.js'
 import { downloadArchiveOverHttp } from './http-download.js'
 import { ImageCache } from './image-cache.js'
 import {
-  copyIntoRam,
   type MountedImage,
   mountImage,
   mountRamImageDir,
@@ -553,7 +552,8 @@ async function placeImage(
   if (config.imageMode === 'ram') {
     const dir = await mountRamImageDir(manifest)
     const path = join(dir, manifest.archiveFile)
-    if (cached) await copyIntoRam(cached, path)
+    // A copy the cache holds is copied into RAM, not fetched again.
+    if (cached) await copyFile(cached, path)
     return { dir, path, afterwards: 'keep' }
   }
   if (cached && cache) return { dir: cache.dir, path: cached, afterwards: 'keep' }

@@ -19,16 +19,43 @@ export function progressCounter(run: ExtractRun): Transform {
 
 /**
  * Progress of a decompressor reading the archive on its stdin, `fd` here: the file offset
- * the two share, from /proc/self/fdinfo, every 100 ms. `stop(true)` reports the end.
+ * the two share, from /proc/self/fdinfo. `stop(true)` reports the end.
  */
 export function offsetProgress(run: ExtractRun, fd: number): { stop(done: boolean): void } {
+  return pollProgress(run, () => fileOffset(fd))
+}
+
+/**
+ * Progress of a tool reading the archive by path (sqfs2tar reads a SquashFS image with
+ * seeks): the bytes it has read, `rchar` in /proc/PID/io, at most the size.
+ */
+export function readBytesProgress(
+  run: ExtractRun,
+  pid: number | undefined,
+): { stop(done: boolean): void } {
+  if (pid === undefined) return { stop: () => undefined }
+  return pollProgress(run, () => {
+    try {
+      const read = /^rchar:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))
+      return read?.[1] === undefined ? undefined : Math.min(Number(read[1]), run.size)
+    } catch {
+      // The tool has exited, or there is no /proc: the end is reported by stop().
+      return undefined
+    }
+  })
+}
+
+/** `position()` every 100 ms to `onProgress`; `stop(true)` reports the end. */
+function pollProgress(
+  run: ExtractRun,
+  position: () => number | undefined,
+): { stop(done: boolean): void } {
   const onProgress = run.options.onProgress
   if (onProgress === undefined) return { stop: () => undefined }
-  const report = () => {
-    const offset = fileOffset(fd)
-    if (offset !== undefined) onProgress(offset, run.size)
-  }
-  const timer = setInterval(report, 100)
+  const timer = setInterval(() => {
+    const at = position()
+    if (at !== undefined) onProgress(at, run.size)
+  }, 100)
   timer.unref()
   return {
     stop: (done) => {
@@ -47,35 +74,5 @@ export function fileOffset(fd: number): number | undefined {
     return pos?.[1] === undefined ? undefined : Number(pos[1])
   } catch {
     return undefined
-  }
-}
-
-/**
- * Progress of a tool reading the archive by path (sqfs2tar reads a SquashFS image with
- * seeks): the bytes it has read, `rchar` in /proc/PID/io, every 100 ms, at most the size.
- */
-export function readBytesProgress(
-  run: ExtractRun,
-  pid: number | undefined,
-): {
-  stop(done: boolean): void
-} {
-  const onProgress = run.options.onProgress
-  if (onProgress === undefined || pid === undefined) return { stop: () => undefined }
-  const report = () => {
-    try {
-      const read = /^rchar:\s*(\d+)/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'))
-      if (read?.[1] !== undefined) onProgress(Math.min(Number(read[1]), run.size), run.size)
-    } catch {
-      // The tool has exited, or there is no /proc: the end is reported by stop().
-    }
-  }
-  const timer = setInterval(report, 100)
-  timer.unref()
-  return {
-    stop: (done) => {
-      clearInterval(timer)
-      if (done) onProgress(run.size, run.size)
-    },
   }
 }

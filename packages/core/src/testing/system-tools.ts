@@ -16,6 +16,9 @@ export const TEST_COMMAND_PACKAGES: Readonly<Record<string, string>> = {
   zstd: 'zstd',
   gzip: 'gzip',
   unshare: 'util-linux',
+  tar2sqfs: 'squashfs-tools-ng',
+  sqfs2tar: 'squashfs-tools-ng',
+  mksquashfs: 'squashfs-tools',
 }
 
 export const isRoot = process.getuid?.() === 0
