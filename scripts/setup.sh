@@ -34,6 +34,9 @@ TEST_DEBS+=(squashfs-tools)
 # Packaging (issue 18, test/package-install.test.ts): systemd-analyze verifies the service unit
 # (systemd need not run); dpkg-deb, which builds and unpacks the .deb, is in dpkg already.
 TEST_DEBS+=(systemd)
+# Several servers (issue 21, test/mirror.test.ts): stock aria2 downloads with the torrent that
+# lists every server, its first tracker dead.
+TEST_DEBS+=(aria2)
 
 # The swarm benchmark (scripts/bench-swarm) compares against aria2 and turns offloads off.
 BENCH_DEBS=(aria2 ethtool iproute2 curl)

@@ -27,10 +27,14 @@ import { DEFAULT_PID_FILE } from './pid-file.js'
 import { reportError } from './report-error.js'
 import { versionLine } from './version.js'
 
-/** Options shared by `serve` and `publish`: where images live and how they are packed. */
-function addPublishingOptions(command: Command): Command {
+/** Options shared by `serve` and `publish`: where images live and how they are packed.
+ * `serve --mirror-of` publishes none of its own, so there `--image` is checked by runServe. */
+function addPublishingOptions(command: Command, imageRequired = true): Command {
+  const image = new Option('--image <name...>', 'image to publish (repeat, or a,b,c)').argParser(
+    collectList,
+  )
   return command
-    .requiredOption('--image <name...>', 'image to publish (repeat, or a,b,c)', collectList)
+    .addOption(imageRequired ? image.makeOptionMandatory() : image)
     .addOption(
       new Option('--images-dir <dir>', 'directory of image roots')
         .default(SYSTEMIMAGER_DIRS.images)
@@ -118,7 +122,25 @@ export function buildProgram(output = new ConsoleOutput()): Command {
     program
       .command('serve')
       .description('publish images and run the tracker and the first seeder (si_startbttrack)'),
+    false,
   )
+    .addOption(
+      new Option(
+        '--mirror-of <url>',
+        "serve another imageswarm server's images as this server's own, fetched through the swarm and kept up to date (instead of --image)",
+      ).env('IMAGESWARM_MIRROR_OF'),
+    )
+    .option(
+      '--mirror-interval <duration>',
+      'how often a mirror asks its primary for changes and says it is alive (default 10s)',
+      durationFlag('--mirror-interval', 1, 3600),
+    )
+    .addOption(
+      new Option(
+        '--trust-root <file>',
+        "a mirror checks the primary's key list and manifests against this root public key (root.pub)",
+      ).env('IMAGESWARM_TRUST_ROOT'),
+    )
     .option('--address <ip>', 'address to listen on', '0.0.0.0')
     .option(
       '--advertise-address <ip>',
@@ -317,7 +339,7 @@ export function buildProgram(output = new ConsoleOutput()): Command {
   addNodesCommand(program)
 
   // The systemd unit's /etc/imageswarm/server.conf: serve's flags as `key = value` lines.
-  addConfigFileOption(program.commands.find((c) => c.name() === 'serve') as Command, ['image'])
+  addConfigFileOption(program.commands.find((c) => c.name() === 'serve') as Command)
 
   return program
 }

@@ -169,7 +169,7 @@ function renderInstallerPage(info: ManPageInfo): string {
     '.SH DESCRIPTION',
     'What the installer ramdisk\u2019s /init runs on a network\\-booted node: disks, the image',
     'over the swarm, bootloader, overrides and post\\-install scripts. It takes its settings',
-    'from the kernel command line (\\fBimageswarm.server=\\fR\\fIURL\\fR',
+    'from the kernel command line (\\fBimageswarm.server=\\fR\\fIURL\\fR[,\\fIURL\\fR...]',
     '\\fBimageswarm.image=\\fR\\fINAME\\fR) and the environment, never from arguments;',
     'see docs/installer\\-ramdisk.md. \\fBimageswarm initrd\\fR builds the ramdisk.',
     '.SH OPTIONS',

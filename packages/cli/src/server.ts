@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { ServerConnection } from '@imageswarm/client'
 import {
+  type DashboardServers,
   deltaSwarmName,
   errnoOf,
   type GroupKey,
@@ -21,7 +22,9 @@ import {
   GroupKeyRoutes,
   handleImageRequest,
   handleKeyListRequest,
+  handleMirrorRequest,
   ImageCatalog,
+  ImageMirror,
   ImageSeeder,
   InstallRoutes,
   type InstallRoutesConfig,
@@ -30,6 +33,8 @@ import {
   publishImage,
   resolveInstallRoutesConfig,
   type SeederConfig,
+  ServerRegistry,
+  ServerWatch,
   SignatureRenewal,
   sendError,
   sendJson,
@@ -90,6 +95,13 @@ export class ImageServer {
   readonly #options: ImageServerOptions
   readonly #tracker: Tracker
   readonly #catalog: ImageCatalog
+  /** The servers serving the same images (mirrors, the primary): every torrent lists them. */
+  readonly #registry: ServerRegistry
+  /** With `seeder.mirrorOf`: keeps this server a copy of the primary's images. */
+  #mirror: ImageMirror | undefined
+  /** Checks the other servers every few seconds: a dead one's share of the first copy is
+   * taken over (see PieceShare). */
+  #watch: ServerWatch | undefined
   readonly #http: Server | HttpsServer
   #install: InstallRoutes | undefined
   #url: string | undefined
@@ -112,9 +124,14 @@ export class ImageServer {
     this.#options = options
     // The web seed's bytes are held to the same --upload-limit as the seeder's.
     const imageRoutesLogger = options.logger.child({ component: 'image routes' })
+    this.#registry = new ServerRegistry({
+      self: () => this.#url,
+      ownImages: () => this.#catalog.published.map((image) => image.manifest.infoHash),
+    })
     this.#catalog = new ImageCatalog({
       uploadLimit: options.seeder.swarm.uploadLimit,
       logger: imageRoutesLogger,
+      serversFor: (infoHash) => this.#registry.serversFor(infoHash),
     })
     for (const image of options.images) this.#catalog.expect(image)
     this.#tracker = createTracker({
@@ -124,6 +141,7 @@ export class ImageServer {
       // announces, for the dashboard.
       serverUpload: () => this.#serverUploads(),
       onDeployment: (event) => this.#deploymentEvent(event),
+      servers: () => this.#dashboardServers(),
     })
     const handle = (req: IncomingMessage, res: ServerResponse) => {
       try {
@@ -131,7 +149,9 @@ export class ImageServer {
         // The dashboard (/, /assets/*, /api/*, /metrics), with or without the tracker.
         if (this.#tracker.handleDashboard(req, res)) return
         if (handleImageRequest(this.#catalog, req, res, imageRoutesLogger)) return
-        if (handleKeyListRequest(this.#signer, req, res)) return
+        // A mirror serves its primary's key list, as it serves its primary's manifests.
+        if (handleKeyListRequest(this.#signer ?? this.#mirror?.keyListSource, req, res)) return
+        if (handleMirrorRequest(this.#registry, req, res, options.logger)) return
         if (this.#groupKeys?.handle(req, res)) return
         if (this.#install?.handle(req, res)) return
         if (req.url === WIRE.health) return sendJson(res, 200, { ok: true })
@@ -318,6 +338,12 @@ export class ImageServer {
       // One --upload-limit for the server: BitTorrent and the web seed draw on one budget.
       uploadBucket: this.#catalog.uploadBudget?.bucket,
       ...(this.#self?.dispatcher ? { dispatcher: this.#self.dispatcher } : {}),
+      // Servers of the same image split its first copy, in the same order everywhere.
+      shareOf: (infoHash) => {
+        const servers = this.#registry.serversFor(infoHash).sort()
+        const position = servers.indexOf(url)
+        return position === -1 ? { position: 0, count: 1 } : { position, count: servers.length }
+      },
       logger: logger.child({ component: 'seeder' }),
     })
     // Manifests are signed again at half their lifetime, and when the key list changes;
@@ -363,6 +389,27 @@ export class ImageServer {
       // Last: a node that gets the manifest finds the tracker and the seeder ready.
       this.#catalog.add(published)
     }
+    this.#watch = new ServerWatch({
+      registry: this.#registry,
+      logger: logger.child({ component: 'servers' }),
+    })
+    this.#watch.start()
+    if (seeder.mirrorOf !== undefined) {
+      this.#mirror = new ImageMirror({
+        config: { ...seeder, mirrorOf: seeder.mirrorOf },
+        self: () => this.#url,
+        seeder: this.#seeder,
+        catalog: this.#catalog,
+        registry: this.#registry,
+        serve: (image) => this.#serveMirrored(image),
+        logger: logger.child({ component: 'mirror' }),
+      })
+      await this.#mirror.start()
+      logger.info(
+        { primary: this.#mirror.primary, intervalSeconds: seeder.mirrorInterval },
+        'mirroring the primary',
+      )
+    }
     // The seeder serves from the same held files without checking them: an archive
     // rewritten in place is logged within this interval even if no web seed asks for it.
     this.#archiveWatch = setInterval(() => void this.#catalog.checkArchives(), ARCHIVE_CHECK_MS)
@@ -372,6 +419,33 @@ export class ImageServer {
       'serving images',
     )
     return url
+  }
+
+  /** The dashboard's list of servers: this one, its primary (a mirror), the mirrors. */
+  #dashboardServers(): DashboardServers {
+    const primary = this.#options.seeder.mirrorOf
+    return {
+      servers: this.#registry.list().servers.map((entry) => ({
+        ...entry,
+        role:
+          entry.url === this.#url ? 'this server' : entry.url === primary ? 'primary' : 'mirror',
+      })),
+    }
+  }
+
+  /** A mirrored image (or a new manifest of one) into service, the version it replaces out. */
+  async #serveMirrored(image: PublishedImage): Promise<void> {
+    const seeder = this.#seeder
+    if (!seeder) throw new Error('internal error: mirroring before the seeder started')
+    const { manifest } = image
+    const previous = this.#catalog.get(manifest.name)
+    this.#tracker.publish(manifest.infoHash, manifest.name, manifest.size)
+    await seeder.seed(image)
+    // The old version's swarm reads its archive, which the catalog closes when it is replaced.
+    const replaced = previous && previous.manifest.infoHash !== manifest.infoHash
+    if (replaced) await seeder.unseed(previous.manifest.infoHash)
+    this.#catalog.add(image)
+    if (replaced) this.#tracker.unpublish(previous.manifest.infoHash)
   }
 
   get published(): readonly PublishedImage[] {
@@ -391,6 +465,8 @@ export class ImageServer {
 
   async close(): Promise<void> {
     clearInterval(this.#archiveWatch)
+    this.#watch?.stop()
+    await this.#mirror?.stop()
     await this.#renewal?.stop()
     this.#http.closeAllConnections()
     await new Promise<void>((resolve) => this.#http.close(() => resolve()))

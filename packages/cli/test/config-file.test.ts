@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { isImageSwarmError } from '@imageswarm/core'
 import type { Command } from 'commander'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { imagesToServe } from '../src/commands/serve.js'
 import { parseConfigText } from '../src/config-file.js'
 import { buildProgram } from '../src/main.js'
 
@@ -159,11 +160,14 @@ describe('serve --config', () => {
     expect(err.message).toMatch(/line 3: "port" is set again \(first on line 2\)/)
   })
 
-  it('requires an image from the command line or the file', async () => {
-    const err = await failure(serveOptions('port = 8080\n'))
+  it('requires an image, or a primary to mirror, from the command line or the file', async () => {
+    const { options } = await serveOptions('port = 8080\n')
+    const err = await failure(Promise.resolve().then(() => imagesToServe(options)))
     expect(err.code).toBe('E_USAGE')
-    expect(err.message).toBe('--image is required')
-    expect(err.hint).toMatch(/image = … in the --config file/)
+    expect(err.message).toBe('serve needs --image NAME (or --mirror-of URL)')
+    const mirror = await serveOptions('mirror-of = http://10.0.0.1:6969\nmirror-interval = 30s\n')
+    expect(mirror.options).toMatchObject({ mirrorOf: 'http://10.0.0.1:6969', mirrorInterval: 30 })
+    expect(imagesToServe(mirror.options)).toEqual([])
   })
 
   it('refuses a file it cannot read, by name', async () => {

@@ -24,8 +24,21 @@ export const DOWNLOAD_PROTOCOLS = ['torrent', 'http'] as const
 export type DownloadProtocol = (typeof DOWNLOAD_PROTOCOLS)[number]
 
 export const ClientConfigSchema = z.object({
-  /** Base URL of the image server, e.g. `http://10.0.0.1:6969`. */
-  server: z.string().min(1),
+  /**
+   * The image servers' base URLs, e.g. `http://10.0.0.1:6969`: a primary and its mirrors,
+   * which serve the same signed image. The manifest comes from the first that answers; every
+   * one is in the swarm (tracker, seeder, web seed) and gets the node's status reports.
+   * Given as a list or as one string, commas separating servers (`10.0.0.1,10.0.0.2`);
+   * each is normalized (normalizeServerUrl) and a repeated one dropped, order kept.
+   */
+  server: z.union([z.string(), z.array(z.string())]).transform((value, context) => {
+    try {
+      return parseServerList(value)
+    } catch (err) {
+      context.addIssue({ code: 'custom', message: (err as Error).message })
+      return z.NEVER
+    }
+  }),
   image: z.string().transform((name) => parseImageName(name)),
   /**
    * Where the archive is downloaded: a directory, or one of STAGING_CHOICES: `auto` picks
@@ -152,6 +165,46 @@ export function normalizeServerUrl(value: string, source = 'server'): string {
   // A bare address is SystemImager's IMAGESERVER: the imageswarm server's default port.
   if (!hasScheme && !/:\d+$/.test(text)) url.port = String(DEFAULT_SERVER_PORT)
   return url.toString().replace(/\/+$/, '')
+}
+
+/** One or more image servers, in the order they are asked; never empty. */
+export type ServerList = [string, ...string[]]
+
+/**
+ * The image servers a setting names: entries separated by commas (in one string or across
+ * a list), each normalized with normalizeServerUrl, repeats dropped and the order kept. An
+ * empty entry, or one that is no server address, is E_CONFIG_INVALID naming it.
+ *
+ * @example parseServerList('10.0.0.1, http://10.0.0.2:7000,10.0.0.1')
+ *   // ['http://10.0.0.1:6969', 'http://10.0.0.2:7000']
+ */
+export function parseServerList(value: string | readonly string[], source = 'server'): ServerList {
+  const given = typeof value === 'string' ? [value] : value
+  const servers: string[] = []
+  for (const text of given) {
+    for (const entry of text.split(',')) {
+      if (entry.trim() === '') {
+        throw new ImageSwarmError(
+          'E_CONFIG_INVALID',
+          `invalid ${source}: an empty entry in ${JSON.stringify(text)}`,
+          {
+            path: source,
+            hint: 'separate image servers with single commas: 10.0.0.1,10.0.0.2',
+          },
+        )
+      }
+      const url = normalizeServerUrl(entry, source)
+      if (!servers.includes(url)) servers.push(url)
+    }
+  }
+  const [first, ...rest] = servers
+  if (first === undefined) {
+    throw new ImageSwarmError('E_CONFIG_INVALID', `invalid ${source}: no image server in it`, {
+      path: source,
+      hint: 'give at least one image server: an address (10.0.0.1), address:port or URL',
+    })
+  }
+  return [first, ...rest]
 }
 
 function badServer(value: string, source: string): ImageSwarmError {

@@ -17,10 +17,10 @@ import {
   type NodeTrustState,
   parseInstalledImageRecord,
   parseNodeTrustState,
-  parsePublicKeyFile,
   parsePublicKeyLine,
   pinsOf,
   raiseTrustState,
+  readTrustRootFile,
   type SignedImageManifest,
   serverUrl,
   TRUST_PATHS,
@@ -58,23 +58,12 @@ export interface TrustRoot {
  */
 export async function loadTrustRoot(config: ClientConfig): Promise<TrustRoot | undefined> {
   if (config.trustRoot !== undefined) {
-    let text: string
-    try {
-      text = await readFile(config.trustRoot, 'utf8')
-    } catch (err) {
-      throw new ImageSwarmError(
-        'E_KEY_FILE_INVALID',
-        `trust root ${config.trustRoot} cannot be read (${errnoOf(err) ?? String(err)})`,
-        {
-          operation: 'read trust root',
-          path: config.trustRoot,
-          hint: 'give the root.pub that imageswarm key generate wrote (--trust-root FILE; in the ramdisk, imageswarm initrd --trust-root FILE puts it at /etc/imageswarm/root.pub)',
-          cause: err,
-        },
-      )
-    }
     return {
-      publicKey: parsePublicKeyFile(text, config.trustRoot),
+      publicKey: await readTrustRootFile(
+        config.trustRoot,
+        'read trust root',
+        'give the root.pub that imageswarm key generate wrote (--trust-root FILE; in the ramdisk, imageswarm initrd --trust-root FILE puts it at /etc/imageswarm/root.pub)',
+      ),
       source: config.trustRoot,
       testMode: false,
     }
@@ -142,12 +131,40 @@ export async function readTrustFloor(config: ClientConfig, logger: Logger): Prom
   })
 }
 
+/** What this node checks an image server's key list and manifest against. */
+export interface ImageTrust {
+  root: TrustRoot
+  floor: TrustFloor
+}
+
+/**
+ * With a trust root: the root key and the node's floor (see loadTrustRoot, readTrustFloor),
+ * read once for every server asked; undefined without one. The test mode (a root key on the
+ * kernel command line) is logged as insecure every time.
+ */
+export async function loadImageTrust(
+  config: ClientConfig,
+  logger: Logger,
+): Promise<ImageTrust | undefined> {
+  const root = await loadTrustRoot(config)
+  if (!root) return undefined
+  if (root.testMode) {
+    logger.warn(
+      { rootKey: root.publicKey.keyId },
+      'INSECURE TEST MODE: trusting a root key from the kernel command line (imageswarm.trust-root-key=), which anyone who can answer this node’s network boot can set; never use this in production',
+    )
+  }
+  return { root, floor: await readTrustFloor(config, logger) }
+}
+
 /** A manifest whose signature checked out, and what it was checked under. */
 export interface VerifiedImage {
   manifest: SignedImageManifest
   /** The key that signed the manifest. */
   signingKeyId: string
   keyList: { version: number; sha256: string; expires: string }
+  /** The server certificates the verified key list pins (SHA-256, hex; none over HTTP). */
+  pins: readonly string[]
   floor: TrustFloor
   /** Fetching and checking the key list and the manifest. */
   seconds: number
@@ -260,6 +277,7 @@ export async function fetchVerifiedManifest(options: VerifyImageOptions): Promis
           sha256: verifiedList.sha256,
           expires: verifiedList.keyList.expires,
         },
+        pins,
         floor,
         seconds: (performance.now() - started) / 1000,
       }

@@ -7,6 +7,8 @@ export {
   type DownloadProtocol,
   isStagingChoice,
   normalizeServerUrl,
+  parseServerList,
+  type ServerList,
   STAGING_CHOICES,
 } from './config.js'
 export { formatMiB } from './disk-space.js'
@@ -19,7 +21,18 @@ export {
 export { downloadArchiveOverHttp, type HttpDownloadOptions } from './http-download.js'
 export { CACHE_MOUNT_POINT, ImageCache } from './image-cache.js'
 export {
+  type Answered,
+  ImageServers,
+  type Question,
+  type RequestSettings,
+  type ServedImage,
+  type SwarmSources,
+  swarmSourcesOf,
+} from './image-servers.js'
+export {
   fetchVerifiedManifest,
+  type ImageTrust,
+  loadImageTrust,
   loadTrustRoot,
   readTrustFloor,
   recordInstalledImage,

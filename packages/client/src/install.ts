@@ -29,24 +29,16 @@ import {
   mountsImage,
   unmountImage,
 } from './image-mount.js'
+import { ImageServers, type RequestSettings } from './image-servers.js'
 import {
-  fetchVerifiedManifest,
   installedVersionOf,
-  loadTrustRoot,
-  readTrustFloor,
   recordInstalledImage,
   recordTrustState,
   trustedInstallOf,
-  type VerifiedImage,
 } from './image-trust.js'
 import { InstallState } from './install-state.js'
-import {
-  fetchManifest,
-  fetchTorrent,
-  type ImageWait,
-  type ServerRequestOptions,
-} from './server-api.js'
-import { ServerConnection } from './server-connection.js'
+import { fetchTorrent, type ImageWait } from './server-api.js'
+import type { ServerConnection } from './server-connection.js'
 import { chooseStaging } from './staging.js'
 import { StatusReporter } from './status-reporter.js'
 import { SwarmSession } from './swarm-session.js'
@@ -78,12 +70,13 @@ export interface InstallOptions {
    */
   configureTarget?: (target: string, manifest: ImageManifest) => Promise<void>
   /**
-   * The image server's connections, when the caller makes requests of its own to the same
-   * server (the installer's node config, overrides, scripts): after the key list is
-   * verified they accept only the certificate it pins. Default: one of the install's own,
-   * closed at its end; one handed in is the caller's to close.
+   * The image servers and their connections, when the caller makes requests of its own to
+   * them (the installer's node config, overrides, scripts): it then learns which server
+   * gave the manifest (`current`), and after the key list is verified their connections
+   * accept only the certificates it pins. Default: the install's own, made from
+   * `config.server` and closed at its end; ones handed in are the caller's to close.
    */
-  connection?: ServerConnection
+  servers?: ImageServers
 }
 
 /** What `prepareTarget` made of the target root. */
@@ -131,16 +124,17 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
   const { config, signal } = options
   const logger = options.logger ?? silentLogger()
   const peerId = makePeerId('client')
-  // Every request to the server goes over this: over HTTPS, once the key list is verified,
-  // only to a server presenting the certificate it pins.
-  const connection = options.connection ?? new ServerConnection(config.server)
+  // Every request to a server goes over its connections: over HTTPS, once the key list is
+  // verified, only to a server presenting a certificate it pins.
+  const servers = options.servers ?? new ImageServers(config.server, { logger })
   const reporter = config.report
     ? new StatusReporter({
-        server: config.server,
+        // Every server's dashboard shows the whole swarm: each gets this node's reports.
+        server: servers.urls,
         image: config.image,
         peerId,
         logger,
-        connection,
+        connectionOf: (server) => servers.connectionOf(server),
         ...(config.node ? { node: config.node } : {}),
         ...(config.bootMac ? { mac: config.bootMac } : {}),
       })
@@ -159,20 +153,19 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
   let mounted: MountedImage | undefined
   const mountMode = mountsImage(config.imageMode)
   try {
-    const request = {
-      server: config.server,
+    const settings: RequestSettings = {
       connectTimeoutSeconds: config.connectTimeoutSeconds,
       ...(signal ? { signal } : {}),
       imageTimeoutSeconds: config.imageTimeoutSeconds,
       onRetry: (attempt: number, err: unknown) =>
         logger.warn({ attempt, err: String(err) }, 'image server not reachable yet; retrying'),
       onWait: (wait: ImageWait) => reportImageWait(wait, logger),
-      connection,
     }
-    // With a trust root, the key list and the manifest are checked against it, and the
-    // .torrent below against the signed infohash, before any disk is touched.
-    const verified = await verifyImage(config, request, logger)
-    const manifest = verified?.manifest ?? (await fetchManifest(config.image, request))
+    // From the first server that answers (see ImageServers): with a trust root, the key
+    // list and the manifest are checked against it, and the .torrent below against the
+    // signed infohash, before any disk is touched.
+    const served = await servers.fetchImage(config, settings)
+    const { manifest, verified } = served
     emit({ type: 'manifest', manifest })
     if (mountMode) refuseUnmountable(manifest, config.imageMode)
     // An encrypted image: its archive key, before any disk is touched, so a node that cannot
@@ -181,16 +174,26 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
       manifest,
       config,
       Boolean(verified),
-      connection,
+      { server: served.server, connection: servers.connectionOf(served.server) },
       logger,
       signal,
     )
-    const archiveUrl = serverUrl(config.server, archiveUrlPath(manifest.name, manifest.archiveFile))
     // Over plain HTTP the .torrent is not needed: the manifest's sha256 checks the archive.
+    // It is checked against the manifest, so any server's will do: the current one's first.
     const torrent =
-      config.downloadProtocol === 'torrent' ? await fetchTorrent(manifest, request) : undefined
-    // The web seed is this server's, even if the .torrent was made for another address.
-    if (torrent) torrent.urlList = [archiveUrl]
+      config.downloadProtocol === 'torrent'
+        ? (
+            await servers.firstAnswer(
+              { what: '.torrent', image: manifest.name },
+              settings,
+              (request) => fetchTorrent(manifest, request),
+            )
+          ).value
+        : undefined
+    const archiveUrl = serverUrl(
+      servers.current,
+      archiveUrlPath(manifest.name, manifest.archiveFile),
+    )
 
     let force = config.force
     if (options.prepareTarget) {
@@ -209,7 +212,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     if (torrent) {
       session = await SwarmSession.start({
         torrent,
-        server: config.server,
+        servers,
         peerId,
         manifest,
         archivePath: place.path,
@@ -220,7 +223,6 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
         stallTimeoutSeconds: config.stallTimeoutSeconds,
         logger,
         emit,
-        connection,
       })
     }
     let httpTotals: TransferTotals | undefined
@@ -237,7 +239,7 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
           stallTimeoutSeconds: config.stallTimeoutSeconds,
           logger,
           emit,
-          connection,
+          connection: servers.connectionOf(servers.current),
           ...(signal ? { signal } : {}),
         })
       }
@@ -251,9 +253,9 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     state.moveTo('extracting')
     const extractStarted = performance.now()
     // The record goes into the root (for a mounted image, its writable layer): the version
-    // an update starts from, signed or not.
-    const trusted = verified && trustedInstallOf(verified, config.server)
-    const record = trusted || installedVersionOf(manifest, config.server)
+    // an update starts from, signed or not, and the server that gave it.
+    const trusted = verified && trustedInstallOf(verified, served.server)
+    const record = trusted || installedVersionOf(manifest, served.server)
     let times: Awaited<ReturnType<typeof captureTimes>> | undefined
     if (mountMode) {
       // The verified file, read-only under a writable layer: nothing is extracted.
@@ -339,50 +341,8 @@ export async function installImage(options: InstallOptions): Promise<InstallResu
     await session?.close()
     if (place && !finished) await abandonArchive(place, failure)
     await reporter?.flush()
-    if (!options.connection) await connection.close()
+    if (!options.servers) await servers.close()
   }
-}
-
-/**
- * With a trust root: the server's key list and the image's manifest, checked against the
- * root key and the node's floor (see fetchVerifiedManifest); undefined without one. The
- * test mode (a root key on the kernel command line) is logged as insecure every time.
- */
-export async function verifyImage(
-  config: ClientConfig,
-  request: ServerRequestOptions,
-  logger: Logger,
-): Promise<VerifiedImage | undefined> {
-  const root = await loadTrustRoot(config)
-  if (!root) return undefined
-  if (root.testMode) {
-    logger.warn(
-      { rootKey: root.publicKey.keyId },
-      'INSECURE TEST MODE: trusting a root key from the kernel command line (imageswarm.trust-root-key=), which anyone who can answer this node’s network boot can set; never use this in production',
-    )
-  }
-  const floor = await readTrustFloor(config, logger)
-  const verified = await fetchVerifiedManifest({
-    image: config.image,
-    root,
-    floor,
-    request,
-    logger,
-  })
-  logger.info(
-    {
-      image: verified.manifest.name,
-      serial: verified.manifest.serial,
-      expires: verified.manifest.expires,
-      signingKey: verified.signingKeyId,
-      rootKey: root.publicKey.keyId,
-      keyListVersion: verified.keyList.version,
-      floor: floor.reasons,
-      seconds: Number(verified.seconds.toFixed(4)),
-    },
-    'image signature verified',
-  )
-  return verified
 }
 
 /**
@@ -394,7 +354,8 @@ async function archiveKeyFor(
   manifest: ImageManifest,
   config: ClientConfig,
   verified: boolean,
-  connection: ServerConnection,
+  /** The server that gave the manifest, and its connections. */
+  from: { server: string; connection: ServerConnection },
   logger: Logger,
   signal: AbortSignal | undefined,
 ): Promise<ArchiveKey | undefined> {
@@ -417,11 +378,11 @@ async function archiveKeyFor(
     )
   }
   // Over HTTPS with a pin, the group key goes only to the server the key list vouches for.
-  const agent = connection.agent
+  const agent = from.connection.agent
   return openArchiveKey(
     manifest,
     config,
-    { server: config.server, ...(agent ? { agent } : {}), ...(signal ? { signal } : {}) },
+    { server: from.server, ...(agent ? { agent } : {}), ...(signal ? { signal } : {}) },
     logger,
   )
 }

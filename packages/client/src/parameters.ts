@@ -13,7 +13,7 @@ import {
   DOWNLOAD_PROTOCOLS,
   IMAGE_MODES,
   isStagingChoice,
-  normalizeServerUrl,
+  parseServerList,
 } from './config.js'
 
 export type ParameterSource = 'flag' | 'environment' | 'kernel' | 'default'
@@ -125,7 +125,8 @@ const UPLOAD_MIN_KIB: KernelTranslation = {
  * installer exports them, in the environment; so are SystemImager 5's kernel parameters
  * (`si.image-server=`, `si.image-name=`, `si.tmpfs-staging=y|n`). imageswarm's own kernel
  * parameters are namespaced (`imageswarm.server=`), its variables prefixed
- * (`IMAGESWARM_SERVER`).
+ * (`IMAGESWARM_SERVER`). The server setting takes several image servers separated by
+ * commas (`imageswarm.server=10.0.0.1,10.0.0.2`), under each of its names.
  */
 export const INSTALL_PARAMETERS: readonly ParameterSpec[] = [
   spec(
@@ -389,7 +390,8 @@ function convert(
   if (typeof value !== 'string') return value
   switch (parameter.kind) {
     case 'server':
-      return normalizeServerUrl(value, where)
+      // A list: `--server a,b`, `IMAGESERVER=10.0.0.1,10.0.0.2`, `imageswarm.server=a,b`.
+      return parseServerList(value, where)
     case 'seconds': {
       const seconds = parseDuration(value)
       if (seconds === undefined)

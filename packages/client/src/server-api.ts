@@ -66,6 +66,12 @@ export interface ServerRequestOptions {
    * E_IMAGE_PUBLISHING); default PUBLISHING_WAIT_SECONDS, longer if imageTimeoutSeconds is. */
   publishingWaitSeconds?: number
   signal?: AbortSignal
+  /**
+   * `false`: one attempt; what would be tried again (no connection, a stall, a 5xx) is
+   * E_SERVER_UNREACHABLE at once, so that another image server can be asked meanwhile
+   * (ImageServers). Default: tried again until `connectTimeoutSeconds`.
+   */
+  retry?: boolean
   onRetry?: (attempt: number, error: unknown) => void
   /** Called when a wait for the image starts, then about once a minute while it lasts. */
   onWait?: (wait: ImageWait) => void
@@ -256,7 +262,7 @@ async function fetchFromServer(
       if (err instanceof ImageSwarmError || err instanceof Absent) throw err
       lastError = err
       const deadline = budgetFrom + connectMs
-      if (Date.now() + 250 >= deadline) break
+      if (options.retry === false || Date.now() + 250 >= deadline) break
       options.onRetry?.(attempt, err)
       const backoffMs = Math.min(250 * 2 ** (attempt - 1), 5000)
       const retryAfterMs = err instanceof TransientFailure ? err.retryAfterMs : undefined

@@ -11,6 +11,12 @@ const DESCRIPTION_SIZE_LIMIT = 4096
 const ATTEMPTS = 3
 const ATTEMPT_TIMEOUT_MS = 5_000
 const RETRY_MS = 1_000
+/**
+ * With several image servers, how long their seeders are looked for, together: each one's
+ * first attempt and a retry. The swarm starts once every one answered or this is up; a
+ * server that has not said by then (down, or its network lost) is left out of it.
+ */
+export const LOCATE_SEEDERS_MS = 7_000
 
 /** The image server's seeder: an IP address and the port it publishes. */
 export interface SeederEndpoint {
@@ -30,32 +36,67 @@ export async function locateServerSeeder(
   server: string,
   logger: Logger,
   connection?: ServerConnection,
+  /** Stops looking: the server is then left out, as one that does not say. */
+  signal?: AbortSignal,
 ): Promise<SeederEndpoint | undefined> {
   const url = serverUrl(server, WIRE.server)
   let lastError: unknown
   for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
     try {
-      const port = await fetchSeederPort(url, connection)
+      const port = await fetchSeederPort(url, connection, signal)
       const hostname = new URL(server).hostname.replace(/^\[|\]$/g, '')
       const { address } = await lookup(hostname)
+      if (signal?.aborted) throw signal.reason
       return { host: address, port }
     } catch (err) {
       lastError = err
-      if (err instanceof FinalAnswer) break
-      if (attempt < ATTEMPTS) await sleep(RETRY_MS)
+      if (err instanceof FinalAnswer || signal?.aborted) break
+      if (attempt < ATTEMPTS)
+        await sleep(RETRY_MS, undefined, signal ? { signal } : {}).catch(() => {})
     }
   }
   logger.warn(
     { url, err: String(lastError) },
-    'the image server does not say where its seeder listens; no BitTorrent peer is trusted as the server',
+    `the image server ${server} does not say where its seeder listens; no BitTorrent peer is trusted as the server`,
   )
   return undefined
 }
 
-async function fetchSeederPort(url: string, connection?: ServerConnection): Promise<number> {
+/**
+ * The seeders of every image server (see locateServerSeeder), asked at once: one server is
+ * asked as before; several are given LOCATE_SEEDERS_MS together, and one that has not said
+ * by then is left out with a warning. Two servers at the same address give one endpoint.
+ */
+export async function locateServerSeeders(
+  servers: readonly string[],
+  logger: Logger,
+  connectionOf: (server: string) => ServerConnection | undefined = () => undefined,
+): Promise<SeederEndpoint[]> {
+  const [only] = servers
+  if (servers.length === 1 && only !== undefined) {
+    const endpoint = await locateServerSeeder(only, logger, connectionOf(only))
+    return endpoint ? [endpoint] : []
+  }
+  const signal = AbortSignal.timeout(LOCATE_SEEDERS_MS)
+  const found = await Promise.all(
+    servers.map((server) => locateServerSeeder(server, logger, connectionOf(server), signal)),
+  )
+  const endpoints = new Map<string, SeederEndpoint>()
+  for (const endpoint of found) {
+    if (endpoint) endpoints.set(`${endpoint.host}:${endpoint.port}`, endpoint)
+  }
+  return [...endpoints.values()]
+}
+
+async function fetchSeederPort(
+  url: string,
+  connection: ServerConnection | undefined,
+  signal: AbortSignal | undefined,
+): Promise<number> {
   const dispatcher = connection?.dispatcher
+  const timeout = AbortSignal.timeout(ATTEMPT_TIMEOUT_MS)
   const response = await fetch(url, {
-    signal: AbortSignal.timeout(ATTEMPT_TIMEOUT_MS),
+    signal: signal ? AbortSignal.any([timeout, signal]) : timeout,
     ...(dispatcher ? { dispatcher } : {}),
   })
   const text = (await readBody(response, DESCRIPTION_SIZE_LIMIT)).toString('utf8')

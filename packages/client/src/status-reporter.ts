@@ -23,7 +23,11 @@ const RETRY_LIMIT_MS = 60_000
 const REPLY_SIZE_LIMIT = 16 * 1024
 
 export interface StatusReporterOptions {
-  server: string
+  /**
+   * The image servers' base URLs (one, or a primary and its mirrors): each one's dashboard
+   * shows the whole swarm, so each gets every report, on its own.
+   */
+  server: string | readonly string[]
   image: string
   /** This node's BitTorrent peer id (hex), which ties reports to the tracker's peer. */
   peerId: string
@@ -35,25 +39,28 @@ export interface StatusReporterOptions {
   /** What posts the reports: the global fetch, unless a test hands in its own. */
   fetch?: typeof fetch
   /**
-   * The server's connections: reports go over the certificate the verified key list pins
+   * Each server's connections: reports go over the certificate the verified key list pins
    * (they start with the manifest, after the key list was checked).
    */
-  connection?: ServerConnection
+  connectionOf?: (server: string) => ServerConnection | undefined
 }
 
 /**
- * Tells the image server where this node's install is, so the dashboard can show it:
- * every state change at once, progress at most once a second, or as rarely as the
- * server's replies ask (a large cluster's nodes spread their posts out). A post the server
- * turned away for now (429, 5xx) or that did not arrive is sent again, the latest report by
- * then, after the server's Retry-After or a backoff from 1 s to 60 s: the last state of an
- * install (done, failed) must reach the dashboard although no event follows it. Reporting
- * is best effort: a server that cannot take reports never slows or fails an install.
+ * Tells the image servers where this node's install is, so their dashboards can show it:
+ * every state change at once, progress at most once a second, or as rarely as a server's
+ * replies ask (a large cluster's nodes spread their posts out). With several servers (a
+ * primary and its mirrors), each is posted to on its own (ServerReports): its interval, its
+ * retries, its token; one that is down neither delays nor stops the reports to the others.
+ * A post a server turned away for now (429, 5xx) or that did not arrive is sent again, the
+ * latest report by then, after the server's Retry-After or a backoff from 1 s to 60 s: the
+ * last state of an install (done, failed) must reach the dashboard although no event follows
+ * it. Reporting is best effort: a server that cannot take reports never slows or fails an
+ * install.
  *
- * Only this node may report for itself: every post carries a node token made here
- * (`Authorization: Bearer`), and the server binds the peer id to the token of the first
- * post it takes. A 403 means the server will not take this node's reports; nothing more
- * is sent.
+ * Only this node may report for itself, to each server directly (no server relays another's
+ * reports): every post carries a node token made here for that server (`Authorization:
+ * Bearer`), and the server binds the peer id to the token of the first post it takes. A 403
+ * means the server will not take this node's reports; nothing more is sent to it.
  *
  * Done and failed go out only with what makes them final: `installed` carries the
  * totals, `failed` the error. The `state` event that moves the install there changes
@@ -62,28 +69,23 @@ export interface StatusReporterOptions {
  */
 export class StatusReporter {
   readonly #options: StatusReporterOptions
-  readonly #fetch: typeof fetch
-  #nodeToken = makeNodeToken()
   #report: NodeStatusReport | undefined
   #manifest: { size: number; infoHash: string } | undefined
-  #lastSent = 0
-  #intervalMs: number = DEFAULT_REPORT_INTERVAL_MS
-  #inFlight: Promise<void> | undefined
-  /** A newer report came while one was in flight: it goes when that one is done. */
-  #pending = false
-  #warned = false
-  /** The server refused this node's reports for good (403): nothing more is posted. */
-  #refused = false
-  /** Failed posts in a row, and when the next post may go. */
-  #failures = 0
-  #retryAt = 0
-  #retryTimer: NodeJS.Timeout | undefined
-  /** `flush()` calls waiting for the reporter to have nothing left to send. */
-  readonly #idleWaiters = new Set<() => void>()
+  readonly #servers: ServerReports[]
 
   constructor(options: StatusReporterOptions) {
     this.#options = options
-    this.#fetch = options.fetch ?? fetch
+    const servers = typeof options.server === 'string' ? [options.server] : options.server
+    this.#servers = [...new Set(servers)].map(
+      (server) =>
+        new ServerReports({
+          server,
+          latest: () => this.#report,
+          fetch: options.fetch ?? fetch,
+          logger: options.logger,
+          connection: options.connectionOf?.(server),
+        }),
+    )
   }
 
   /** Feeds an install event. Reports start once the manifest names the image's infohash. */
@@ -95,30 +97,15 @@ export class StatusReporter {
       event.type === 'failed' ||
       event.type === 'installed' ||
       event.type === 'updated'
-    if (urgent || Date.now() - this.#lastSent >= this.#intervalMs) this.#send()
+    for (const server of this.#servers) server.offer(urgent)
   }
 
-  /** Waits for the last report to be delivered (or to fail for good), at most `timeoutMs`. */
-  flush(timeoutMs = 3000): Promise<void> {
-    if (this.#idle) return Promise.resolve()
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer)
-        this.#idleWaiters.delete(done)
-        resolve()
-      }
-      const timer = setTimeout(done, timeoutMs)
-      this.#idleWaiters.add(done)
-    })
-  }
-
-  get #idle(): boolean {
-    return this.#inFlight === undefined && this.#retryTimer === undefined
-  }
-
-  #settle(): void {
-    if (!this.#idle) return
-    for (const done of [...this.#idleWaiters]) done()
+  /**
+   * Waits for the last report to be delivered to every server (or to fail there for good),
+   * at most `timeoutMs` in all.
+   */
+  async flush(timeoutMs = 3000): Promise<void> {
+    await Promise.all(this.#servers.map((server) => server.flush(timeoutMs)))
   }
 
   /** The report after `event`; undefined when there is nothing to send for it. */
@@ -200,6 +187,71 @@ export class StatusReporter {
     this.#report = next
     return next
   }
+}
+
+/** What one server's posts need: the latest report, and how to send it. */
+interface ServerReportsOptions {
+  server: string
+  latest: () => NodeStatusReport | undefined
+  fetch: typeof fetch
+  logger: Logger
+  connection: ServerConnection | undefined
+}
+
+/**
+ * One image server's reports (see StatusReporter): posts the latest report when offered one
+ * and its interval allows, or at once when urgent; its own node token, interval, backoff
+ * and refusal, whatever the other servers answer.
+ */
+class ServerReports {
+  readonly #options: ServerReportsOptions
+  #nodeToken = makeNodeToken()
+  #lastSent = 0
+  #intervalMs: number = DEFAULT_REPORT_INTERVAL_MS
+  #inFlight: Promise<void> | undefined
+  /** A newer report came while one was in flight: it goes when that one is done. */
+  #pending = false
+  #warned = false
+  /** The server refused this node's reports for good (403): nothing more is posted. */
+  #refused = false
+  /** Failed posts in a row, and when the next post may go. */
+  #failures = 0
+  #retryAt = 0
+  #retryTimer: NodeJS.Timeout | undefined
+  /** `flush()` calls waiting for this server to have nothing left to send. */
+  readonly #idleWaiters = new Set<() => void>()
+
+  constructor(options: ServerReportsOptions) {
+    this.#options = options
+  }
+
+  /** A new report: posted now if urgent or the server's interval is up. */
+  offer(urgent: boolean): void {
+    if (urgent || Date.now() - this.#lastSent >= this.#intervalMs) this.#send()
+  }
+
+  /** Waits for the last report to be delivered (or to fail for good), at most `timeoutMs`. */
+  flush(timeoutMs: number): Promise<void> {
+    if (this.#idle) return Promise.resolve()
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer)
+        this.#idleWaiters.delete(done)
+        resolve()
+      }
+      const timer = setTimeout(done, timeoutMs)
+      this.#idleWaiters.add(done)
+    })
+  }
+
+  get #idle(): boolean {
+    return this.#inFlight === undefined && this.#retryTimer === undefined
+  }
+
+  #settle(): void {
+    if (!this.#idle) return
+    for (const done of [...this.#idleWaiters]) done()
+  }
 
   #send(): void {
     if (this.#refused) return
@@ -217,7 +269,7 @@ export class StatusReporter {
       }, wait).unref()
       return
     }
-    const report = this.#report
+    const report = this.#options.latest()
     if (!report) return
     this.#lastSent = Date.now()
     this.#inFlight = this.#post(report).then((again) => {
@@ -239,16 +291,19 @@ export class StatusReporter {
     let retryAfterMs: number | undefined
     const dispatcher = this.#options.connection?.dispatcher
     try {
-      const response = await this.#fetch(serverUrl(this.#options.server, NODE_STATUS_PATH), {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          authorization: `Bearer ${this.#nodeToken}`,
+      const response = await this.#options.fetch(
+        serverUrl(this.#options.server, NODE_STATUS_PATH),
+        {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            authorization: `Bearer ${this.#nodeToken}`,
+          },
+          body: JSON.stringify(report),
+          signal: AbortSignal.timeout(5000),
+          ...(dispatcher ? { dispatcher } : {}),
         },
-        body: JSON.stringify(report),
-        signal: AbortSignal.timeout(5000),
-        ...(dispatcher ? { dispatcher } : {}),
-      })
+      )
       // A reply is a few dozen bytes of JSON; a server sending more is not read further.
       const body = (await readBody(response, REPLY_SIZE_LIMIT)).toString('utf8')
       if (response.ok) {
@@ -262,8 +317,8 @@ export class StatusReporter {
         // of this node will ever be taken, so it stops asking.
         this.#refused = true
         this.#options.logger.warn(
-          { err: failure, peerId: report.peerId },
-          'the server refuses this node’s status reports; the dashboard will not show this install',
+          { server: this.#options.server, err: failure, peerId: report.peerId },
+          `the server ${this.#options.server} refuses this node’s status reports; its dashboard will not show this install`,
         )
         return false
       }
@@ -288,7 +343,10 @@ export class StatusReporter {
     // Logged once: an old server without the status API must not flood the log.
     const level = this.#warned ? 'debug' : 'warn'
     this.#warned = true
-    this.#options.logger[level]({ err: failure }, 'could not report status to the server')
+    this.#options.logger[level](
+      { server: this.#options.server, err: failure },
+      `could not report status to the server ${this.#options.server}`,
+    )
   }
 
   /**

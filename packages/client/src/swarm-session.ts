@@ -11,13 +11,18 @@ import {
 } from '@imageswarm/core'
 import { ArchiveSwarm, SwarmHost } from '@imageswarm/swarm'
 import type { ParsedTorrent } from 'parse-torrent'
-import type { ServerConnection } from './server-connection.js'
-import { locateServerSeeder } from './server-seeder.js'
+import { type ImageServers, swarmSourcesOf } from './image-servers.js'
+import { locateServerSeeders } from './server-seeder.js'
 
 export interface SwarmSessionOptions {
+  /** Checked against the manifest; the swarm adds every image server's tracker and web
+   * seed to its own (see swarmSourcesOf). */
   torrent: ParsedTorrent
-  /** The image server's base URL: where its seeder's address is asked (`/server.json`). */
-  server: string
+  /**
+   * The image servers: each one's seeder is asked where it listens (`/server.json`) and
+   * dialled as a server; the current server first. Servers refused on the way are not.
+   */
+  servers: ImageServers
   /** This node's peer id, hex (core's makePeerId('client')); status reports carry it too. */
   peerId: string
   /** The archive in staging is complete and its sha256 checked (a cache hit). */
@@ -32,11 +37,6 @@ export interface SwarmSessionOptions {
   stallTimeoutSeconds: number
   logger: Logger
   emit: (event: InstallEvent) => void
-  /**
-   * The image server's connections: `/server.json`, the tracker and the web seed go over
-   * the certificate the verified key list pins (over HTTPS); peers stay plain BitTorrent.
-   */
-  connection?: ServerConnection
 }
 
 /**
@@ -52,7 +52,9 @@ export class SwarmSession {
   readonly #options: SwarmSessionOptions
   readonly #host: SwarmHost
   readonly #swarm: ArchiveSwarm
-  readonly #webSeeds: string[]
+  /** The web seeds to add when the swarm does not help, each with whether it is an image
+   * server's own (trusted as the server) or only the torrent's url-list's. */
+  readonly #webSeeds: { url: string; server: boolean }[]
   #webSeedAdded = false
   #lastProgressAt = Date.now()
   /** Verified bytes at the last progress: only pieces that passed their check count, so
@@ -62,11 +64,19 @@ export class SwarmSession {
   #ticker: NodeJS.Timeout | undefined
   readonly #started = performance.now()
 
-  private constructor(options: SwarmSessionOptions, host: SwarmHost, swarm: ArchiveSwarm) {
+  private constructor(
+    options: SwarmSessionOptions,
+    host: SwarmHost,
+    swarm: ArchiveSwarm,
+    serverWebSeeds: readonly string[],
+  ) {
     this.#options = options
     this.#host = host
     this.#swarm = swarm
-    this.#webSeeds = [...options.torrent.urlList]
+    this.#webSeeds = options.torrent.urlList.map((url) => ({
+      url,
+      server: serverWebSeeds.includes(url),
+    }))
     this.#lastVerified = swarm.verifiedBytes
     swarm.on('rejected', (index, banned) =>
       options.emit({ type: 'piece-rejected', index, rejected: swarm.rejectedPieces, banned }),
@@ -75,17 +85,31 @@ export class SwarmSession {
 
   /**
    * Opens the archive (checking what an interrupted download left) and joins the swarm.
-   * The image server's seeder is dialled at the address the server publishes
-   * (`/server.json`, see `locateServerSeeder`); that connection alone is the server.
+   * Each image server's seeder is dialled at the address the server publishes
+   * (`/server.json`, see `locateServerSeeders`); those connections alone are the servers.
+   * `/server.json`, the trackers and the web seeds go over the certificate the verified key
+   * list pins (over HTTPS); peers stay plain BitTorrent.
    */
   static async start(options: SwarmSessionOptions): Promise<SwarmSession> {
-    const imageServer = await locateServerSeeder(options.server, options.logger, options.connection)
-    const dispatcher = options.connection?.dispatcher
-    if (imageServer) options.logger.debug({ imageServer }, 'image server seeder located')
+    const { servers } = options
+    const imageServers = await locateServerSeeders(servers.usable, options.logger, (server) =>
+      servers.connectionOf(server),
+    )
+    const dispatcher = servers.dispatcher
+    const { announce, urlList, serverWebSeeds } = swarmSourcesOf(
+      options.torrent,
+      servers.usable,
+      options.manifest,
+    )
+    const torrent: ParsedTorrent = { ...options.torrent, announce, urlList }
+    options.logger.debug(
+      { imageServers, trackers: torrent.announce, webSeeds: torrent.urlList },
+      'image servers in the swarm',
+    )
     const host = await SwarmHost.listen(0)
     try {
       const swarm = await ArchiveSwarm.start({
-        torrent: options.torrent,
+        torrent,
         path: options.archivePath,
         peerId: options.peerId,
         host,
@@ -93,10 +117,10 @@ export class SwarmSession {
         nodeName: options.nodeName,
         existing: options.alreadyVerified ? 'held' : 'scan',
         logger: options.logger,
-        ...(imageServer ? { imageServer } : {}),
+        imageServers,
         ...(dispatcher ? { dispatcher } : {}),
       })
-      return new SwarmSession(options, host, swarm)
+      return new SwarmSession({ ...options, torrent }, host, swarm, serverWebSeeds)
     } catch (err) {
       await host.close()
       if (isNoSpace(err)) throw noSpace(err, options, 'open archive')
@@ -192,9 +216,10 @@ export class SwarmSession {
 
   #addWebSeeds(reason: string): void {
     this.#webSeedAdded = true
-    this.#options.logger.info({ reason, webSeeds: this.#webSeeds }, 'adding the server web seed')
+    const urls = this.#webSeeds.map(({ url }) => url)
+    this.#options.logger.info({ reason, webSeeds: urls }, 'adding the server web seed')
     this.#options.emit({ type: 'webseed-fallback', reason })
-    for (const url of this.#webSeeds) this.#swarm.addWebSeed(url)
+    for (const { url, server } of this.#webSeeds) this.#swarm.addWebSeed(url, { server })
   }
 
   /**

@@ -18,8 +18,8 @@ import {
 } from '@imageswarm/core'
 import type { ClientConfig } from './config.js'
 import { downloadArchiveOverHttp } from './http-download.js'
+import type { ImageServers, RequestSettings } from './image-servers.js'
 import { fetchTorrent, type ServerRequestOptions } from './server-api.js'
-import type { ServerConnection } from './server-connection.js'
 import { SwarmSession } from './swarm-session.js'
 
 // Where an update's bytes come from: the delta or the image through the swarm (or HTTP), opened
@@ -29,34 +29,37 @@ export async function downloadFile(options: {
   manifest: ImageManifest
   path: string
   config: ClientConfig
-  request: ServerRequestOptions
+  /** The image servers: the .torrent from the first that answers, every one in the swarm. */
+  servers: ImageServers
+  settings: RequestSettings
   peerId: string
   logger: Logger
   emit: (event: InstallEvent) => void
-  connection: ServerConnection
   signal: AbortSignal | undefined
 }): Promise<{ session?: SwarmSession }> {
-  const { manifest, config, logger, emit, connection, signal } = options
-  const url = serverUrl(config.server, archiveUrlPath(manifest.name, manifest.archiveFile))
+  const { manifest, config, servers, logger, emit, signal } = options
   if (await isComplete(options.path, manifest)) return {}
   if (config.downloadProtocol === 'http') {
     await downloadArchiveOverHttp({
-      url,
+      url: serverUrl(servers.current, archiveUrlPath(manifest.name, manifest.archiveFile)),
       path: options.path,
       manifest,
       stallTimeoutSeconds: config.stallTimeoutSeconds,
       logger,
       emit,
-      connection,
+      connection: servers.connectionOf(servers.current),
       ...(signal ? { signal } : {}),
     })
     return {}
   }
-  const torrent = await fetchTorrentOf(manifest, options.request)
-  torrent.urlList = [url]
+  const { value: torrent } = await servers.firstAnswer(
+    { what: `.torrent of ${manifest.archiveFile}` },
+    options.settings,
+    (request) => fetchTorrentOf(manifest, request),
+  )
   const session = await SwarmSession.start({
     torrent,
-    server: config.server,
+    servers,
     peerId: options.peerId,
     manifest,
     archivePath: options.path,
@@ -65,7 +68,6 @@ export async function downloadFile(options: {
     stallTimeoutSeconds: config.stallTimeoutSeconds,
     logger,
     emit,
-    connection,
   })
   await session.downloadArchive(signal)
   return { session }

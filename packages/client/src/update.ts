@@ -27,11 +27,11 @@ import {
   type UpdatePlan,
 } from '@imageswarm/core'
 import type { ClientConfig } from './config.js'
+import { ImageServers, type RequestSettings, type ServedImage } from './image-servers.js'
 import { installedVersionOf, recordInstalledImage, trustedInstallOf } from './image-trust.js'
-import { asClientError, linger, verifyImage } from './install.js'
+import { asClientError, linger } from './install.js'
 import { InstallState } from './install-state.js'
-import { fetchManifest, type ServerRequestOptions } from './server-api.js'
-import { ServerConnection } from './server-connection.js'
+import type { ServerRequestOptions } from './server-api.js'
 import { StatusReporter } from './status-reporter.js'
 import type { SwarmSession } from './swarm-session.js'
 import { captureTimes, restoreTimes } from './target-root.js'
@@ -63,7 +63,9 @@ export interface UpdateOptions {
   logger?: Logger
   onEvent?: (event: InstallEvent) => void
   signal?: AbortSignal
-  connection?: ServerConnection
+  /** The image servers and their connections (see InstallOptions.servers); default: the
+   * update's own, from `config.server`. */
+  servers?: ImageServers
 }
 
 export interface UpdateResult {
@@ -91,7 +93,7 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
   const logger = options.logger ?? silentLogger()
   const target = config.target
   const peerId = makePeerId('client')
-  const connection = options.connection ?? new ServerConnection(config.server)
+  const servers = options.servers ?? new ImageServers(config.server, { logger })
   // The dashboard shows an updating node in the swarm it downloads from (the delta's, or
   // the image's): made once the plan says which (`reportTo`).
   let reporter: StatusReporter | undefined
@@ -102,11 +104,11 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
   const reportTo = (swarm: string, archive: ImageManifest) => {
     if (!config.report || options.update.dryRun) return
     reporter = new StatusReporter({
-      server: config.server,
+      server: servers.urls,
       image: swarm,
       peerId,
       logger,
-      connection,
+      connectionOf: (server) => servers.connectionOf(server),
       ...(config.node ? { node: config.node } : {}),
       ...(config.bootMac ? { mac: config.bootMac } : {}),
     })
@@ -119,15 +121,16 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
   let totals: TransferTotals = { downloaded: 0, downloadedFromServer: 0, uploaded: 0 }
   const temporary: string[] = []
   try {
-    const request: ServerRequestOptions = {
-      server: config.server,
+    const settings: RequestSettings = {
       connectTimeoutSeconds: config.connectTimeoutSeconds,
       imageTimeoutSeconds: config.imageTimeoutSeconds,
-      connection,
       ...(signal ? { signal } : {}),
       onRetry: (attempt, err) =>
         logger.warn({ attempt, err: String(err) }, 'image server not reachable yet; retrying'),
     }
+    // The documents below are checked against the manifest's digests: any server's will do.
+    const ask = <T>(what: string, fetch: (request: ServerRequestOptions) => Promise<T>) =>
+      servers.firstAnswer({ what }, settings, fetch).then(({ value }) => value)
     const record = await readInstalledRecord(target)
     if (record && record.image !== config.image) {
       throw new ImageSwarmError(
@@ -140,13 +143,13 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
         },
       )
     }
-    const verified = await verifyImage(config, request, logger)
-    const manifest = verified?.manifest ?? (await fetchManifest(config.image, request))
+    const served = await servers.fetchImage(config, settings)
+    const { manifest } = served
     emit({ type: 'manifest', manifest })
     const newest = requireVersions(manifest)
     const [entries, deltas] = await Promise.all([
-      fetchFileIndex(manifest, request),
-      fetchDeltas(manifest, request),
+      ask('file index', (request) => fetchFileIndex(manifest, request)),
+      ask('deltas', (request) => fetchDeltas(manifest, request)),
     ])
     const excludes = new UpdateExcludes([
       ...DEFAULT_UPDATE_EXCLUDES,
@@ -166,7 +169,9 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
     const from = record?.serial
     const deltaEntry =
       from === newest ? undefined : deltas.deltas.find((delta) => delta.from === from)
-    const descriptor = deltaEntry && (await fetchDescriptor(manifest, deltaEntry, request))
+    const descriptor =
+      deltaEntry &&
+      (await ask('delta descriptor', (request) => fetchDescriptor(manifest, deltaEntry, request)))
     // What the quick comparison cannot see is written anyway: what changed since the
     // version the root records (a delta's members: an xattr changed, mtime kept), and, when
     // that version is unknown, every entry with xattrs or ACLs (the node does not read them).
@@ -224,8 +229,7 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
     if (options.update.dryRun || source === 'none') {
       const seconds = (performance.now() - started) / 1000
       if (!options.update.dryRun) {
-        if (record?.serial !== newest)
-          await recordVersion(target, manifest, verified, config, logger)
+        if (record?.serial !== newest) await recordVersion(target, served, logger)
         emit({ type: 'updated', target, version: newest, totals, seconds })
       }
       return { manifest, target, plan, totals, seconds }
@@ -238,11 +242,11 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
         manifest: archive,
         path: join(staging, archive.archiveFile),
         config,
-        request,
+        servers,
+        settings,
         peerId,
         logger,
         emit,
-        connection,
         signal,
       })
     const sources: { source: MemberSource; entries: FileIndexEntry[]; verified: boolean }[] = []
@@ -290,7 +294,13 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
       if (reporter === undefined) reportTo(manifest.name, manifest)
       if (state.current === 'waiting') state.moveTo('downloading')
       const path = join(staging, `members-${newest}.tar`)
-      await fetchMembers(manifest, uniqueByPath(byFile), path, request, logger)
+      await fetchMembers(
+        manifest,
+        uniqueByPath(byFile),
+        path,
+        servers.requestTo(servers.current, settings),
+        logger,
+      )
       temporary.push(path)
       // Packed from the server's image root: only the index vouches for these bytes.
       sources.push({
@@ -372,7 +382,7 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
         },
       )
     }
-    await recordVersion(target, manifest, verified, config, logger)
+    await recordVersion(target, served, logger)
     await Promise.all(temporary.map((path) => rm(path, { force: true })))
     if (session) {
       state.moveTo('seeding')
@@ -393,7 +403,7 @@ export async function updateImage(options: UpdateOptions): Promise<UpdateResult>
   } finally {
     await session?.close()
     await reporter?.flush()
-    if (!options.connection) await connection.close()
+    if (!options.servers) await servers.close()
   }
 }
 
@@ -470,16 +480,11 @@ function requireVersions(manifest: ImageManifest): number {
   return manifest.serial
 }
 
-async function recordVersion(
-  target: string,
-  manifest: ImageManifest,
-  verified: Awaited<ReturnType<typeof verifyImage>>,
-  config: ClientConfig,
-  logger: Logger,
-): Promise<void> {
+/** Records the version in the root, with the server that gave its manifest. */
+async function recordVersion(target: string, served: ServedImage, logger: Logger): Promise<void> {
+  const { manifest, verified, server } = served
   const record =
-    (verified && trustedInstallOf(verified, config.server)) ||
-    installedVersionOf(manifest, config.server)
+    (verified && trustedInstallOf(verified, server)) || installedVersionOf(manifest, server)
   if (record) await recordInstalledImage(target, record, logger)
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { normalizeServerUrl } from '../src/config.js'
+import { ClientConfigSchema, normalizeServerUrl, parseServerList } from '../src/config.js'
 import { resolveInstallParameters } from '../src/parameters.js'
 
 const kernel = new Map([
@@ -12,7 +12,7 @@ const kernel = new Map([
 describe('resolveInstallParameters', () => {
   it('takes SystemImager’s kernel parameters when nothing else is given', () => {
     const { config, sources } = resolveInstallParameters({ flags: {}, env: {}, kernel })
-    expect(config.server).toBe('http://10.0.0.1:6969')
+    expect(config.server).toEqual(['http://10.0.0.1:6969'])
     expect(config.image).toBe('compute')
     expect(config.staging).toBe('/tmp/bt')
     expect(config.target).toBe('/mnt/root')
@@ -23,7 +23,7 @@ describe('resolveInstallParameters', () => {
   it('prefers the namespaced kernel parameter over SystemImager’s name', () => {
     const both = new Map([...kernel, ['imageswarm.server', 'http://10.0.0.2:7000']])
     const { config } = resolveInstallParameters({ flags: {}, env: {}, kernel: both })
-    expect(config.server).toBe('http://10.0.0.2:7000')
+    expect(config.server).toEqual(['http://10.0.0.2:7000'])
   })
 
   it('lets the environment win over the kernel and flags win over both', () => {
@@ -213,7 +213,7 @@ describe('SystemImager 5’s kernel parameters', () => {
       ['si.image-name', 'login'],
     ])
     const { config, sources } = resolveInstallParameters({ flags: {}, env: {}, kernel: si })
-    expect(config.server).toBe('http://10.0.0.9:6969')
+    expect(config.server).toEqual(['http://10.0.0.9:6969'])
     expect(config.image).toBe('login')
     expect(sources.image).toEqual({ source: 'kernel', name: 'si.image-name' })
     const both = resolveInstallParameters({
@@ -221,7 +221,7 @@ describe('SystemImager 5’s kernel parameters', () => {
       env: {},
       kernel: new Map([...si, ...kernel]),
     })
-    expect(both.config.server).toBe('http://10.0.0.1:6969')
+    expect(both.config.server).toEqual(['http://10.0.0.1:6969'])
     expect(both.config.image).toBe('compute')
   })
 
@@ -274,6 +274,79 @@ describe('normalizeServerUrl', () => {
   it('refuses what is not an HTTP server', () => {
     expect(() => normalizeServerUrl('ftp://x')).toThrow(/invalid server/)
     expect(() => normalizeServerUrl('')).toThrow(/invalid server/)
+  })
+})
+
+describe('several image servers', () => {
+  const name = new Map([['IMAGENAME', 'compute']])
+
+  it('takes a list from the flag, the environment and each kernel name, each server normalized', () => {
+    const fromFlag = resolveInstallParameters({
+      flags: { server: '10.0.0.1,10.0.0.2:8080' },
+      env: {},
+      kernel: name,
+    })
+    expect(fromFlag.config.server).toEqual(['http://10.0.0.1:6969', 'http://10.0.0.2:8080'])
+    expect(fromFlag.sources.server).toEqual({ source: 'flag', name: '--server' })
+    const fromEnv = resolveInstallParameters({
+      flags: {},
+      env: { IMAGESERVER: '10.0.0.1, https://mirror.example' },
+      kernel: name,
+    })
+    expect(fromEnv.config.server).toEqual(['http://10.0.0.1:6969', 'https://mirror.example'])
+    for (const kernelName of ['imageswarm.server', 'IMAGESERVER', 'si.image-server']) {
+      const { config, sources } = resolveInstallParameters({
+        flags: {},
+        env: {},
+        kernel: new Map([...name, [kernelName, 'a,b:7000,http://c:6970/']]),
+      })
+      expect(config.server).toEqual(['http://a:6969', 'http://b:7000', 'http://c:6970'])
+      expect(sources.server).toEqual({ source: 'kernel', name: kernelName })
+    }
+  })
+
+  it('keeps the order given and drops a server given twice, however it is written', () => {
+    expect(parseServerList('10.0.0.2,10.0.0.1,http://10.0.0.2:6969/,10.0.0.1:6969')).toEqual([
+      'http://10.0.0.2:6969',
+      'http://10.0.0.1:6969',
+    ])
+    expect(parseServerList(['10.0.0.1', '10.0.0.3,10.0.0.1'])).toEqual([
+      'http://10.0.0.1:6969',
+      'http://10.0.0.3:6969',
+    ])
+  })
+
+  it('refuses an empty entry or a bad one, naming it and where it came from', () => {
+    const resolve = (value: string) =>
+      resolveInstallParameters({
+        flags: {},
+        env: {},
+        kernel: new Map([...name, ['imageswarm.server', value]]),
+      })
+    for (const value of ['10.0.0.1,', '10.0.0.1,,10.0.0.2', ',10.0.0.1']) {
+      expect(() => resolve(value)).toThrow(
+        expect.objectContaining({
+          code: 'E_CONFIG_INVALID',
+          message: `invalid imageswarm.server (kernel): an empty entry in ${JSON.stringify(value)}`,
+        }),
+      )
+    }
+    expect(() => resolve('10.0.0.1,ftp://10.0.0.2')).toThrow(
+      expect.objectContaining({
+        code: 'E_CONFIG_INVALID',
+        message: 'invalid imageswarm.server (kernel): "ftp://10.0.0.2"',
+      }),
+    )
+  })
+
+  it('takes one string in the schema as library callers give it, split and normalized alike', () => {
+    const parse = (server: string | string[]) =>
+      ClientConfigSchema.parse({ server, image: 'node' }).server
+    expect(parse('http://127.0.0.1:6969')).toEqual(['http://127.0.0.1:6969'])
+    expect(parse('10.0.0.1,10.0.0.2')).toEqual(['http://10.0.0.1:6969', 'http://10.0.0.2:6969'])
+    expect(parse(['http://a:1', 'http://a:1/'])).toEqual(['http://a:1'])
+    expect(ClientConfigSchema.safeParse({ server: '', image: 'node' }).success).toBe(false)
+    expect(ClientConfigSchema.safeParse({ server: [], image: 'node' }).success).toBe(false)
   })
 })
 

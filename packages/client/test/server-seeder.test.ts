@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { type Logger, silentLogger } from '@imageswarm/core'
 import { afterEach, describe, expect, it } from 'vitest'
-import { locateServerSeeder } from '../src/server-seeder.js'
+import { locateServerSeeder, locateServerSeeders } from '../src/server-seeder.js'
 
 let server: Server | undefined
 
@@ -63,5 +63,23 @@ describe('locateServerSeeder', () => {
       await new Promise((resolve) => server!.close(resolve))
       server = undefined
     }
+  }, 20_000)
+
+  it('finds every server’s seeder at once, leaving out one that does not answer, and each address once', async () => {
+    const { url } = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"seeder":{"port":6881}}')
+    })
+    const probe = createServer()
+    probe.listen(0, '127.0.0.1')
+    await once(probe, 'listening')
+    const down = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`
+    await new Promise((resolve) => probe.close(resolve))
+    const { logger, warnings } = recordingLogger()
+    // The same server written two ways: dialled once.
+    const byAddress = url.replace('localhost', '127.0.0.1')
+    const endpoints = await locateServerSeeders([down, byAddress, `${byAddress}/`], logger)
+    expect(endpoints).toHaveLength(1)
+    expect(endpoints[0]?.port).toBe(6881)
+    expect(warnings).toEqual([expect.stringMatching(/does not say where its seeder listens/)])
   }, 20_000)
 })

@@ -323,6 +323,67 @@ describe('StatusReporter', () => {
     expect(warnings[0]?.err).toBe('HTTP 403 E_NODE_FORBIDDEN: peer id belongs to another')
   })
 
+  it('reports to every server on its own: one that is down neither delays nor stops the others', async () => {
+    const up = 'http://192.0.2.1:6969'
+    const down = 'http://192.0.2.2:6969'
+    const start = Date.now()
+    const posts: { server: string; state: string; at: number; authorization: string | null }[] = []
+    const fetchStatus = (async (url: string | URL | Request, init?: RequestInit) => {
+      const server = String(url).startsWith(up) ? up : down
+      posts.push({
+        server,
+        state: JSON.parse(String(init?.body)).state,
+        at: Date.now() - start,
+        authorization: new Headers(init?.headers).get('authorization'),
+      })
+      if (server === down) throw new TypeError('fetch failed')
+      return new Response(JSON.stringify({ ok: true }), { status: 200 })
+    }) as typeof fetch
+    const lines: { level: number; server?: string }[] = []
+    const logger = createLogger({
+      name: 'install',
+      level: 'debug',
+      destination: { write: (line: string) => lines.push(JSON.parse(line)) },
+    })
+    const reporter = new StatusReporter({
+      server: [down, up],
+      image: 'node',
+      peerId: makePeerId('client'),
+      logger,
+      fetch: fetchStatus,
+    })
+    reporter.update({ type: 'manifest', manifest })
+    await vi.advanceTimersByTimeAsync(0)
+    reporter.update({ type: 'state', state: 'downloading', previous: 'waiting' })
+    await vi.advanceTimersByTimeAsync(1500)
+    fail(reporter)
+    const flushed = reporter.flush()
+    await vi.advanceTimersByTimeAsync(3000)
+    await flushed
+    const of = (server: string) =>
+      posts.filter((post) => post.server === server).map(({ state, at }) => ({ state, at }))
+    // Each state change reaches the server that is up when it happens.
+    expect(of(up)).toEqual([
+      { state: 'waiting', at: 0 },
+      { state: 'downloading', at: 0 },
+      { state: 'failed', at: 1500 },
+    ])
+    // The one that is down is asked again on its own backoff (1 s, 2 s), the latest report.
+    expect(of(down)).toEqual([
+      { state: 'waiting', at: 0 },
+      { state: 'downloading', at: 1000 },
+      { state: 'failed', at: 3000 },
+    ])
+    // Each server gets a node token of its own: neither can speak for the node to the other.
+    const token = (server: string) => posts.find((post) => post.server === server)?.authorization
+    expect(token(up)).toMatch(/^Bearer /)
+    expect(token(down)).toMatch(/^Bearer /)
+    expect(token(up)).not.toBe(token(down))
+    expect(lines.filter((line) => line.level === 40)).toEqual([
+      expect.objectContaining({ server: down }),
+    ])
+  })
+
   it('reads Retry-After as seconds or as an HTTP date', () => {
     const now = Date.parse('2026-11-22T12:00:00Z')
     expect(parseRetryAfter('3', now)).toBe(3000)

@@ -10,7 +10,46 @@ export const WIRE = {
   health: '/healthz',
   /** What a client needs to know of the server itself: `ServerDescription`. */
   server: '/server.json',
+  /** A mirror's registration with its primary (`POST`, `MirrorRegistration`), answered
+   * with every server the primary knows (`ServerList`). */
+  mirrors: '/mirrors',
 } as const
+
+/**
+ * `POST /mirrors`: a mirror (`serve --mirror-of URL`) tells its primary, at every poll,
+ * where clients reach it and which archives it serves, by infohash. The primary lists it in
+ * those images' `.torrent` (announce-list, url-list) until it has not been heard from for
+ * three of its intervals.
+ *
+ * @example { "url": "http://10.0.0.2:6969", "images": ["4f1c…"], "intervalSeconds": 10 }
+ */
+export interface MirrorRegistration {
+  url: string
+  images: string[]
+  intervalSeconds: number
+}
+
+/** One server serving images: its base URL and the infohashes it serves. */
+export interface ServerEntry {
+  url: string
+  images: string[]
+}
+
+/** The answer to `POST /mirrors`: every live server the primary knows, itself first. */
+export interface ServerList {
+  servers: ServerEntry[]
+}
+
+/**
+ * `GET /api/servers` (the dashboard): the servers serving this server's images, as this
+ * one knows them, itself first. `role` is what each is to this server.
+ *
+ * @example { "servers": [{ "url": "http://10.0.0.2:6969", "role": "this server", "images": ["4f1c…"] },
+ *   { "url": "http://10.0.0.1:6969", "role": "primary", "images": ["4f1c…"] }] }
+ */
+export interface DashboardServers {
+  servers: (ServerEntry & { role: 'this server' | 'primary' | 'mirror' })[]
+}
 
 /**
  * `GET /server.json`. The seeder's BitTorrent port lets a client dial the image server

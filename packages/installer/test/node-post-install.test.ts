@@ -16,6 +16,7 @@ import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { ImageServers } from '@imageswarm/client'
 import { silentLogger } from '@imageswarm/core'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { InstallerConsole } from '../src/node/installer-console.js'
@@ -119,7 +120,8 @@ describe.skipIf(Boolean(missing))('post-install scripts, chrooted into the new s
       target: root,
       serverScripts: ['10all.first', '10-replaced'],
       variables: variables(server),
-      request: { server, connectTimeoutSeconds: 5 },
+      servers: new ImageServers([server]),
+      request: { connectTimeoutSeconds: 5 },
       console,
       logger: silentLogger(),
     })
@@ -128,6 +130,26 @@ describe.skipIf(Boolean(missing))('post-install scripts, chrooted into the new s
       'image node7 node\nserver compute rack1\nserver-copy\n',
     )
     expect(await readdir(join(root, 'tmp'))).toEqual([])
+  })
+
+  it('fetches the server’s scripts from the first image server that answers', async () => {
+    const root = await newSystem()
+    const probe = createServer()
+    await new Promise<void>((done) => probe.listen(0, '127.0.0.1', done))
+    const down = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`
+    await new Promise((done) => probe.close(done))
+    const mirror = await serveScripts({ '10all.first': '#!/bin/sh\necho mirror >>/etc/ran\n' })
+    const ran = await runPostInstallScripts({
+      target: root,
+      serverScripts: ['10all.first'],
+      variables: variables(mirror),
+      servers: new ImageServers([down, mirror]),
+      request: { connectTimeoutSeconds: 600 },
+      console: recordingConsole(),
+      logger: silentLogger(),
+    })
+    expect(ran).toEqual(['10all.first'])
+    expect(await readFile(join(root, 'etc/ran'), 'utf8')).toBe('mirror\n')
   })
 
   it('stops at a failing script with E_POST_INSTALL_FAILED (exit 16): which one, its status and last lines', async () => {
@@ -141,7 +163,8 @@ describe.skipIf(Boolean(missing))('post-install scripts, chrooted into the new s
         target: root,
         serverScripts: ['20rack1.fails', '30all.never'],
         variables: variables(server),
-        request: { server, connectTimeoutSeconds: 5 },
+        servers: new ImageServers([server]),
+        request: { connectTimeoutSeconds: 5 },
         console: recordingConsole(),
         logger: silentLogger(),
       }),
@@ -165,7 +188,8 @@ describe.skipIf(Boolean(missing))('post-install scripts, chrooted into the new s
         target: root,
         serverScripts: ['10all.gone'],
         variables: variables(server),
-        request: { server, connectTimeoutSeconds: 5 },
+        servers: new ImageServers([server]),
+        request: { connectTimeoutSeconds: 5 },
         console: recordingConsole(),
         logger: silentLogger(),
       })

@@ -25,7 +25,7 @@ describe('the installer’s kernel parameters', () => {
       'si.image-server=10.0.0.1 si.image-name=compute si.dl-protocol=torrent si.tmpfs-staging=y si.disks-layout=rack si.post-action=shutdown',
     )
     expect(resolved.client).toMatchObject({
-      server: 'http://10.0.0.1:6969',
+      server: ['http://10.0.0.1:6969'],
       image: 'compute',
       staging: 'tmpfs',
       target: '/a',
@@ -45,11 +45,21 @@ describe('the installer’s kernel parameters', () => {
     )
   })
 
+  it('takes several image servers, separated by commas, under each name', () => {
+    for (const name of ['imageswarm.server', 'IMAGESERVER', 'si.image-server']) {
+      const resolved = settings(`${name}=10.0.0.1,10.0.0.2:8080,10.0.0.1 imageswarm.image=a`)
+      expect(resolved.client.server).toEqual(['http://10.0.0.1:6969', 'http://10.0.0.2:8080'])
+    }
+    expect(() => settings('imageswarm.server=10.0.0.1,,10.0.0.2 imageswarm.image=a')).toThrow(
+      /invalid imageswarm.server \(kernel\): an empty entry/,
+    )
+  })
+
   it('prefers imageswarm.* over si.* and defaults the post action to reboot', () => {
     const resolved = settings(
       'imageswarm.server=http://10.0.0.2:8080 si.image-server=10.0.0.1 imageswarm.image=a si.image-name=b imageswarm.disks-layout=x si.disks-layout=y imageswarm.hostname=node7',
     )
-    expect(resolved.client.server).toBe('http://10.0.0.2:8080')
+    expect(resolved.client.server).toEqual(['http://10.0.0.2:8080'])
     expect(resolved.client.image).toBe('a')
     expect(resolved.installer).toEqual({
       disksLayout: 'x',

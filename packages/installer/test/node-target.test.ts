@@ -14,6 +14,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { ImageServers } from '@imageswarm/client'
 import {
   type Disk,
   DiskLayoutSchema,
@@ -367,6 +368,32 @@ describe('the node config from the server', () => {
     expect(err.code).toBe('E_LAYOUT_INVALID')
   })
 
+  it('comes from the first image server that answers, the others asked when one is down', async () => {
+    const probe = createServer()
+    await new Promise<void>((done) => probe.listen(0, '127.0.0.1', done))
+    const down = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`
+    await new Promise((done) => probe.close(done))
+    const config = {
+      image: 'compute',
+      hostname: 'node1',
+      groups: [],
+      layoutName: null,
+      layout: null,
+      overrides: [],
+      postInstall: [],
+    }
+    const up = await serve(() => ({ status: 200, body: JSON.stringify(config) }))
+    const imageServers = new ImageServers([down, up])
+    // A connect timeout of 10 minutes: the server that is down costs a moment, not that.
+    const answered = await imageServers.firstAnswer(
+      { what: 'node config' },
+      { connectTimeoutSeconds: 600 },
+      (to) => fetchNodeConfig({ image: 'compute' }, to),
+    )
+    expect(answered).toEqual({ value: { source: 'server', config }, server: up })
+    expect(imageServers.current).toBe(up)
+  })
+
   it('takes the server’s answer, and refuses one that is not a node config', async () => {
     let answer = ''
     const server = await serve(() => ({ status: 200, body: answer }))
@@ -533,7 +560,8 @@ describe('a signed node config (a node with a trust root)', () => {
           layoutName: 'default',
           postAction: 'reboot',
         },
-        request: request(url),
+        servers: new ImageServers([url]),
+        request: { connectTimeoutSeconds: 5 },
         digests: { '10all.hello': sha256Hex(Buffer.from('#!/bin/sh\necho signed\n')) },
         console: quietConsole,
         logger: silentLogger(),
@@ -551,7 +579,8 @@ describe('a signed node config (a node with a trust root)', () => {
         names: ['site'],
         target,
         workDir: join(dir, 'work'),
-        request: request(url),
+        servers: new ImageServers([url]),
+        request: { connectTimeoutSeconds: 5 },
         digests: { site: sha256Hex(Buffer.from('the signed tar')) },
         console: quietConsole,
         logger: silentLogger(),

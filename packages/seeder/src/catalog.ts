@@ -7,6 +7,7 @@ import {
   summarizeManifest,
 } from '@imageswarm/core'
 import type { PublishedImage } from './publish.js'
+import { torrentForServers } from './torrent-file.js'
 import { type UploadBudget, uploadBudgetFor } from './upload-budget.js'
 
 /** Where an image being published is: what a node asking for it is told it waits for. */
@@ -40,11 +41,43 @@ export class ImageCatalog {
   readonly #webSeedUploaded = new Map<string, number>()
   /** Archives whose change since publishing has been logged, so it is logged once. */
   readonly #changeLogged = new WeakSet<PublishedImage>()
+  readonly #serversFor: ((infoHash: string) => string[]) | undefined
+  /** Each image's `.torrent` for the servers it was last made for. */
+  readonly #servedTorrents = new WeakMap<PublishedImage, { servers: string; torrent: Uint8Array }>()
 
-  /** `uploadLimit`: bytes a second for the web seed, -1 (the default) for none. */
-  constructor(options: { uploadLimit?: number; logger?: Logger } = {}) {
+  /**
+   * `uploadLimit`: bytes a second for the web seed, -1 (the default) for none.
+   * `serversFor`: the base URLs of the servers serving an infohash, this one first (see
+   * `ServerRegistry`); the `.torrent` handed out lists them all. Unset: the torrent as
+   * published, this server's tracker and web seed only.
+   */
+  constructor(
+    options: {
+      uploadLimit?: number
+      logger?: Logger
+      serversFor?: (infoHash: string) => string[]
+    } = {},
+  ) {
     this.uploadBudget = uploadBudgetFor(options.uploadLimit ?? -1)
     this.#logger = options.logger ?? silentLogger()
+    this.#serversFor = options.serversFor
+  }
+
+  /** The image's `.torrent` as handed out: every server serving it (see torrentForServers). */
+  servedTorrent(image: PublishedImage): Uint8Array {
+    const servers = this.#serversFor?.(image.manifest.infoHash) ?? []
+    if (servers.length === 0) return image.torrent
+    const key = servers.join(' ')
+    const kept = this.#servedTorrents.get(image)
+    if (kept?.servers === key) return kept.torrent
+    const torrent = torrentForServers(
+      image.torrent,
+      servers,
+      image.manifest.name,
+      image.manifest.archiveFile,
+    )
+    this.#servedTorrents.set(image, { servers: key, torrent })
+    return torrent
   }
 
   /** Names an image as being published; until `add`, its routes answer 503. */

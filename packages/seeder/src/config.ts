@@ -76,6 +76,25 @@ export const SeederConfigSchema = z.object({
     .min(1)
     .max(366 * 24 * 60 * 60)
     .default(DEFAULT_MANIFEST_LIFETIME_SECONDS),
+  /**
+   * Mirror another image server (`--mirror-of URL`): serve every image it publishes,
+   * fetched through the swarm, as this server's own (see ImageMirror). Its base URL.
+   */
+  mirrorOf: z
+    .url({ protocol: /^https?$/, error: 'an image server URL, e.g. http://10.0.0.1:6969' })
+    .optional(),
+  /**
+   * Seconds between a mirror's polls of its primary: how soon a change there reaches the
+   * mirror, and, three of them without a poll, when the primary stops listing the mirror in
+   * its torrents. 10 s: a new version starts mirroring within seconds of being published,
+   * at a few small requests per image per poll.
+   */
+  mirrorInterval: z.number().int().min(1).max(3600).default(10),
+  /**
+   * The root public key a mirror checks its primary's key list and manifests against
+   * (`root.pub` of `imageswarm key generate`); unset: the mirror serves them unchecked.
+   */
+  trustRoot: z.string().min(1).optional(),
   /** TCP port of the server's BitTorrent seeder (BitTorrent's customary 6881). */
   torrentPort: z.number().int().min(0).max(65535).default(6881),
   swarm: SwarmSettingsSchema.default(SwarmSettingsSchema.parse({})),

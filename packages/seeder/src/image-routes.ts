@@ -122,12 +122,7 @@ export function handleImageRequest(
       sendBytes(req, res, Buffer.from(image.manifestSignature), 'text/plain; charset=utf-8')
     }
   } else if (file === 'image.torrent') {
-    res.writeHead(200, {
-      'content-type': 'application/x-bittorrent',
-      'content-length': image.torrent.byteLength,
-      'cache-control': 'no-cache',
-    })
-    res.end(req.method === 'HEAD' ? undefined : image.torrent)
+    sendBytes(req, res, catalog.servedTorrent(image), 'application/x-bittorrent')
   } else if (file === image.manifest.archiveFile) {
     const { infoHash } = image.manifest
     serveArchive(image.archive, req, res, {

@@ -62,6 +62,8 @@ export {
   nextSerial,
   type SignedManifestFiles,
 } from './manifest-signer.js'
+export { ImageMirror, type ImageMirrorOptions } from './mirror.js'
+export { handleMirrorRequest } from './mirror-routes.js'
 export {
   baseHostname,
   chooserCandidates,
@@ -77,7 +79,14 @@ export {
   resignPublishedImage,
 } from './publish.js'
 export { PublishedArchive } from './published-archive.js'
-export { ImageSeeder, type SeedStats } from './seeding.js'
+export { type FetchedArchive, type FetchOptions, ImageSeeder, type SeedStats } from './seeding.js'
+export {
+  DOWN_AFTER_MISSES,
+  MISSED_INTERVALS,
+  ServerRegistry,
+  type ServerRegistryOptions,
+} from './server-registry.js'
+export { SERVER_WATCH_INTERVAL_MS, ServerWatch } from './server-watch.js'
 export { renewalIntervalMs, SignatureRenewal } from './signature-renewal.js'
 export {
   processStartTicks,
@@ -87,7 +96,7 @@ export {
   stateDirectoriesOf,
 } from './state-lock.js'
 export { type NodeRequest, SystemImagerScripts } from './systemimager-scripts.js'
-export { createImageTorrent, retargetTorrent } from './torrent-file.js'
-export { handleKeyListRequest } from './trust-routes.js'
+export { createImageTorrent, retargetTorrent, torrentForServers } from './torrent-file.js'
+export { handleKeyListRequest, type KeyListSource } from './trust-routes.js'
 export { type PacedChunk, paceBytes, UploadBudget, uploadBudgetFor } from './upload-budget.js'
 export { serveArchive, type WebSeedOptions } from './web-seed.js'

@@ -1,4 +1,4 @@
-import { PIECE_HASH_BYTES } from '@imageswarm/core'
+import { archivePath, PIECE_HASH_BYTES, serverUrl, WIRE } from '@imageswarm/core'
 import bencode from 'bencode'
 import parseTorrent, { type ParsedTorrent, toTorrentFile } from 'parse-torrent'
 
@@ -68,4 +68,31 @@ export async function retargetTorrent(
   parsed.announce = [announce]
   parsed.urlList = [webSeed]
   return { torrent: toTorrentFile(parsed), parsed, changed: true }
+}
+
+/**
+ * The `.torrent` as a server hands it out when several servers serve the image: every
+ * server's tracker in one tier (BEP 12 `announce-list`; `announce` is the first, this
+ * server's, for clients that read only that) and every server's archive URL as a web seed
+ * (BEP 19 `url-list`). The info dictionary is copied as it is, so the infohash stays.
+ *
+ * bittorrent-tracker's client announces to every URL of the tier at once, so a swarm
+ * spread over several trackers is one swarm; aria2 and libtorrent try the tier's trackers
+ * in turn and move to the next when one stops answering.
+ */
+export function torrentForServers(
+  torrent: Uint8Array,
+  servers: readonly string[],
+  image: string,
+  archiveFile: string,
+): Uint8Array {
+  if (servers.length === 0) return torrent
+  const decoded = bencode.decode(torrent) as Record<string, unknown>
+  const announce = servers.map((base) => serverUrl(base, WIRE.announce))
+  return bencode.encode({
+    ...decoded,
+    announce: announce[0],
+    'announce-list': [announce],
+    'url-list': servers.map((base) => serverUrl(base, archivePath(image, archiveFile))),
+  })
 }

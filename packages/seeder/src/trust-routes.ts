@@ -1,16 +1,21 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { ImageSwarmError, TRUST_PATHS } from '@imageswarm/core'
 import { sendBytes, sendError } from './image-routes.js'
-import type { ManifestSigner } from './manifest-signer.js'
+
+/** The key list a server serves: its own signer's, or (a mirror) its primary's, verbatim. */
+export interface KeyListSource {
+  readonly keyListBytes: Uint8Array
+  readonly keyListSignature: string
+}
 
 /**
  * `GET /keys.json` and `GET /keys.json.minisig`: the key list the root signed and its
  * signature, byte for byte as in the key directory (`serve --keys DIR`), which a node
- * verifies against the root key in its ramdisk. A server without keys answers 404
- * `E_SIGNATURE_MISSING`. Returns false for other paths.
+ * verifies against the root key in its ramdisk; a mirror serves its primary's. A server
+ * without keys answers 404 `E_SIGNATURE_MISSING`. Returns false for other paths.
  */
 export function handleKeyListRequest(
-  signer: ManifestSigner | undefined,
+  signer: KeyListSource | undefined,
   req: IncomingMessage,
   res: ServerResponse,
 ): boolean {

@@ -6,7 +6,7 @@ import { PieceHasher } from '@imageswarm/core'
 import createTorrent from 'create-torrent'
 import parseTorrent from 'parse-torrent'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { createImageTorrent } from '../src/torrent-file.js'
+import { createImageTorrent, torrentForServers } from '../src/torrent-file.js'
 
 let dir: string
 beforeEach(async () => {
@@ -82,5 +82,40 @@ describe('createImageTorrent', () => {
         created: new Date(),
       }),
     ).toThrow(/1 piece hashes for 2 pieces/)
+  })
+})
+
+describe('torrentForServers', () => {
+  it('lists every server in one tier and as web seeds, keeping the infohash', async () => {
+    const path = join(dir, 'image-node.tar.zst')
+    const data = randomBytes(40_000)
+    await writeFile(path, data)
+    const hasher = new PieceHasher(16_384)
+    hasher.update(data)
+    const torrent = createImageTorrent({
+      name: 'image-node.tar.zst',
+      length: data.length,
+      pieceLength: 16_384,
+      pieces: hasher.digest(),
+      announce: 'http://10.0.0.1:6969/announce',
+      webSeed: 'http://10.0.0.1:6969/images/node/image-node.tar.zst',
+      created: new Date('2026-01-01T00:00:00Z'),
+    })
+    const servers = ['http://10.0.0.2:6969', 'http://10.0.0.1:6969', 'https://mirror.example:8443']
+    const listed = await parseTorrent(
+      torrentForServers(torrent, servers, 'node', 'image-node.tar.zst'),
+    )
+    const original = await parseTorrent(torrent)
+    expect(listed.infoHash).toBe(original.infoHash)
+    expect(listed.private).toBe(true)
+    expect(listed.announce).toEqual(servers.map((server) => `${server}/announce`))
+    expect(listed.urlList).toEqual(
+      servers.map((server) => `${server}/images/node/image-node.tar.zst`),
+    )
+  })
+
+  it('keeps the torrent as published when no server is listed', () => {
+    const torrent = new Uint8Array([1, 2, 3])
+    expect(torrentForServers(torrent, [], 'node', 'image-node.tar.zst')).toBe(torrent)
   })
 })

@@ -25,12 +25,20 @@ export interface AnnouncerOptions {
   state: () => AnnounceState
   /** A peer the tracker handed out, as `ip:port`. */
   onPeer: (address: string) => void
-  /** The image server's connections (fetch's `dispatcher`), for http and https alike. */
+  /**
+   * The image servers' pinned connections (fetch's `dispatcher`), for https trackers; an
+   * http one is asked over plain connections, as a pinned TLS connection cannot reach it.
+   */
   dispatcher?: RequestInit['dispatcher']
   logger: Logger
 }
 
-/** The node's announces to the tracker (bittorrent-tracker's client), and its scrapes. */
+/**
+ * The node's announces to the trackers (bittorrent-tracker's client), and its scrapes. Every
+ * announce goes to every tracker (one per image server) at once, each on its own interval;
+ * one that does not answer is a `warning` of the client, logged, and changes nothing for
+ * the others, so peers keep coming from the trackers still up.
+ */
 export class Announcer {
   readonly #options: AnnouncerOptions
   readonly #client: TrackerClient
@@ -78,17 +86,25 @@ export class Announcer {
     this.#client.complete()
   }
 
-  /** How many nodes the tracker counts as downloading. */
-  scrape(): Promise<number> {
-    const { announce, infoHash } = this.#options
+  /** How many nodes the trackers count as downloading: the first tracker that answers. */
+  async scrape(): Promise<number> {
+    const { announce } = this.#options
+    if (announce.length === 0) throw new Error('no tracker to scrape')
+    // Every tracker at once, the first answer taken: every tracker hears every node's
+    // announces, and one that is black-holed would otherwise hold the scrape for its
+    // whole time-out (the node then stays seeding that much longer).
+    return Promise.any(announce.map((url) => this.#scrapeOne(url))).catch((err: AggregateError) => {
+      throw err.errors[0] ?? err
+    })
+  }
+
+  #scrapeOne(url: string): Promise<number> {
+    const { infoHash } = this.#options
     return new Promise((resolve, reject) => {
-      TrackerClient.scrape(
-        { announce: announce[0]!, infoHash, ...this.#connections() },
-        (err, data) => {
-          if (err || !data) reject(err ?? new Error('empty scrape'))
-          else resolve(data.incomplete)
-        },
-      )
+      TrackerClient.scrape({ announce: url, infoHash, ...this.#connections() }, (err, data) => {
+        if (err || !data) reject(err ?? new Error('empty scrape'))
+        else resolve(data.incomplete)
+      })
     })
   }
 
@@ -105,8 +121,8 @@ export class Announcer {
     })
   }
 
-  #connections(): { proxyOpts?: { httpAgent: unknown; httpsAgent: unknown } } {
+  #connections(): { proxyOpts?: { httpsAgent: unknown } } {
     const { dispatcher } = this.#options
-    return dispatcher ? { proxyOpts: { httpAgent: dispatcher, httpsAgent: dispatcher } } : {}
+    return dispatcher ? { proxyOpts: { httpsAgent: dispatcher } } : {}
   }
 }

@@ -10,8 +10,8 @@
  * only ever sends each piece into one of the two (docs/benchmarks/swarm/simulation.md). */
 export const DIAL_SHARE = 0.25
 
-/** How soon to dial the image server again after its connection closed, failed or was
- * refused. */
+/** How soon to dial an image server again after its connection closed, failed or was
+ * refused (each server on its own). */
 export const SERVER_REDIAL_MS = 2_000
 
 /** Bytes requested and not received yet, per peer: enough to cover this much of the

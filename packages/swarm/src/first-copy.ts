@@ -27,7 +27,27 @@ export interface FirstCopyOptions<P> {
   availability: PieceAvailability
   /** Tell the client we hold this piece (a have). */
   announce: (peer: P, index: number) => void
+  /**
+   * This server's share of the pieces when several image servers seed the same archive
+   * (see PieceShare); unset: every piece is this server's.
+   */
+  share?: () => PieceShare
   random?: Random
+}
+
+/**
+ * Several image servers seeding one archive split the first copy between them: server
+ * `position` of `count` live servers (the same order on every server: their URLs sorted)
+ * offers only pieces `index % count === position`, each once (while no client holds it and
+ * nobody was offered it). The servers together send about one copy. Offers run ahead of
+ * deliveries and no server sees another's offers: two servers that also offered each
+ * other's unheld pieces sent 1.51 copies at N = 16, each offering every piece up to twice
+ * 1.86. When a server dies the others stop counting it (ServerWatch, within seconds) and
+ * offer its share too.
+ */
+export interface PieceShare {
+  position: number
+  count: number
 }
 
 /**
@@ -61,13 +81,21 @@ export class FirstCopySeeding<P extends FirstCopyPeer> {
   reveal(peer: P, uploadRate: number): void {
     const { availability, pieceLength } = this.#options
     const ahead = Math.min(MAX_REVEAL_AHEAD, REVEAL_AHEAD + Math.floor(uploadRate / pieceLength))
+    const share = this.#options.share?.()
+    const shared = share !== undefined && share.count > 1
+    const isOthers = (index: number) => shared && index % share.count !== share.position
+    // One server sends a piece a second time while only one client holds it. Several
+    // servers have that much more upload between them and would each fill it up with second
+    // copies (1.86 copies at N = 16): each sends its own pieces once.
+    const cap = shared ? 1 : MAX_SERVER_COPIES
     while (peer.revealed.size < ahead) {
       const best = rarest(
         availability.pieceCount,
         (index) => {
           if (peer.pieces.has(index) || peer.revealed.has(index)) return undefined
+          if (isOthers(index)) return undefined
           const copies = availability.of(index) + this.#announced[index]!
-          return copies < MAX_SERVER_COPIES ? copies : undefined
+          return copies < cap ? copies : undefined
         },
         this.#random,
       )

@@ -12,7 +12,7 @@ import {
 import { Announcer, DEFAULT_ANNOUNCE_INTERVAL_MS } from './announcer.js'
 import { Choker, ROTATE_MS } from './choker.js'
 import { dialLimit, SERVER_REDIAL_MS } from './connection-policy.js'
-import { FirstCopySeeding } from './first-copy.js'
+import { FirstCopySeeding, type PieceShare } from './first-copy.js'
 import type { HostedSwarm, SwarmHost } from './host.js'
 import { type LeecherCount, LeecherEvidence } from './leecher-evidence.js'
 import { IMAGE_SERVER_SOURCE, Peer, WEB_SEED_SOURCE } from './peer.js'
@@ -56,12 +56,15 @@ export interface ArchiveSwarmOptions {
   /** Announce pieces to each client one at a time, as BEP 16 super-seeding does, so the
    * server's upload goes to pieces no client has yet (the image server's seeder). */
   firstCopy?: boolean
-  /** The image server's seeder as it publishes itself (`GET /server.json`, the server's
-   * host resolved to an IP). The swarm dials it, and the connection it opened there is
-   * the one peer it treats as the server: its bytes count as "from server", it is never
-   * banned, and a piece that keeps failing from it ends the download
+  /** With `firstCopy` and several image servers: this server's share of the first copy. */
+  firstCopyShare?: () => PieceShare
+  /** The image servers' seeders as each publishes itself (`GET /server.json`, the server's
+   * host resolved to an IP): a primary and its mirrors. The swarm dials each, and dials it
+   * again when its connection is lost, on its own; the connections it opened there are
+   * the peers it treats as the server: their bytes count as "from server", they are never
+   * banned, and a piece that keeps failing from them ends the download
    * (`E_SERVER_ARCHIVE_CHANGED`). A peer id with the server's prefix proves nothing. */
-  imageServer?: { host: string; port: number }
+  imageServers?: readonly ImageServerEndpoint[]
   /** Dial the peers the tracker hands out. Default: yes, unless this is the image server
    * (a server peer id): clients dial the server, so every client's connection to the
    * server is one the client opened to the server's published address. */
@@ -74,12 +77,19 @@ export interface ArchiveSwarmOptions {
    * `settings.uploadLimit`. */
   uploadBucket?: TokenBucket | undefined
   /**
-   * The image server's connections for the tracker's announces and scrapes and the web
-   * seed (fetch's `dispatcher`): the client's, which over HTTPS accept only the certificate
-   * the verified key list pins. Peer connections never use it: they stay plain BitTorrent.
+   * The image servers' connections for the trackers' announces and scrapes and the web
+   * seeds over HTTPS (fetch's `dispatcher`): the client's, which accept only the certificate
+   * the verified key list pins. Plain-HTTP trackers and web seeds, and peer connections,
+   * never use it.
    */
   dispatcher?: RequestInit['dispatcher']
   logger?: Logger
+}
+
+/** Where an image server's seeder listens: an IP address and port. */
+export interface ImageServerEndpoint {
+  host: string
+  port: number
 }
 
 export interface ArchiveSwarmEvents {
@@ -103,8 +113,8 @@ export interface ArchiveSwarmEvents {
  *   holds fewest copies of, and the next ones once it has them (BEP 16 super-seeding), so
  *   the server sends about one copy and the clients trade the rest.
  * - Checks every piece against its hash, and drops peers that send bad pieces (see
- *   `PeerGuard`); the image server is the connection dialled at its published address
- *   (`imageServer`), never a peer id, and a piece that keeps failing from it ends the
+ *   `PeerGuard`); an image server is a connection dialled at its published address
+ *   (`imageServers`), never a peer id, and a piece that keeps failing from them ends the
  *   download with `E_SERVER_ARCHIVE_CHANGED`.
  * - Holds only pieces in flight and a small cache in memory, whatever the archive's size,
  *   and at most a message per connection and 256 KiB of answers per peer (see
@@ -137,7 +147,10 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
   readonly #leecherEvidence = new LeecherEvidence()
   /** Why the download cannot finish, once it cannot. */
   #failure: Error | undefined
-  #serverDial: NodeJS.Timeout | undefined
+  /** Redials of image servers whose connection was lost, by endpoint (`host:port`). */
+  readonly #serverDials = new Map<string, NodeJS.Timeout>()
+  /** The image server each server connection was dialled at, to dial it again when lost. */
+  readonly #serverPeers = new Map<Peer, ImageServerEndpoint>()
   #announcer: Announcer | undefined
   #rotation: NodeJS.Timeout | undefined
   #lateHaves: NodeJS.Timeout | undefined
@@ -175,6 +188,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
           pieceLength: torrent.pieceLength,
           availability: this.#availability,
           announce: (peer, index) => peer.wire.have(index),
+          ...(options.firstCopyShare ? { share: options.firstCopyShare } : {}),
         })
       : undefined
     // The image server and its web seed are never banned (see PeerGuard).
@@ -196,7 +210,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     }, LATE_HAVES_MS)
     swarm.#lateHaves.unref()
     swarm.#startTracker()
-    swarm.#dialServer()
+    for (const server of options.imageServers ?? []) swarm.#dialServer(server)
     if (store.have.complete) queueMicrotask(() => swarm.emit('done'))
     return swarm
   }
@@ -298,8 +312,8 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     const host = address.slice(0, at).replace(/^\[|\]$/g, '')
     const port = Number(address.slice(at + 1))
     if (!host || !(port > 0 && port < 65536)) return
-    const toServer = this.#isServerEndpoint(host, port)
-    if (!toServer && !this.#mayDial()) return
+    const server = this.#serverEndpoint(host, port)
+    if (!server && !this.#mayDial()) return
     for (const peer of this.#peers) if (peer.address === address) return
     this.#connecting.add(address)
     const socket = connect({ host, port, timeout: CONNECT_TIMEOUT_MS })
@@ -310,7 +324,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     const giveUp = () => {
       this.#connecting.delete(address)
       socket.destroy()
-      if (toServer) this.#scheduleServerDial()
+      if (server) this.#scheduleServerDial(server)
     }
     socket.once('timeout', giveUp)
     socket.once('error', giveUp)
@@ -335,32 +349,34 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     return dialled < dialLimit(maxConnections)
   }
 
-  /** Whether `host:port` is the image server's published seeder address. */
-  #isServerEndpoint(host: string | undefined, port: number | undefined): boolean {
-    const server = this.#options.imageServer
-    return (
-      server !== undefined &&
-      port === server.port &&
-      host !== undefined &&
-      plainAddress(host) === plainAddress(server.host)
+  /** The image server whose published seeder address `host:port` is, if any. */
+  #serverEndpoint(
+    host: string | undefined,
+    port: number | undefined,
+  ): ImageServerEndpoint | undefined {
+    if (host === undefined) return undefined
+    return this.#options.imageServers?.find(
+      (server) => port === server.port && plainAddress(host) === plainAddress(server.host),
     )
   }
 
-  /** Dials the image server, unless there is none to dial or nothing to fetch. */
-  #dialServer(): void {
-    const server = this.#options.imageServer
-    if (!server || this.#closed || this.done || this.#failure) return
+  /** Dials an image server, unless there is nothing to fetch. */
+  #dialServer(server: ImageServerEndpoint): void {
+    if (this.#closed || this.done || this.#failure) return
     const host = server.host.includes(':') ? `[${server.host}]` : server.host
     this.connect(`${host}:${server.port}`)
   }
 
-  #scheduleServerDial(): void {
-    if (this.#serverDial || this.#closed || !this.#options.imageServer) return
-    this.#serverDial = setTimeout(() => {
-      this.#serverDial = undefined
-      this.#dialServer()
+  /** Dials an image server again soon: each server on its own, whatever the others do. */
+  #scheduleServerDial(server: ImageServerEndpoint): void {
+    const key = `${plainAddress(server.host)}:${server.port}`
+    if (this.#serverDials.has(key) || this.#closed) return
+    const timer = setTimeout(() => {
+      this.#serverDials.delete(key)
+      this.#dialServer(server)
     }, SERVER_REDIAL_MS)
-    this.#serverDial.unref()
+    timer.unref()
+    this.#serverDials.set(key, timer)
   }
 
   /** A connection the host accepted for this infohash; the handshake is answered here. */
@@ -378,7 +394,10 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     const { socket } = wire
     // The server is the connection we opened to its published address, whatever id it
     // gives; anything else giving the server's id is an ordinary peer.
-    const isServer = outgoing && this.#isServerEndpoint(socket.remoteAddress, socket.remotePort)
+    const server = outgoing
+      ? this.#serverEndpoint(socket.remoteAddress, socket.remotePort)
+      : undefined
+    const isServer = server !== undefined
     const source = isServer ? IMAGE_SERVER_SOURCE : peerId
     if (this.#closed || peerId === this.#options.peerId || this.#guard.isBanned(source)) {
       socket.destroy()
@@ -418,6 +437,7 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
       bucket: this.#uploadBucket,
     })
     this.#peers.add(peer)
+    if (server) this.#serverPeers.set(peer, server)
     wire.setKeepAlive(true)
     wire.setTimeout(REQUEST_TIMEOUT_MS, true)
     socket.once('close', () => this.#detach(peer))
@@ -473,7 +493,9 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     this.#firstCopy?.left(peer)
     peer.assigned.clear()
     peer.uploads?.clear()
-    if (peer.isServer) this.#scheduleServerDial()
+    const server = this.#serverPeers.get(peer)
+    this.#serverPeers.delete(peer)
+    if (server) this.#scheduleServerDial(server)
     this.#choker.left(peer)
     // Its unanswered requests fail through their callbacks and free their blocks.
     peer.wire.destroy()
@@ -723,19 +745,33 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
 
   // ---- web seed ---------------------------------------------------------------------------
 
-  /** Also fetches pieces from a BEP 19 web seed (the server's HTTP URL of the archive). */
-  addWebSeed(url: string): void {
+  /**
+   * Also fetches pieces from a BEP 19 web seed (an image server's HTTP URL of the archive).
+   * An image server's (`server`, the default) counts as the server: its bytes are "from
+   * server", it is never banned, and a piece that keeps failing from it ends the download.
+   * Any other (`server: false`: a .torrent's url-list entry no image server given to the
+   * node vouches for) is held to account like a peer: one bad piece and it is dropped.
+   */
+  addWebSeed(url: string, options: { server?: boolean } = {}): void {
     if (this.#webSeeds.has(url)) return
     this.#webSeeds.add(url)
+    const source = options.server === false ? `${WEB_SEED_SOURCE} ${url}` : WEB_SEED_SOURCE
     for (let lane = 0; lane < WEB_SEED_CONCURRENCY; lane++) {
-      void this.#webSeedLane(url).catch((err: Error) =>
+      void this.#webSeedLane(url, source).catch((err: Error) =>
         this.#logger.warn({ url, err: err.message }, 'web seed stopped'),
       )
     }
   }
 
-  async #webSeedLane(url: string): Promise<void> {
+  async #webSeedLane(url: string, source: string): Promise<void> {
+    // The pinned connections are TLS to a pinned certificate: for an https web seed only.
+    const dispatcher = url.startsWith('https:') ? this.#options.dispatcher : undefined
+    const fromServer = isServerSource(source)
     while (!this.#closed && !this.#failure && !this.#store.have.complete) {
+      if (this.#guard.isBanned(source)) {
+        this.#logger.warn({ url }, 'web seed dropped: it sent a piece that failed verification')
+        return
+      }
       const index = this.#picker.rarestUnclaimed()
       if (index === -1) {
         await sleep(500)
@@ -750,11 +786,11 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
             start: index * this.torrent.pieceLength,
             length: pieceLengthOf(this.torrent, index),
           },
-          { timeoutMs: REQUEST_TIMEOUT_MS * 3, dispatcher: this.#options.dispatcher },
+          { timeoutMs: REQUEST_TIMEOUT_MS * 3, dispatcher },
         )
         if (this.#closed) return
-        this.#countDownload(data.length, true)
-        if (!(await this.#completePiece(index, data, [WEB_SEED_SOURCE]))) {
+        this.#countDownload(data.length, fromServer)
+        if (!(await this.#completePiece(index, data, [source]))) {
           this.#logger.warn({ url, piece: index }, 'web seed piece failed verification')
         }
       } catch (err) {
@@ -775,7 +811,8 @@ export class ArchiveSwarm extends EventEmitter<ArchiveSwarmEvents> implements Ho
     clearInterval(this.#rotation)
     clearInterval(this.#lateHaves)
     clearTimeout(this.#refill)
-    clearTimeout(this.#serverDial)
+    for (const timer of this.#serverDials.values()) clearTimeout(timer)
+    this.#serverDials.clear()
     this.#options.host.unregister(this)
     await this.#announcer?.stop()
     for (const peer of [...this.#peers]) peer.socket.destroy()

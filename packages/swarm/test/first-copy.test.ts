@@ -1,6 +1,11 @@
 import { seededRandom } from '@imageswarm/core'
 import { describe, expect, it } from 'vitest'
-import { type FirstCopyPeer, FirstCopySeeding, MAX_SERVER_COPIES } from '../src/first-copy.js'
+import {
+  type FirstCopyPeer,
+  FirstCopySeeding,
+  MAX_SERVER_COPIES,
+  type PieceShare,
+} from '../src/first-copy.js'
 import { PieceAvailability, type Random } from '../src/piece-picker.js'
 import { PieceSet } from '../src/piece-set.js'
 
@@ -14,7 +19,7 @@ interface FakeClient extends FirstCopyPeer {
 }
 
 /** An image server of `pieceCount` pieces and the clients connected to it. */
-function imageServer(pieceCount: number, seed = 1) {
+function imageServer(pieceCount: number, seed = 1, share?: PieceShare) {
   const availability = new PieceAvailability(pieceCount)
   const clients = new Set<FakeClient>()
   /** Each piece's announcements, by client name, in order. */
@@ -26,6 +31,7 @@ function imageServer(pieceCount: number, seed = 1) {
     pieceLength: PIECE_LENGTH,
     availability,
     random: seededRandom(seed),
+    ...(share ? { share: () => share } : {}),
     announce: (client, index) => {
       told.push(`${client.name}:${index}`)
       toldTo.set(index, [...(toldTo.get(index) ?? []), client.name])
@@ -271,5 +277,37 @@ describe('FirstCopySeeding', () => {
       const client = server.connect('c1', range(20), 32 * PIECE_LENGTH)
       expect([...client.revealed].sort()).toEqual([20, 21, 22, 23])
     })
+  })
+
+  it('with another server seeding, tells its own share of the pieces first', () => {
+    for (let seed = 1; seed <= 10; seed++) {
+      const server = imageServer(16, seed, { position: 1, count: 2 })
+      for (const name of ['c1', 'c2']) server.connect(name)
+      // Three pieces ahead for each client: all of them this server's (odd) pieces.
+      expect(server.told).toHaveLength(6)
+      for (const told of server.told) expect(Number(told.split(':')[1]) % 2).toBe(1)
+    }
+  })
+
+  it("sends each of its own pieces once and none of the other server's, until that one is gone", () => {
+    for (let seed = 1; seed <= 10; seed++) {
+      const share: PieceShare = { position: 0, count: 2 }
+      const server = imageServer(16, seed, share)
+      const clients = ['c1', 'c2', 'c3'].map((name) => server.connect(name))
+      for (let round = 0; round < 40; round++) server.serveRound()
+      expect(server.violations).toEqual([])
+      for (const index of range(16)) {
+        expect(server.toldTo.get(index)?.length ?? 0, `piece ${index}`).toBe(
+          index % 2 === 0 ? 1 : 0,
+        )
+      }
+      // The other server is found dead: this one is the only one left, and offers the rest.
+      share.count = 1
+      for (const client of clients) server.seeding.reveal(client, 0)
+      for (let round = 0; round < 40; round++) server.serveRound()
+      for (const index of range(16)) {
+        expect(server.toldTo.get(index)?.length ?? 0, `piece ${index}`).toBeGreaterThan(0)
+      }
+    }
   })
 })

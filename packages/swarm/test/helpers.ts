@@ -45,6 +45,8 @@ export async function startNode(options: {
   /** The image server a client trusts: the node (or listening peer) at this port on
    * loopback. The client dials it at start. */
   imageServerPort?: number
+  /** Several image servers (a primary and its mirrors), each at one of these ports. */
+  imageServerPorts?: number[]
   nodeName?: string
 }): Promise<Node> {
   const host = await SwarmHost.listen(0, '127.0.0.1')
@@ -58,9 +60,10 @@ export async function startNode(options: {
     existing: options.existing ?? (options.role === 'server' ? 'held' : 'scan'),
     firstCopy: options.role === 'server' && (options.settings?.firstCopy ?? true),
     nodeName: options.nodeName,
-    ...(options.imageServerPort
-      ? { imageServer: { host: '127.0.0.1', port: options.imageServerPort } }
-      : {}),
+    imageServers: [
+      ...(options.imageServerPort ? [options.imageServerPort] : []),
+      ...(options.imageServerPorts ?? []),
+    ].map((port) => ({ host: '127.0.0.1', port })),
   })
   return {
     peerId,

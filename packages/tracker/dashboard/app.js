@@ -11,6 +11,19 @@ const live = document.getElementById('live')
 
 let view = null
 let pending = false
+/** The servers serving these images (`/api/servers`), asked every 10 s. */
+let servers = []
+
+async function fetchServers() {
+  try {
+    const answer = await fetch('/api/servers', { cache: 'no-store' })
+    if (!answer.ok) return
+    servers = (await answer.json()).servers ?? []
+    schedule()
+  } catch {
+    // The live indicator already says when the server is unreachable.
+  }
+}
 
 const store = new LiveStore({
   onData: () => schedule(),
@@ -50,7 +63,7 @@ function schedule() {
   pending = true
   requestAnimationFrame(() => {
     pending = false
-    if (view === null) renderImageList(main, store.summaries)
+    if (view === null) renderImageList(main, store.summaries, servers)
     else view.update(store)
   })
 }
@@ -58,4 +71,6 @@ function schedule() {
 window.addEventListener('hashchange', route)
 // Durations such as "in state" and "last seen" age between updates too.
 setInterval(() => view?.table?.refresh(), 1000)
+setInterval(fetchServers, 10_000)
 route()
+fetchServers()

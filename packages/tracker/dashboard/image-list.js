@@ -3,49 +3,104 @@ import { h, setText } from './dom.js'
 import { formatBytes, formatPercent, formatRate, shortHash } from './format.js'
 import { STATES, stateBar } from './states.js'
 
-export function renderImageList(main, summaries) {
-  if (updateRows(main, summaries)) return
+export function renderImageList(main, summaries, servers = []) {
+  if (!updateRows(main, summaries)) main.replaceChildren(imagesCard(summaries))
+  renderServers(main, servers)
+}
+
+function imagesCard(summaries) {
   const rows = summaries.map(imageRow)
-  main.replaceChildren(
+  return h(
+    'section',
+    { class: 'card' },
     h(
-      'section',
-      { class: 'card' },
-      h(
-        'div',
-        { class: 'card-head' },
-        h('h1', {}, 'Images'),
-        h('span', { class: 'muted' }, `${summaries.length} published on this server`),
-      ),
-      summaries.length === 0
-        ? h('p', { class: 'empty' }, 'No image is published yet.')
-        : h(
-            'table',
-            { class: 'grid images' },
+      'div',
+      { class: 'card-head' },
+      h('h1', {}, 'Images'),
+      h('span', { class: 'muted' }, `${summaries.length} published on this server`),
+    ),
+    summaries.length === 0
+      ? h('p', { class: 'empty' }, 'No image is published yet.')
+      : h(
+          'table',
+          { class: 'grid images' },
+          h(
+            'thead',
+            {},
             h(
-              'thead',
+              'tr',
               {},
+              h('th', {}, 'Image'),
+              h('th', { class: 'num' }, 'Size'),
+              h('th', {}, 'Nodes by state'),
+              h('th', { class: 'num', title: 'seeding or done / all nodes' }, 'Installed'),
+              h('th', { class: 'num', title: 'from the tracker' }, 'Seeders / leechers'),
+              h('th', { class: 'num' }, 'Throughput'),
               h(
-                'tr',
-                {},
-                h('th', {}, 'Image'),
-                h('th', { class: 'num' }, 'Size'),
-                h('th', {}, 'Nodes by state'),
-                h('th', { class: 'num', title: 'seeding or done / all nodes' }, 'Installed'),
-                h('th', { class: 'num', title: 'from the tracker' }, 'Seeders / leechers'),
-                h('th', { class: 'num' }, 'Throughput'),
-                h(
-                  'th',
-                  { class: 'num', title: 'share of bytes that came from other nodes' },
-                  'From peers',
-                ),
-                h('th', { class: 'num' }, 'Delivered'),
-                h('th', {}, 'Last deployment'),
+                'th',
+                { class: 'num', title: 'share of bytes that came from other nodes' },
+                'From peers',
               ),
+              h('th', { class: 'num' }, 'Delivered'),
+              h('th', {}, 'Last deployment'),
             ),
-            h('tbody', {}, rows),
           ),
+          h('tbody', {}, rows),
+        ),
+  )
+}
+
+/**
+ * The servers serving these images (a primary and its mirrors, issue 21), when there is
+ * more than this one: nodes announce to every one and report to each, so every server's
+ * page shows the whole swarm.
+ */
+function renderServers(main, servers) {
+  const card = main.querySelector('section.servers')
+  if (servers.length < 2) {
+    card?.remove()
+    return
+  }
+  const next = h(
+    'section',
+    { class: 'card servers' },
+    h(
+      'div',
+      { class: 'card-head' },
+      h('h1', {}, 'Servers'),
+      h('span', { class: 'muted' }, `${servers.length} serve these images; nodes use them all`),
+    ),
+    h(
+      'table',
+      { class: 'grid' },
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          h('th', {}, 'Server'),
+          h('th', {}, 'Role'),
+          h('th', { class: 'num' }, 'Images'),
+        ),
+      ),
+      h(
+        'tbody',
+        {},
+        servers.map((server) =>
+          h(
+            'tr',
+            { 'data-server': server.url },
+            h('td', { class: 'mono' }, server.url),
+            h('td', {}, server.role),
+            h('td', { class: 'num' }, String(server.images.length)),
+          ),
+        ),
+      ),
     ),
   )
+  if (card) card.replaceWith(next)
+  else main.append(next)
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { NODE_STATES, NODE_STATUS_PATH, WIRE } from '@imageswarm/core'
+import { type DashboardServers, NODE_STATES, NODE_STATUS_PATH, WIRE } from '@imageswarm/core'
 import type { DashboardAssets } from './dashboard-assets.js'
 import type { DashboardAuth } from './dashboard-auth.js'
 import { deploymentCsv, deploymentFileName } from './deployment-export.js'
@@ -16,6 +16,8 @@ export interface DashboardContext {
   metrics: TrackerMetrics
   status: StatusEndpoint
   auth: DashboardAuth
+  /** The servers serving these images: this one, its primary, its mirrors. */
+  servers: () => DashboardServers
 }
 
 export const METRICS_PATH = '/metrics'
@@ -81,6 +83,10 @@ function answerApi(context: DashboardContext, url: URL, res: ServerResponse): vo
     sendJson(res, 200, { images: monitor.summaries() })
     return
   }
+  if (path === `${WIRE.api}/servers`) {
+    sendJson(res, 200, context.servers())
+    return
+  }
   if (path === `${WIRE.api}/events`) {
     context.live.subscribe(res, url.searchParams.get('image') ?? undefined)
     return
@@ -91,7 +97,7 @@ function answerApi(context: DashboardContext, url: URL, res: ServerResponse): vo
       status: 404,
       code: 'E_NOT_FOUND',
       message: `no such endpoint: ${path}`,
-      hint: `see ${WIRE.api}/images, ${WIRE.api}/images/NAME, ${WIRE.api}/images/NAME/nodes, ${WIRE.api}/images/NAME/history, ${WIRE.api}/images/NAME/deployments[/ID[.csv|.json]], ${WIRE.api}/events`,
+      hint: `see ${WIRE.api}/images, ${WIRE.api}/servers, ${WIRE.api}/images/NAME, ${WIRE.api}/images/NAME/nodes, ${WIRE.api}/images/NAME/history, ${WIRE.api}/images/NAME/deployments[/ID[.csv|.json]], ${WIRE.api}/events`,
     })
     return
   }

@@ -1,6 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { isIP } from 'node:net'
-import { type InfoHash, type Logger, silentLogger, WIRE } from '@imageswarm/core'
+import {
+  type DashboardServers,
+  type InfoHash,
+  type Logger,
+  silentLogger,
+  WIRE,
+} from '@imageswarm/core'
 import type { AnnounceParams, ServerOptions } from 'bittorrent-tracker/server'
 import Server from 'bittorrent-tracker/server'
 import { AllowList, refusalReason } from './allow-list.js'
@@ -72,6 +78,9 @@ export interface TrackerOptions {
    * (installed or failed): what the image server's console shows of a deployment.
    */
   onDeployment?: (event: DeploymentEvent) => void
+  /** The servers serving these images (a primary and its mirrors), for `GET /api/servers`;
+   * default: none listed. */
+  servers?: () => DashboardServers
 }
 
 /**
@@ -109,6 +118,7 @@ export function createTracker(options: TrackerOptions = {}): Tracker {
     monitor,
     metrics,
     live,
+    servers: options.servers ?? (() => ({ servers: [] })),
     assets: new DashboardAssets(),
     auth: new DashboardAuth(
       config.dashboardTokenFile === undefined

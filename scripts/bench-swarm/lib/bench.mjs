@@ -26,7 +26,7 @@ export function parseSize(text) {
 }
 
 /** An image root of incompressible files (what an archive of binaries looks like). */
-async function makeImageRoot(root, bytes) {
+export async function makeImageRoot(root, bytes) {
   const marker = join(root, '.bench-size')
   const existing = await readFile(marker, 'utf8').catch(() => '')
   if (existing === String(bytes)) return

@@ -1,5 +1,6 @@
 // Just enough bencode to copy a .torrent without its web seeds (aria2 has no switch to
-// ignore a torrent's url-list, and the HTTP baseline must not leak into its figures).
+// ignore a torrent's url-list, and the HTTP baseline must not leak into its figures), and
+// to read which trackers and web seeds a torrent lists (the multi-server test).
 
 export function decode(buf) {
   let i = 0
@@ -58,4 +59,22 @@ export function withoutWebSeeds(torrent) {
   dict.delete('url-list')
   dict.delete('httpseeds')
   return encode(dict)
+}
+
+/**
+ * A .torrent's trackers and web seeds as strings: `announce`, `announceList` (BEP 12 tiers,
+ * each a list of URLs) and `urlList` (BEP 19; a single URL becomes a list of one).
+ * @param {Buffer} torrent
+ * @returns {{ announce: string | undefined, announceList: string[][], urlList: string[] }}
+ */
+export function readTorrentUrls(torrent) {
+  const dict = decode(torrent)
+  const text = (value) => (Buffer.isBuffer(value) ? value.toString('utf8') : String(value))
+  const urlList = dict.get('url-list')
+  return {
+    announce: dict.has('announce') ? text(dict.get('announce')) : undefined,
+    announceList: (dict.get('announce-list') ?? []).map((tier) => tier.map(text)),
+    urlList:
+      urlList === undefined ? [] : Array.isArray(urlList) ? urlList.map(text) : [text(urlList)],
+  }
 }

@@ -63,13 +63,23 @@ export function parseRate(rate) {
 }
 
 /**
- * Brings up a cluster of one server and `clients` hosts. Returns the hosts (name,
- * namespace, address) and `destroy()`, which is safe to call more than once.
+ * Brings up a cluster of `servers` server hosts (`server` at 10.77.0.1, `server2` at
+ * 10.77.0.2, …) and `clients` client hosts (10.77.1.N). Returns the hosts (name, namespace,
+ * address), `servers` (the server hosts), `server` (the first of them), `clients`, and
+ * `destroy()`, which is safe to call more than once.
  */
-export function createCluster({ clients, rate, tag = String(process.pid) }) {
+export function createCluster({ clients, rate, servers = 1, tag = String(process.pid) }) {
+  if (!Number.isInteger(servers) || servers < 1 || servers > 250) {
+    throw new Error(`bad servers ${JSON.stringify(servers)}: expected 1 to 250`)
+  }
   const bridgeNs = `${PREFIX}${tag}-br`
   const hosts = [
-    { name: 'server', ns: `${PREFIX}${tag}-s`, ip: `${SUBNET}.0.1`, port: 'vs' },
+    ...Array.from({ length: servers }, (_, i) => ({
+      name: i === 0 ? 'server' : `server${i + 1}`,
+      ns: i === 0 ? `${PREFIX}${tag}-s` : `${PREFIX}${tag}-s${i + 1}`,
+      ip: `${SUBNET}.0.${i + 1}`,
+      port: i === 0 ? 'vs' : `vs${i + 1}`,
+    })),
     ...Array.from({ length: clients }, (_, i) => ({
       name: `c${i + 1}`,
       ns: `${PREFIX}${tag}-c${i + 1}`,
@@ -79,8 +89,9 @@ export function createCluster({ clients, rate, tag = String(process.pid) }) {
   ]
   const cluster = {
     hosts,
+    servers: hosts.slice(0, servers),
     server: hosts[0],
-    clients: hosts.slice(1),
+    clients: hosts.slice(servers),
     bridgeNs,
     rate,
     destroy: () => destroyNamespaces([bridgeNs, ...hosts.map((h) => h.ns)]),
@@ -147,6 +158,10 @@ export function createCluster({ clients, rate, tag = String(process.pid) }) {
   return cluster
 }
 
+const SHAPE_PRIO = 2
+const BLACK_HOLE_PRIO = 1
+const BLACK_HOLE_CLASS = '1:dead'
+
 /** htb on one interface's egress: the whole link at `rate`, one class per peer host. */
 function shapeCommands(dev, rate, peers, match) {
   const bps = parseRate(rate)
@@ -161,10 +176,61 @@ function shapeCommands(dev, rate, peers, match) {
     lines.push(
       `class add dev ${dev} parent 1:1 classid 1:${id} htb rate ${share}bit ceil ${bps}bit quantum 1514`,
       `qdisc add dev ${dev} parent 1:${id} handle ${id}: pfifo limit 300`,
-      `filter add dev ${dev} parent 1: protocol ip prio 1 u32 match ip ${match} ${peer.ip}/32 flowid 1:${id}`,
+      // Priority 1 is left to blackHolePort, whose filter must be matched first.
+      `filter add dev ${dev} parent 1: protocol ip prio ${SHAPE_PRIO} u32 match ip ${match} ${peer.ip}/32 flowid 1:${id}`,
     )
   })
   return lines
+}
+
+/**
+ * Black-holes one TCP port of one host: every packet the host sends from that port is
+ * dropped on its eth0, so connections to it time out as if the service hung, while the
+ * host's other ports keep working (`blackHolePort(cluster, cluster.server, 6969)` loses the
+ * server's tracker, manifests and web seed; its BitTorrent seeder keeps serving). This
+ * kernel has no tc actions (act_gact) and no netfilter, so the filter sends the packets to an
+ * htb class whose queue holds none. Returns `restore()`, which removes the black hole and is
+ * safe to call more than once. One black hole per host at a time.
+ */
+export function blackHolePort(cluster, host, port) {
+  if (!cluster.hosts.includes(host)) throw new Error(`${host?.name} is not a host of this cluster`)
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new Error(`bad port ${JSON.stringify(port)}: expected 1 to 65535`)
+  }
+  const existing = run(['ip', 'netns', 'exec', host.ns, 'tc', 'class', 'show', 'dev', 'eth0'])
+  const lines = []
+  if (!existing.includes(`class htb ${BLACK_HOLE_CLASS} `)) {
+    lines.push(
+      `class add dev eth0 parent 1:1 classid ${BLACK_HOLE_CLASS} htb rate 8kbit ceil 8kbit quantum 1514`,
+      `qdisc add dev eth0 parent ${BLACK_HOLE_CLASS} handle dead: pfifo limit 0`,
+    )
+  }
+  lines.push(
+    `filter add dev eth0 parent 1: protocol ip prio ${BLACK_HOLE_PRIO} u32 match ip protocol 6 0xff match ip sport ${port} 0xffff flowid ${BLACK_HOLE_CLASS}`,
+  )
+  tcBatch(host.ns, lines)
+  let restored = false
+  return () => {
+    if (restored || !existsSync(`/run/netns/${host.ns}`)) return
+    restored = true
+    run([
+      'ip',
+      'netns',
+      'exec',
+      host.ns,
+      'tc',
+      'filter',
+      'del',
+      'dev',
+      'eth0',
+      'parent',
+      '1:',
+      'protocol',
+      'ip',
+      'prio',
+      String(BLACK_HOLE_PRIO),
+    ])
+  }
 }
 
 /** Deletes namespaces (and with them their veths); ignores the ones already gone. */

@@ -23,7 +23,8 @@ import { runInterruptible } from '../interrupt.js'
  * defaults from its schema (`defaultText`), so neither is written twice.
  */
 const HELP: Record<string, string> = {
-  server: 'image server: address, address:port or URL',
+  server:
+    'image server: address, address:port or URL; several (a primary and its mirrors) separated by commas',
   image: 'image name',
   staging:
     'download directory, or auto (tmpfs when memory allows, else the target disk), tmpfs or target',
@@ -250,6 +251,7 @@ async function describeConfig(inputs: Parameters<typeof describeInstallParameter
 
 function showValue(parameter: ParameterSpec, value: unknown): string {
   if (value === undefined) return '-'
+  if (Array.isArray(value)) return value.join(',')
   if (typeof value === 'boolean') return value ? 'yes' : 'no'
   if (typeof value !== 'number') return String(value)
   if (parameter.kind === 'seconds') return formatDuration(value)

@@ -1,3 +1,4 @@
+import { normalizeServerUrl } from '@imageswarm/client'
 import { type Compression, ImageSwarmError, type Logger } from '@imageswarm/core'
 import {
   type InstallRoutesConfig,
@@ -38,7 +39,15 @@ export interface PublishingFlags {
   groupKeys?: string
 }
 
-export interface ServeFlags extends PublishingFlags {
+export interface ServeFlags extends Omit<PublishingFlags, 'image'> {
+  /** Unset with `--mirror-of` (a mirror serves its primary's images). */
+  image?: string[]
+  /** The seeder's `mirrorOf`: serve this server's images as a mirror. */
+  mirrorOf?: string
+  /** The seeder's `mirrorInterval`, in seconds. */
+  mirrorInterval?: number
+  /** The seeder's `trustRoot`: what a mirror checks its primary's signatures against. */
+  trustRoot?: string
   address: string
   advertiseAddress?: string
   port: number
@@ -92,11 +101,42 @@ export function serverTlsFrom(
 }
 
 /**
+ * The images `serve` publishes: `--image`, or none for a mirror (`--mirror-of`), which serves
+ * its primary's. Both, or neither, is a usage error.
+ */
+export function imagesToServe(
+  flags: Pick<ServeFlags, 'image' | 'mirrorOf' | 'trustRoot'>,
+): string[] {
+  const images = flags.image ?? []
+  if (flags.mirrorOf !== undefined && images.length > 0) {
+    throw new ImageSwarmError('E_USAGE', '--mirror-of and --image do not go together', {
+      path: '--mirror-of',
+      hint: "a mirror serves its primary's images: publish the image on the primary (--image there), or serve it from a server that is not a mirror",
+    })
+  }
+  if (flags.mirrorOf === undefined && images.length === 0) {
+    throw new ImageSwarmError('E_USAGE', 'serve needs --image NAME (or --mirror-of URL)', {
+      path: '--image',
+      hint: 'name the images to publish (--image compute,login), or the server to mirror (--mirror-of http://10.0.0.1:6969)',
+    })
+  }
+  if (flags.trustRoot !== undefined && flags.mirrorOf === undefined) {
+    throw new ImageSwarmError('E_USAGE', '--trust-root is for a mirror (--mirror-of)', {
+      path: '--trust-root',
+      hint: "a server signs with --keys; a mirror checks its primary's signatures with --trust-root",
+    })
+  }
+  return images
+}
+
+/**
  * The seeder's config from the flags: each flag and its config key share one name.
  * `--encrypt` needs `--keys` (an unsigned manifest's wrappings could be swapped by anyone
  * in the way) and `--group-keys` (the groups to encrypt for): refused otherwise.
  */
-export function seederConfigFrom(flags: PublishingFlags & Partial<ServeFlags>): SeederConfig {
+export function seederConfigFrom(
+  flags: Omit<PublishingFlags, 'image'> & Partial<ServeFlags>,
+): SeederConfig {
   const config = resolveSeederFlags(flags)
   if (config.encrypt && config.keys === undefined) {
     throw new ImageSwarmError('E_USAGE', '--encrypt needs --keys: encrypted images are signed', {
@@ -117,7 +157,9 @@ export function seederConfigFrom(flags: PublishingFlags & Partial<ServeFlags>): 
   return config
 }
 
-function resolveSeederFlags(flags: PublishingFlags & Partial<ServeFlags>): SeederConfig {
+function resolveSeederFlags(
+  flags: Omit<PublishingFlags, 'image'> & Partial<ServeFlags>,
+): SeederConfig {
   return resolveSeederConfig({
     imagesDir: flags.imagesDir,
     tarballsDir: flags.tarballsDir,
@@ -133,6 +175,11 @@ function resolveSeederFlags(flags: PublishingFlags & Partial<ServeFlags>): Seede
     ...(flags.encrypt === undefined ? {} : { encrypt: flags.encrypt }),
     ...(flags.groupKeys === undefined ? {} : { groupKeys: flags.groupKeys }),
     ...(flags.torrentPort === undefined ? {} : { torrentPort: flags.torrentPort }),
+    ...(flags.mirrorOf === undefined
+      ? {}
+      : { mirrorOf: normalizeServerUrl(flags.mirrorOf, '--mirror-of') }),
+    ...(flags.mirrorInterval === undefined ? {} : { mirrorInterval: flags.mirrorInterval }),
+    ...(flags.trustRoot === undefined ? {} : { trustRoot: flags.trustRoot }),
     swarm: {
       ...(flags.firstCopy === undefined ? {} : { firstCopy: flags.firstCopy }),
       ...(flags.maxConnections === undefined ? {} : { maxConnections: flags.maxConnections }),
@@ -173,10 +220,11 @@ export async function runServe(
   infoLogShown = false,
 ): Promise<void> {
   const ownLines = infoLogShown ? undefined : output
+  const images = imagesToServe(flags)
   const seeder = seederConfigFrom(flags)
   const tls = serverTlsFrom(flags)
   const server = new ImageServer({
-    images: flags.image,
+    images,
     seeder,
     install: installRoutesConfigFrom(flags),
     tracker: {

@@ -233,3 +233,26 @@ export async function writeKeyList(dir: string, signed: SignedKeyList): Promise<
   await writeFileAtomically(join(dir, KEY_FILES.keyListSignature), signed.signature)
   await writeFileAtomically(join(dir, KEY_FILES.keyList), signed.bytes)
 }
+
+/**
+ * A root public key file (`root.pub` of `imageswarm key generate`): what a node
+ * (`--trust-root`) and a mirror (`serve --mirror-of … --trust-root`) check key lists
+ * against. One that cannot be read is `E_KEY_FILE_INVALID` with `hint`.
+ */
+export async function readTrustRootFile(
+  path: string,
+  operation: string,
+  hint: string,
+): Promise<MinisignPublicKey> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new ImageSwarmError(
+      'E_KEY_FILE_INVALID',
+      `trust root ${path} cannot be read (${errnoOf(err) ?? String(err)})`,
+      { operation, path, hint, cause: err },
+    )
+  }
+  return parsePublicKeyFile(text, path)
+}

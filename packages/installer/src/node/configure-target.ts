@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs'
 import { lstat, mkdir, symlink } from 'node:fs/promises'
 import { join, relative } from 'node:path'
-import type { ServerRequestOptions } from '@imageswarm/client'
 import type { DiskLayout, Logger, NodeConfigBinding, NodeInstallConfig } from '@imageswarm/core'
 import type { BootloaderPlan } from './boot-requirements.js'
 import { findImageGrub, installGrub } from './bootloader.js'
 import { fstabText } from './filesystems.js'
+import { fileSource, type InstallFileSource } from './install-files.js'
 import type { InstallerConsole } from './installer-console.js'
 import type { MountStack } from './mount-stack.js'
 import { applyOverrides } from './overrides.js'
@@ -17,7 +17,7 @@ import { resetMachineId, writeHostname, writeTargetFile } from './target-files.j
 /** Where the kernel shows UEFI variables; bound into the new system for GRUB under UEFI. */
 const EFIVARS = '/sys/firmware/efi/efivars'
 
-export interface ConfigureTargetOptions {
+export type ConfigureTargetOptions = InstallFileSource & {
   target: string
   image: string
   layout: DiskLayout
@@ -28,7 +28,6 @@ export interface ConfigureTargetOptions {
   hostname: string | undefined
   domain: string | undefined
   variables: InstallVariables
-  request: ServerRequestOptions
   /**
    * From a signed node config (a node with a trust root): each override tar and server
    * post-install script must match its SHA-256 before it is extracted or run.
@@ -71,7 +70,7 @@ export async function configureTarget(options: ConfigureTargetOptions): Promise<
       names: options.node.overrides,
       target,
       workDir: options.workDir,
-      request: options.request,
+      ...fileSource(options),
       ...(options.digests ? { digests: options.digests.overrideSha256 } : {}),
       console,
       logger,
@@ -133,7 +132,7 @@ export async function configureTarget(options: ConfigureTargetOptions): Promise<
       target,
       serverScripts: options.node.postInstall,
       variables: options.variables,
-      request: options.request,
+      ...fileSource(options),
       ...(options.digests ? { digests: options.digests.postInstallSha256 } : {}),
       console,
       logger,

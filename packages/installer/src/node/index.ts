@@ -12,6 +12,7 @@ export {
 export { type DhcpLease, parseDhcpLease } from './dhcp-lease.js'
 export { fstabText, installMountOptions, mkfsCommand, mountOrder } from './filesystems.js'
 export { hostsWithName } from './hosts-file.js'
+export type { InstallFileSource } from './install-files.js'
 export {
   INSTALLER_PARAMETERS,
   type InstallerConfig,

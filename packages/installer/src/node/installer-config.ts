@@ -87,7 +87,7 @@ export interface NodeInstallerSettings {
  *
  * @example
  *   resolveNodeInstallerSettings(parseKernelCmdline('si.image-server=10.0.0.1 si.image-name=compute si.post-action=shutdown'), {})
- *   // { client: { server: 'http://10.0.0.1:6969', image: 'compute', … }, installer: { postAction: 'poweroff' }, … }
+ *   // { client: { server: ['http://10.0.0.1:6969'], image: 'compute', … }, installer: { postAction: 'poweroff' }, … }
  */
 export function resolveNodeInstallerSettings(
   kernel: ReadonlyMap<string, string>,

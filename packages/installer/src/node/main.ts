@@ -79,10 +79,11 @@ export async function installerMain(options: InstallerMainOptions = {}): Promise
     )
     const firmware = options.firmware ?? (existsSync('/sys/firmware/efi') ? 'uefi' : 'bios')
     const lease = await readDhcpLease(options.leaseFile ?? DHCP_LEASE_FILE)
+    const from = settings.client.server.join(', ')
     console.say(
       settings.client.imageMode === 'extract'
-        ? `installing image ${settings.client.image} from ${settings.client.server} onto this node (${firmware === 'uefi' ? 'UEFI' : 'BIOS'}, post action ${settings.installer.postAction})`
-        : `running image ${settings.client.image} from ${settings.client.server} on this node, mounted from ${settings.client.imageMode === 'ram' ? 'RAM' : 'its image cache'} (image mode ${settings.client.imageMode})`,
+        ? `installing image ${settings.client.image} from ${from} onto this node (${firmware === 'uefi' ? 'UEFI' : 'BIOS'}, post action ${settings.installer.postAction})`
+        : `running image ${settings.client.image} from ${from} on this node, mounted from ${settings.client.imageMode === 'ram' ? 'RAM' : 'its image cache'} (image mode ${settings.client.imageMode})`,
     )
     const result = await installNode({
       settings,

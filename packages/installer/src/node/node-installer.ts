@@ -1,12 +1,12 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import {
+  ImageServers,
   type InstallResult,
   installImage,
   loadTrustRoot,
+  type RequestSettings,
   readTrustFloor,
-  ServerConnection,
-  type ServerRequestOptions,
 } from '@imageswarm/client'
 import {
   type DiskLayout,
@@ -87,12 +87,11 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
   const { client, installer } = settings
   const named = installer.hostname ?? lease.hostname
   const config = { ...client, ...(client.node || !named ? {} : { node: named }) }
-  // Shared with the client's install: once it verified the key list, the node config,
-  // overrides and scripts come over the certificate the list pins too (over HTTPS).
-  const connection = new ServerConnection(client.server)
-  const request: ServerRequestOptions = {
-    connection,
-    server: client.server,
+  // Shared with the client's install: the node config, overrides and scripts come from the
+  // first server that answers, the one that gave the manifest first; once the install
+  // verified the key list, over the certificates it pins (over HTTPS).
+  const servers = new ImageServers(client.server, { logger })
+  const request: RequestSettings = {
     connectTimeoutSeconds: client.connectTimeoutSeconds,
     ...(options.signal ? { signal: options.signal } : {}),
     onRetry: (attempt, err) =>
@@ -114,14 +113,18 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
     }
 
   const prepareTarget = step(async (manifest: ImageManifest) => {
+    const trust = await nodeConfigTrust(config, manifest, logger)
+    const query = {
+      image: manifest.name,
+      mac: lease.mac,
+      hostname: named,
+      layout: installer.disksLayout,
+    }
     const {
-      config: node,
-      source,
-      signed,
-    } = await fetchNodeConfig(
-      { image: manifest.name, mac: lease.mac, hostname: named, layout: installer.disksLayout },
-      request,
-      await nodeConfigTrust(config, manifest, logger),
+      value: { config: node, source, signed },
+      server,
+    } = await servers.firstAnswer({ what: 'node config' }, request, (to) =>
+      fetchNodeConfig(query, to, trust),
     )
     if (signed) {
       console.say(
@@ -134,7 +137,7 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
     console.say(
       source === 'server'
         ? `node config: host name ${hostname ?? 'none'}, groups ${node.groups.join(' ') || 'none'}, layout ${node.layoutName ?? 'default'}, overrides ${node.overrides.join(' ') || 'none'}, ${node.postInstall.length} post-install scripts`
-        : `the server has no node config (${client.server} is an older imageswarm): default layout, host name ${hostname ?? 'none'}, no overrides or post-install scripts`,
+        : `the server has no node config (${server} is an older imageswarm): default layout, host name ${hostname ?? 'none'}, no overrides or post-install scripts`,
     )
     let layout = node.layout
     const layoutName = node.layoutName ?? 'default'
@@ -191,7 +194,7 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
         hostname: made.hostname,
         domain: made.domain,
         image: manifest.name,
-        server: client.server,
+        server: servers.current,
         groups: made.node.groups,
         overrides: made.node.overrides,
         layoutName: made.layoutName,
@@ -202,6 +205,7 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
         prefix: lease.prefix,
         router: lease.router,
       },
+      servers,
       request,
       ...(made.digests ? { digests: made.digests } : {}),
       workDir: options.workDir,
@@ -228,7 +232,7 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
       ...(mounted
         ? { configureTarget: configureMounted }
         : { prepareTarget, configureTarget: configure }),
-      connection,
+      servers,
     })
     for (const problem of await mounts.unmountAll()) console.say(`unmounting: ${problem}`)
     await syncDisks(logger)
@@ -253,7 +257,7 @@ export async function installNode(options: NodeInstallOptions): Promise<NodeInst
     for (const problem of await mounts.unmountAll()) console.say(`unmounting: ${problem}`)
     throw internal ?? err
   } finally {
-    await connection.close()
+    await servers.close()
   }
 }
 

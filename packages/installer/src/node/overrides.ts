@@ -1,14 +1,14 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fetchInstallFile, formatMiB, type ServerRequestOptions } from '@imageswarm/client'
+import { formatMiB } from '@imageswarm/client'
 import {
   checkSignedFile,
   extractArchive,
   ImageSwarmError,
   type Logger,
   overridePath,
-  serverUrl,
 } from '@imageswarm/core'
+import { fetchFileFrom, type InstallFileSource } from './install-files.js'
 import type { InstallerConsole } from './installer-console.js'
 
 /**
@@ -29,25 +29,25 @@ export const OVERRIDE_SIZE_LIMIT = 256 * 1024 * 1024
  * written or extracted (E_SIGNATURE_INVALID naming it), and a 404 stops the install: the
  * server signed a config naming it, so its absence is not the site's choice.
  */
-export async function applyOverrides(options: {
-  names: readonly string[]
-  target: string
-  workDir: string
-  request: ServerRequestOptions
-  /** Override name → SHA-256 of its tar, from a verified node config. */
-  digests?: Readonly<Record<string, string>>
-  console: InstallerConsole
-  logger: Logger
-}): Promise<string[]> {
+export async function applyOverrides(
+  options: InstallFileSource & {
+    names: readonly string[]
+    target: string
+    workDir: string
+    /** Override name → SHA-256 of its tar, from a verified node config. */
+    digests?: Readonly<Record<string, string>>
+    console: InstallerConsole
+    logger: Logger
+  },
+): Promise<string[]> {
   const applied: string[] = []
   for (const name of options.names) {
-    const archive = await fetchInstallFile(
+    const { body: archive, url } = await fetchFileFrom(
+      options,
       overridePath(name),
       `override ${name}`,
       OVERRIDE_SIZE_LIMIT,
-      options.request,
     )
-    const url = serverUrl(options.request.server, overridePath(name))
     if (archive === undefined && options.digests) {
       throw new ImageSwarmError(
         'E_SIGNATURE_INVALID',

@@ -54,7 +54,7 @@ export interface InstallVariables {
   hostname?: string | undefined
   domain?: string | undefined
   image: string
-  /** The image server's base URL. */
+  /** The image server's base URL: of those given, the one that answered last. */
   server: string
   groups: readonly string[]
   overrides: readonly string[]

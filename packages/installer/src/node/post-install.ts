@@ -1,14 +1,8 @@
 import { chmod, copyFile, lstat, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fetchInstallFile, type ServerRequestOptions } from '@imageswarm/client'
-import {
-  checkSignedFile,
-  ImageSwarmError,
-  type Logger,
-  postInstallPath,
-  serverUrl,
-} from '@imageswarm/core'
+import { checkSignedFile, ImageSwarmError, type Logger, postInstallPath } from '@imageswarm/core'
 import { CHROOT_ENV } from './bootloader.js'
+import { fetchFileFrom, type InstallFileSource } from './install-files.js'
 import type { InstallerConsole } from './installer-console.js'
 import {
   type InstallVariables,
@@ -45,16 +39,17 @@ const FAILED_SCRIPT_LINES = 15
  * With `digests` (a signed node config), every server script must match its SHA-256 before
  * any script runs (E_SIGNATURE_INVALID naming it): all are fetched and checked first.
  */
-export async function runPostInstallScripts(options: {
-  target: string
-  serverScripts: readonly string[]
-  variables: InstallVariables
-  request: ServerRequestOptions
-  /** Script name → SHA-256, from a verified node config. */
-  digests?: Readonly<Record<string, string>>
-  console: InstallerConsole
-  logger: Logger
-}): Promise<string[]> {
+export async function runPostInstallScripts(
+  options: InstallFileSource & {
+    target: string
+    serverScripts: readonly string[]
+    variables: InstallVariables
+    /** Script name → SHA-256, from a verified node config. */
+    digests?: Readonly<Record<string, string>>
+    console: InstallerConsole
+    logger: Logger
+  },
+): Promise<string[]> {
   const { target, console, logger } = options
   const image = await listImageScripts(target)
   for (const skipped of image.skipped) {
@@ -103,11 +98,11 @@ export async function runPostInstallScripts(options: {
       await chmod(join(dir, name), 0o755)
     }
     for (const name of options.serverScripts) {
-      const body = await fetchInstallFile(
+      const { body, url } = await fetchFileFrom(
+        options,
         postInstallPath(name),
         `post-install script ${name}`,
         POST_INSTALL_SIZE_LIMIT,
-        options.request,
       )
       if (body === undefined) {
         throw new ImageSwarmError(
@@ -121,7 +116,6 @@ export async function runPostInstallScripts(options: {
         )
       }
       if (options.digests) {
-        const url = serverUrl(options.request.server, postInstallPath(name))
         checkSignedFile(body, options.digests[name], `post-install script ${name}`, url)
       }
       await writeFile(join(dir, name), body, { mode: 0o755 })
