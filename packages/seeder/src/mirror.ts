@@ -131,7 +131,7 @@ export class ImageMirror {
     this.#schedule(0)
   }
 
-  /** One poll, now (tests; the timer's polls never overlap with it). */
+  /** One poll, now; a poll already under way is waited for instead (polls never overlap). */
   async syncNow(): Promise<void> {
     if (!this.#syncing) {
       this.#syncing = this.#sync().finally(() => {
