@@ -237,6 +237,15 @@ describe.skipIf(skip !== undefined)('several image servers (network namespaces)'
     expect(outcome.faultAt, noFault('the primary was killed', outcome)).not.toBeNull()
     expect((await a.exited).signal).toBe('SIGKILL')
     await expectInstalled(outcome.clients)
+    // The mirror's dashboard shows the whole swarm: every node, from its own status posts.
+    const [reader] = clusterOf().clients
+    if (!reader) throw new Error('no client host')
+    const { nodes } = JSON.parse(
+      (
+        await fetchFrom(reader, `http://${serverHosts()[1].ip}:6969/api/images/${NAME}/nodes`)
+      ).toString('utf8'),
+    ) as { nodes: { peerId: string; source: string }[] }
+    expect(nodes.filter((node) => node.source === 'status')).toHaveLength(CLIENTS)
   }, 150_000)
 
   it("installs every client correctly when the primary's tracker is lost half way through", async () => {

@@ -80,11 +80,6 @@ export class ServerRegistry {
       .filter((url) => url !== self)
   }
 
-  /** Whether the primary's list is still current (a mirror that adopted one). */
-  get primaryHeard(): boolean {
-    return this.#adopted !== undefined && this.#live(this.#adopted.heard)
-  }
-
   /** Every live server, this one first: the answer to a mirror's registration. Live: heard
    * from within its intervals, and not down by its health checks. */
   list(): ServerList {
